@@ -1,0 +1,364 @@
+"""The `curate` command line: run pipelines, run single stages, inspect stats and sources."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from curate.pipeline import attach_sources, load_pipeline, make_stage, run_pipeline
+from curate.runner import AccountingError, RayExecutor, run_stage, start_ray
+from curate.sources.registry import ConfigError, Source, load_sources
+from curate.stage import Input
+
+app = typer.Typer(
+    help="Build pretraining corpora for medical language models: parse, filter, deduplicate, shard, on Ray.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+sources_app = typer.Typer(help="What sources.yaml declares.", no_args_is_help=True)
+app.add_typer(sources_app, name="sources")
+
+err = Console(stderr=True)
+out = Console()
+
+AddressOpt = Annotated[
+    str | None,
+    typer.Option("--address", envvar="RAY_ADDRESS", help="Ray cluster address; none starts a local Ray."),
+]
+CpusOpt = Annotated[int | None, typer.Option("--num-cpus", help="CPUs for a local Ray (default: all).")]
+SourcesOpt = Annotated[
+    Path | None, typer.Option("--sources", help="sources.yaml to use (default: nearest one upwards).")
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output stage directory.")]
+InputsArg = Annotated[list[Path], typer.Argument(help="Input files or folders.", show_default=False)]
+ShardsArg = Annotated[
+    list[Path], typer.Argument(help="Stage directories or Parquet files.", show_default=False)
+]
+
+
+class _Bar:
+    """One progress bar of a stage, counting finished tasks."""
+
+    def __init__(self, progress: Progress, name: str, total: int):
+        self._progress = progress
+        self._task = progress.add_task(name, total=total)
+
+    def advance(self, n: int) -> None:
+        self._progress.advance(self._task, n)
+
+    def close(self) -> None:
+        self._progress.refresh()
+
+
+def _progress_factory(progress: Progress):
+    return lambda name, total: _Bar(progress, name, total)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("tasks"),
+        TimeElapsedColumn(),
+        console=err,
+    )
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _summarise(manifests: list[dict[str, Any]], where: Path) -> None:
+    table = Table(title=f"curate: {where}", title_justify="left")
+    for column in ("stage", "in", "kept", "rejected", "errored", "tasks run", "skipped", "seconds"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for m in manifests:
+        c = m["counts"]
+        table.add_row(
+            m["stage"],
+            *(str(c[k]) for k in ("in", "kept", "rejected", "errored")),
+            str(m["tasks"]["run"]),
+            str(m["tasks"]["skipped"]),
+            f"{m['wall_seconds']:.1f}",
+        )
+    err.print(table)
+    failed = [f for m in manifests for f in m["failed_tasks"]]
+    if failed:
+        for f in failed:
+            err.print(f"[red]failed task[/] {f['task']}: {escape(f['error'])}", soft_wrap=True)
+        _fail(
+            f"{len(failed)} task(s) failed; their inputs are in rejected/ as errors. "
+            "Rerun the same command to retry only those.",
+            code=1,
+        )
+
+
+def _execute(body) -> list[dict[str, Any]]:
+    """Run body(executor, progress) with Ray started, turning configuration problems into clear errors."""
+    try:
+        with _progress() as progress:
+            return body(RayExecutor(), _progress_factory(progress))
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    except AccountingError as exc:
+        _fail(f"accounting check failed (a bug, please report it): {exc}", code=3)
+    return []
+
+
+def _run_single(
+    step: str,
+    params: dict[str, Any],
+    inputs: list[Input],
+    out_dir: Path,
+    sources_file: Path | None,
+    address: str | None,
+    num_cpus: int | None,
+) -> None:
+    try:
+        sources = load_sources(sources_file) if sources_file else load_sources()
+        stage = make_stage(step, step, params, sources)
+        attach_sources(stage, inputs, sources)
+    except ConfigError as exc:
+        _fail(str(exc))
+    start_ray(address, num_cpus)
+    manifests = _execute(lambda executor, progress: [run_stage(stage, inputs, out_dir, executor, progress)])
+    _summarise(manifests, out_dir)
+
+
+@app.callback()
+def main_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more (INFO).")] = False,
+) -> None:
+    """Build pretraining corpora for medical language models."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False)],
+    )
+
+
+@app.command()
+def run(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (see pipelines/).")],
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            "--workdir",
+            "-w",
+            help="Work directory (default: the YAML's 'workdir', else work/<pipeline name>).",
+        ),
+    ] = None,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    sources: SourcesOpt = None,
+) -> None:
+    """Run a pipeline: each stage writes DIR/<stage>/ and feeds the next. Reruns skip finished shards."""
+    try:
+        loaded, _ = load_pipeline(pipeline, sources)
+    except ConfigError as exc:
+        _fail(str(exc))
+    target = workdir or loaded.workdir or Path("work") / loaded.name
+    start_ray(address, num_cpus)
+    manifests = _execute(lambda executor, progress: run_pipeline(loaded, target, executor, progress))
+    _summarise(manifests, target)
+
+
+@app.command()
+def pdf(
+    inputs: InputsArg,
+    out_dir: OutOpt,
+    source: Annotated[str, typer.Option(help="Source tag from sources.yaml.")] = "local-pdf",
+    max_pages: Annotated[int, typer.Option(help="Reject PDFs with more pages.")] = 2000,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    sources: SourcesOpt = None,
+) -> None:
+    """Parse PDF files (folders are searched recursively) into records with PyMuPDF."""
+    _run_single(
+        "pdf",
+        {"source": source, "max_pages": max_pages},
+        [Input(str(p)) for p in inputs],
+        out_dir,
+        sources,
+        address,
+        num_cpus,
+    )
+
+
+@app.command()
+def html(
+    inputs: InputsArg,
+    out_dir: OutOpt,
+    source: Annotated[str, typer.Option(help="Source tag from sources.yaml.")] = "local-html",
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    sources: SourcesOpt = None,
+) -> None:
+    """Extract the main text of saved HTML pages (.html, .htm, .html.gz) with trafilatura."""
+    _run_single(
+        "html", {"source": source}, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus
+    )
+
+
+@app.command("filter")
+def filter_(
+    inputs: ShardsArg,
+    out_dir: OutOpt,
+    lang: Annotated[list[str], typer.Option("--lang", help="Language(s) to keep (repeat).")] = ["en"],  # noqa: B006
+    threshold: Annotated[float, typer.Option(help="Minimum fastText language score.")] = 0.65,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    sources: SourcesOpt = None,
+) -> None:
+    """Keep documents in the wanted languages (fastText lid.176)."""
+    _run_single(
+        "filter",
+        {"keep": lang, "threshold": threshold},
+        [Input(str(p)) for p in inputs],
+        out_dir,
+        sources,
+        address,
+        num_cpus,
+    )
+
+
+@app.command()
+def dedup(
+    inputs: ShardsArg,
+    out_dir: OutOpt,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    sources: SourcesOpt = None,
+) -> None:
+    """Remove exact duplicates (normalised text) across sources; survivors by source priority, length, id."""
+    _run_single("dedup", {}, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
+
+
+@app.command()
+def shard(
+    inputs: ShardsArg,
+    out_dir: OutOpt,
+    target_size: Annotated[str, typer.Option(help="Approximate shard size, e.g. 256MB, 1GB.")] = "256MB",
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    sources: SourcesOpt = None,
+) -> None:
+    """Write final pretraining shards (zstd Parquet) with stats.json per shard and for the corpus."""
+    _run_single(
+        "shard",
+        {"target_size": target_size},
+        [Input(str(p)) for p in inputs],
+        out_dir,
+        sources,
+        address,
+        num_cpus,
+    )
+
+
+@app.command()
+def stats(
+    path: Annotated[Path, typer.Argument(help="A stage directory or a pipeline work directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    html_path: Annotated[
+        Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")
+    ] = None,
+    tokenizer: Annotated[
+        Path | None, typer.Option(help="tokenizers JSON file for exact token counts (else approximate).")
+    ] = None,
+) -> None:
+    """Documents, characters, words, tokens; by source, language, licence; lengths; drops; the funnel."""
+    from curate.stats.compute import collect_stats
+    from curate.stats.report import print_stats, write_html
+
+    try:
+        result = collect_stats(path, tokenizer=str(tokenizer) if tokenizer else None)
+    except (ValueError, RuntimeError, ImportError) as exc:
+        _fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
+    else:
+        print_stats(result, out)
+    if html_path:
+        write_html(result, html_path)
+        err.print(f"wrote {html_path}")
+
+
+def _load_sources_or_fail(path: Path | None) -> dict[str, Source]:
+    try:
+        return load_sources(path) if path else load_sources()
+    except ConfigError as exc:
+        _fail(str(exc))
+    return {}
+
+
+@sources_app.command("list")
+def sources_list(
+    sources: SourcesOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List every source: tag, content type, licence, redistributable, priority."""
+    found = _load_sources_or_fail(sources)
+    if as_json:
+        rows = [
+            {
+                "name": s.name,
+                "title": s.title,
+                "homepage": s.homepage,
+                "content": s.content,
+                "license": s.license,
+                "redistributable": s.redistributable,
+                "priority": s.priority,
+            }
+            for s in found.values()
+        ]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title=f"{len(found)} sources")
+    for column in ("source", "content", "redistributable", "priority", "title"):
+        table.add_column(column)
+    for s in found.values():
+        table.add_row(s.name, s.content, "yes" if s.redistributable else "no", str(s.priority), s.title)
+    out.print(table)
+
+
+@sources_app.command("show")
+def sources_show(
+    name: Annotated[str, typer.Argument(help="Source tag.")],
+    sources: SourcesOpt = None,
+) -> None:
+    """Everything sources.yaml says about one source."""
+    found = _load_sources_or_fail(sources)
+    if name not in found:
+        _fail(f"unknown source {name!r}; known: {', '.join(sorted(found))}")
+    s = found[name]
+    for key, value in [
+        ("source", s.name),
+        ("title", s.title),
+        ("homepage", s.homepage),
+        ("content", s.content),
+        ("license", s.license),
+        ("redistributable", s.redistributable),
+        ("priority", s.priority),
+        ("allowed_domains", ", ".join(s.allowed_domains)),
+        ("notes", s.notes),
+        *sorted(s.extra.items()),
+    ]:
+        out.print(f"[bold]{key:>16}[/]  {value if value is not None else '-'}")
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""Deduplication: exact (normalised text) now; MinHash near-duplicates next."""

@@ -1,0 +1,104 @@
+"""Exact deduplication on normalised text, across sources, with a deterministic survivor per cluster.
+
+Two passes: every shard's (position, id, text hash, rank) keys are gathered and each hash's survivor
+chosen; then each shard drops the rows that are not survivors. Only the small key tables travel, not text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.io import read_parquet
+from curate.schema import split_by_mask
+from curate.sources.registry import DEFAULT_PRIORITY
+from curate.stage import TableStage, Task
+
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalize_text(text: str) -> str:
+    """Unicode NFKC, case-folded, punctuation and whitespace collapsed: what 'the same text' means here."""
+    return _NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def text_hash(text: str) -> str:
+    """64-bit hash of the normalised text, as 16 hex characters (the exact-duplicate cluster key)."""
+    return hashlib.blake2b(normalize_text(text).encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+def duplicate_keys(table: pa.Table, priority: dict[str, int], shard: int = 0) -> pa.Table:
+    """The columns that decide survivors: position (shard, row), id, hash, source priority, length."""
+    texts = table.column("text").to_pylist()
+    sources = table.column("source").to_pylist()
+    return pa.table(
+        {
+            "shard": pa.array([shard] * table.num_rows, pa.int32()),
+            "row": pa.array(range(table.num_rows), pa.int64()),
+            "id": table.column("id"),
+            "hash": pa.array([text_hash(t) for t in texts], pa.string()),
+            "priority": pa.array([priority.get(s, DEFAULT_PRIORITY) for s in sources], pa.int32()),
+            "length": pc.utf8_length(table.column("text")).cast(pa.int64()),
+        }
+    )
+
+
+def choose_survivors(keys: pa.Table) -> dict[tuple[int, int], str]:
+    """(shard, row) -> survivor id for every row that is not its cluster's survivor.
+
+    The survivor has the best source priority, then the longest text, then the smallest id (then position),
+    so the choice does not depend on how the corpus was split into shards.
+    """
+    if keys.num_rows == 0:
+        return {}
+    order = [("hash", "ascending"), ("priority", "ascending"), ("length", "descending"), ("id", "ascending")]
+    ordered = keys.take(
+        pc.sort_indices(keys, sort_keys=order + [("shard", "ascending"), ("row", "ascending")])
+    )
+    ids = ordered.column("id").to_pylist()
+    hashes = ordered.column("hash").to_pylist()
+    positions = list(zip(ordered.column("shard").to_pylist(), ordered.column("row").to_pylist(), strict=True))
+    dropped: dict[tuple[int, int], str] = {}
+    survivor = ids[0]
+    for i in range(1, len(ids)):
+        if hashes[i] == hashes[i - 1]:
+            dropped[positions[i]] = survivor
+        else:
+            survivor = ids[i]
+    return dropped
+
+
+def _shard_keys(path: str, priority: dict[str, int], shard: int) -> pa.Table:
+    return duplicate_keys(read_parquet(path, columns=["id", "text", "source"]), priority, shard)
+
+
+@dataclass
+class ExactDedup(TableStage):
+    """Remove documents whose normalised text equals another's; every row gets its dup_cluster."""
+
+    step: ClassVar[str] = "dedup"
+    priority: dict[str, int] = field(default_factory=dict)  # source -> rank, from sources.yaml
+
+    def prepare(self, tasks: list[Task], map_fn) -> list[Task]:
+        keys = map_fn(_shard_keys, [(t.inputs[0], self.priority, n) for n, t in enumerate(tasks)])
+        dropped = choose_survivors(pa.concat_tables(keys)) if keys else {}
+        by_shard: list[dict[int, str]] = [{} for _ in tasks]
+        for (shard, row), survivor in dropped.items():
+            by_shard[shard][row] = survivor
+        return [Task(t.name, t.inputs, rows) for t, rows in zip(tasks, by_shard, strict=True)]
+
+    def apply(self, table: pa.Table, task: Task) -> tuple[pa.Table, pa.Table]:
+        dropped: dict[int, str] = task.payload or {}
+        table = table.append_column(
+            "dup_cluster", pa.array([text_hash(t) for t in table.column("text").to_pylist()], pa.string())
+        )
+        keep = [row not in dropped for row in range(table.num_rows)]
+        reasons = [None if k else "exact_duplicate" for k in keep]
+        details = [None if k else f"duplicate of {dropped[row]}" for row, k in enumerate(keep)]
+        return split_by_mask(table, keep, self.name, reasons, details)

@@ -1,0 +1,1 @@
+"""Filters: language identification and (later) quality heuristics."""

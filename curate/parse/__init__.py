@@ -1,0 +1,1 @@
+"""Parsers: raw inputs (PDF, HTML) to clean text."""

@@ -1,0 +1,140 @@
+"""Parse stages: raw files (PDF, saved HTML) in folders to records, one task per batch of files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from curate.schema import (
+    ERROR_REASON,
+    ParsedDoc,
+    Rejection,
+    clean_str,
+    dumps_meta,
+    records_table,
+    with_drop,
+)
+from curate.stage import Input, Stage, StageResult, Task, describe_error, short_hash
+
+
+@dataclass
+class FileStage(Stage):
+    """Base of stages whose inputs are files: each file is one document, kept, rejected or errored."""
+
+    suffixes: ClassVar[tuple[str, ...]] = ()
+    source: str = ""
+    licenses: dict[str, str | None] = field(default_factory=dict)
+    batch_size: int = 16
+
+    def plan(self, inputs: list[Input]) -> list[Task]:
+        files: list[tuple[str, str, str]] = []  # (path, source, id key)
+        for item in inputs:
+            source = item.source or self.source
+            if not source:
+                raise ValueError(f"stage {self.name!r}: no source tag for input {item.path}")
+            root = Path(item.path)
+            if root.is_file():
+                files.append((str(root), source, _strip_suffix(root.name, self.suffixes)))
+                continue
+            if not root.is_dir():
+                raise FileNotFoundError(f"stage {self.name!r}: input not found: {root}")
+            for f in sorted(root.rglob("*")):
+                # Symlinks could point anywhere (outside the input, or in a loop): not followed.
+                if f.is_file() and not f.is_symlink() and f.name.lower().endswith(self.suffixes):
+                    key = _strip_suffix(f.relative_to(root).as_posix(), self.suffixes)
+                    files.append((str(f), source, key))
+        if not files:
+            wanted = ", ".join(self.suffixes)
+            raise FileNotFoundError(
+                f"stage {self.name!r}: no {wanted} files under {[i.path for i in inputs]}"
+            )
+        tasks = []
+        for start in range(0, len(files), self.batch_size):
+            batch = files[start : start + self.batch_size]
+            name = f"part-{start // self.batch_size:05d}-{short_hash(*[p for p, _, _ in batch])}"
+            tasks.append(
+                Task(
+                    name=name,
+                    inputs=tuple(p for p, _, _ in batch),
+                    payload=tuple((s, k) for _, s, k in batch),
+                )
+            )
+        return tasks
+
+    def count_in(self, task: Task) -> int:
+        return len(task.inputs)
+
+    def process(self, task: Task) -> StageResult:
+        kept, dropped, reasons, details = [], [], [], []
+        for path, (source, key) in zip(task.inputs, task.payload, strict=True):
+            row = {
+                "id": f"{source}:{key}",
+                "text": "",
+                "source": source,
+                "url": Path(path).resolve().as_uri(),
+                "license": self.licenses.get(source),
+            }
+            try:
+                doc = self.parse(Path(path))
+            except Rejection as rejection:
+                reasons.append(rejection.reason)
+                details.append(rejection.detail)
+                dropped.append(row)
+                continue
+            except Exception as exc:  # noqa: BLE001 - one bad file must not fail its batch
+                reasons.append(ERROR_REASON)
+                details.append(describe_error(exc))
+                dropped.append(row)
+                continue
+            meta = {"file": key, "bytes": Path(path).stat().st_size, **doc.meta}
+            kept.append(
+                {**row, "text": clean_str(doc.text), "title": clean_str(doc.title), "meta": dumps_meta(meta)}
+            )
+        rejected = with_drop(records_table(dropped), self.name, reasons, details)
+        return StageResult(kept=records_table(kept), rejected=rejected)
+
+    def parse(self, path: Path) -> ParsedDoc:
+        """Parse one file, raising Rejection for known bad input."""
+        raise NotImplementedError
+
+
+def _strip_suffix(name: str, suffixes: tuple[str, ...]) -> str:
+    lower = name.lower()
+    for suffix in sorted(suffixes, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+@dataclass
+class PdfStage(FileStage):
+    """PDF files to records with PyMuPDF."""
+
+    step: ClassVar[str] = "pdf"
+    suffixes: ClassVar[tuple[str, ...]] = (".pdf",)
+    source: str = "local-pdf"
+    batch_size: int = 8
+    max_pages: int = 2000
+
+    def parse(self, path: Path) -> ParsedDoc:
+        from curate.parse.pdf import parse_pdf
+
+        return parse_pdf(path, max_pages=self.max_pages)
+
+
+@dataclass
+class HtmlStage(FileStage):
+    """Saved HTML pages (.html, .htm, .html.gz) to records with trafilatura."""
+
+    step: ClassVar[str] = "html"
+    suffixes: ClassVar[tuple[str, ...]] = (".html", ".htm", ".html.gz", ".htm.gz")
+    source: str = "local-html"
+    batch_size: int = 64
+    max_bytes: int = 50_000_000
+
+    def parse(self, path: Path) -> ParsedDoc:
+        from curate.parse.html import extract_html, read_html_file
+
+        raw = read_html_file(path, max_bytes=self.max_bytes)
+        return extract_html(raw, url=None, max_bytes=self.max_bytes)

@@ -1,0 +1,165 @@
+"""Pipeline YAML: an ordered list of stages, each reading raw inputs or earlier stages' outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curate.dedup.exact import ExactDedup
+from curate.filter.language import LanguageFilter
+from curate.io import write_json
+from curate.parse.stages import FileStage, HtmlStage, PdfStage
+from curate.runner import run_stage
+from curate.shard import ShardStage
+from curate.sources.registry import (
+    ConfigError,
+    Source,
+    find_sources_file,
+    load_sources,
+    load_yaml,
+    require_source,
+)
+from curate.stage import Input, Stage
+
+STEPS: dict[str, type[Stage]] = {
+    cls.step: cls for cls in (PdfStage, HtmlStage, LanguageFilter, ExactDedup, ShardStage)
+}
+# Filled from sources.yaml, not written by users in pipeline YAML.
+DERIVED_FIELDS = {"name", "licenses", "priority"}
+PIPELINE_FILE = "pipeline.json"
+
+
+@dataclass
+class PlannedStage:
+    """A stage of a pipeline with its resolved inputs."""
+
+    stage: Stage
+    inputs: list[Input]
+
+
+@dataclass
+class Pipeline:
+    """A loaded pipeline: its name, default work directory, and stages in order."""
+
+    name: str
+    path: Path | None
+    workdir: Path | None
+    stages: list[PlannedStage]
+    text: str = ""
+
+
+def step_options(step: str) -> list[str]:
+    """The parameters a step accepts in pipeline YAML."""
+    return [f.name for f in dataclasses.fields(STEPS[step]) if f.name not in DERIVED_FIELDS]
+
+
+def make_stage(step: str, name: str, params: dict[str, Any], sources: dict[str, Source]) -> Stage:
+    """Build a stage from its step name and YAML/CLI parameters, filling what sources.yaml decides."""
+    if step not in STEPS:
+        raise ConfigError(f"stage {name!r}: unknown step {step!r}; steps are: {', '.join(sorted(STEPS))}")
+    unknown = sorted(set(params) - set(step_options(step)))
+    if unknown:
+        raise ConfigError(
+            f"stage {name!r}: unknown option(s) {', '.join(unknown)} for step {step!r}; "
+            f"it takes: {', '.join(step_options(step)) or 'no options'}"
+        )
+    cls = STEPS[step]
+    try:
+        stage = cls(name=name, **params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"stage {name!r}: {exc}") from exc
+    if isinstance(stage, ExactDedup) and not stage.priority:
+        stage.priority = {s.name: s.priority for s in sources.values()}
+    return stage
+
+
+def attach_sources(stage: Stage, inputs: list[Input], sources: dict[str, Source]) -> None:
+    """Check every source tag a file stage uses and give it their licences."""
+    if not isinstance(stage, FileStage):
+        return
+    used = {i.source or stage.source for i in inputs}
+    stage.licenses = {s: require_source(sources, s).license for s in sorted(used)}
+
+
+def load_pipeline(
+    path: str | os.PathLike, sources_file: str | os.PathLike | None = None
+) -> tuple[Pipeline, dict]:
+    """Load pipeline YAML and sources.yaml, resolving inputs; raises ConfigError naming what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"pipeline file not found: {path}")
+    data = load_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("stages"), list) or not data["stages"]:
+        raise ConfigError(f"{path}: expected a mapping with a non-empty 'stages:' list")
+    base = path.parent
+    if sources_file is None:
+        sources_file = base / data["sources"] if data.get("sources") else find_sources_file(base)
+    sources = load_sources(sources_file)
+    planned: list[PlannedStage] = []
+    names: list[str] = []
+    for n, entry in enumerate(data["stages"]):
+        if not isinstance(entry, dict) or "step" not in entry:
+            raise ConfigError(
+                f"{path}: stage #{n + 1} needs at least 'step:' (one of {', '.join(sorted(STEPS))})"
+            )
+        entry = dict(entry)
+        step = str(entry.pop("step"))
+        name = str(entry.pop("name", step))
+        if name in names:
+            raise ConfigError(f"{path}: two stages are named {name!r}; give each a unique 'name:'")
+        raw_inputs = entry.pop("inputs", None)
+        stage = make_stage(step, name, entry, sources)
+        inputs = _resolve_inputs(path, name, raw_inputs, names, base)
+        attach_sources(stage, inputs, sources)
+        planned.append(PlannedStage(stage, inputs))
+        names.append(name)
+    workdir = base / data["workdir"] if data.get("workdir") else None
+    pipeline = Pipeline(
+        str(data.get("name") or path.stem), path, workdir, planned, path.read_text(encoding="utf-8")
+    )
+    return pipeline, sources
+
+
+def _resolve_inputs(path: Path, name: str, raw: Any, earlier: list[str], base: Path) -> list[Input]:
+    if raw is None:
+        if not earlier:
+            raise ConfigError(f"{path}: stage {name!r} is first, so it needs 'inputs:' (files or folders)")
+        return [Input(f"@{earlier[-1]}")]
+    if not isinstance(raw, list):
+        raw = [raw]
+    inputs = []
+    for item in raw:
+        if isinstance(item, str):
+            item = {"path": item}
+        if not isinstance(item, dict) or "path" not in item:
+            raise ConfigError(
+                f"{path}: stage {name!r}: an input is a path, a stage name, or {{path, source}}"
+            )
+        target = str(item["path"])
+        if target in earlier:
+            inputs.append(Input(f"@{target}"))
+        else:
+            inputs.append(Input(str((base / target).resolve()), item.get("source")))
+    return inputs
+
+
+def run_pipeline(pipeline: Pipeline, workdir: Path, executor, progress=None) -> list[dict[str, Any]]:
+    """Run every stage in order; a stage's output directory feeds the stages that name it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_json(
+        {
+            "pipeline": pipeline.name,
+            "file": str(pipeline.path) if pipeline.path else None,
+            "stages": [p.stage.name for p in pipeline.stages],
+            "yaml": pipeline.text,
+        },
+        workdir / PIPELINE_FILE,
+    )
+    manifests = []
+    for planned in pipeline.stages:
+        inputs = [Input(str(workdir / i.path[1:])) if i.path.startswith("@") else i for i in planned.inputs]
+        manifests.append(run_stage(planned.stage, inputs, workdir / planned.stage.name, executor, progress))
+    return manifests

@@ -1,0 +1,103 @@
+"""The final stage: repack records into pretraining shards of a target size, with stats per shard."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.io import parquet_files, read_parquet, write_json
+from curate.schema import conform
+from curate.stage import Input, Stage, StageResult, Task, empty_rejected
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "KI": 2**10, "MI": 2**20, "GI": 2**30, "TI": 2**40}
+
+
+def parse_size(size: str | int) -> int:
+    """Bytes in a size such as 256MB, 1.5GB, 512MiB or a plain number."""
+    if isinstance(size, int):
+        return size
+    match = _SIZE.match(str(size))
+    if not match:
+        raise ValueError(f"not a size: {size!r} (use e.g. 256MB, 1GB, 512MiB)")
+    unit = (match.group(2) or "").upper().removesuffix("B")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def plan_slices(files: list[tuple[str, int, int]], target_bytes: int) -> list[list[tuple[str, int, int]]]:
+    """Cut (path, rows, bytes) files into consecutive (path, offset, length) slices of about target_bytes."""
+    shards: list[list[tuple[str, int, int]]] = []
+    current: list[tuple[str, int, int]] = []
+    filled = 0.0
+    for path, rows, size in files:
+        per_row = size / rows if rows else 0.0
+        offset = 0
+        while offset < rows:
+            room = max(1, int((target_bytes - filled) / per_row)) if per_row else rows
+            length = min(rows - offset, room)
+            current.append((path, offset, length))
+            filled += length * per_row
+            offset += length
+            if filled >= target_bytes:
+                shards.append(current)
+                current, filled = [], 0.0
+    if current:
+        shards.append(current)
+    return shards
+
+
+@dataclass
+class ShardStage(Stage):
+    """Pretraining shards: zstd Parquet of about target_size each, small row groups for streaming."""
+
+    step: ClassVar[str] = "shard"
+    target_size: str = "256MB"
+    row_group_rows: int = 1000
+
+    def __post_init__(self) -> None:
+        parse_size(self.target_size)  # fail when the pipeline is loaded, not after the stages before it ran
+
+    @property
+    def row_group_size(self) -> int:  # type: ignore[override]
+        return self.row_group_rows
+
+    def plan(self, inputs: list[Input]) -> list[Task]:
+        files = []
+        for path in parquet_files([i.path for i in inputs]):
+            rows = pq.ParquetFile(path).metadata.num_rows
+            if rows:
+                files.append((str(path), rows, path.stat().st_size))
+        slices = plan_slices(files, parse_size(self.target_size))
+        return [
+            Task(name=f"shard-{n:05d}", inputs=tuple(dict.fromkeys(p for p, _, _ in s)), payload=tuple(s))
+            for n, s in enumerate(slices)
+        ]
+
+    def count_in(self, task: Task) -> int:
+        return sum(length for _, _, length in task.payload)
+
+    def process(self, task: Task) -> StageResult:
+        from curate.stats.compute import table_stats
+
+        parts = [conform(read_parquet(p).slice(offset, length)) for p, offset, length in task.payload]
+        table = pa.concat_tables(parts, promote_options="default")
+        stats = json.dumps(table_stats(table), indent=2, sort_keys=True).encode()
+        return StageResult(
+            kept=table, rejected=empty_rejected(table.schema), sidecars={f"{task.name}.stats.json": stats}
+        )
+
+    def finish(self, out_dir: Path, manifest: dict[str, Any]) -> None:
+        from curate.stats.compute import collect_stats
+
+        shards = {Path(o["path"]).stem for o in manifest["outputs"]}
+        for f in out_dir.glob("*.stats.json"):
+            if f.name.removesuffix(".stats.json") not in shards:
+                f.unlink()
+        if shards:
+            write_json(collect_stats(out_dir), out_dir / "stats.json")

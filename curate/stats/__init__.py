@@ -1,0 +1,1 @@
+"""Corpus statistics: terminal tables, JSON and an HTML report."""
