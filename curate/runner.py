@@ -76,14 +76,13 @@ def execute_task(stage: Stage, task: Task, out_dir: str) -> dict[str, Any]:
         "characters_kept": _characters(result.kept),
         "characters_rejected": _characters(result.rejected),
         "drop_reasons": dict(sorted(reasons.items())),
-        "node": _node_id(),
-        "seconds": round(time.perf_counter() - start, 3),
     }
     if counts["in"] != counts["kept"] + result.rejected.num_rows:
         raise AccountingError(
             f"stage {stage.name!r} task {task.name}: {counts['in']} documents in, but {counts['kept']} kept "
             f"+ {result.rejected.num_rows} rejected/errored"
         )
+    # Only deterministic facts go into the file, so that a rerun writes identical bytes.
     meta = dict(result.kept.schema.metadata or {})
     meta[TASK_META_KEY] = json.dumps(counts, sort_keys=True).encode()
     write_parquet(
@@ -91,7 +90,7 @@ def execute_task(stage: Stage, task: Task, out_dir: str) -> dict[str, Any]:
         out / f"{task.name}.parquet",
         row_group_size=stage.row_group_size,
     )
-    return counts
+    return {**counts, "node": _node_id(), "seconds": round(time.perf_counter() - start, 3)}
 
 
 def _characters(table: pa.Table) -> int:
@@ -199,7 +198,7 @@ def run_stage(
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     tasks = stage.plan(inputs)
-    fingerprint = _fingerprint(stage, tasks)
+    fingerprint = _fingerprint(stage, tasks, out)
     _reset_if_changed(out, fingerprint, stage.name)
     (out / MANIFEST).unlink(missing_ok=True)  # a stage without a manifest is unfinished
     write_json({"fingerprint": fingerprint, "step": stage.step, "params": stage.params()}, out / STATE_FILE)
@@ -207,15 +206,20 @@ def run_stage(
 
     todo = [t for t in tasks if not (out / f"{t.name}.parquet").exists()]
     failed: list[dict[str, Any]] = []
+    nodes: Counter = Counter()  # tasks run per Ray node, in this invocation
+    task_seconds = 0.0
     bar = progress(stage.name, len(tasks)) if progress else None
     if bar:
         bar.advance(len(tasks) - len(todo))
     if todo:
         prepared = {t.name: t for t in stage.prepare(tasks, lambda fn, args: _map_all(executor, fn, args))}
         todo = [prepared[t.name] for t in todo]
-        for index, _counts, error in executor.map(execute_task, [(stage, t, str(out)) for t in todo]):
+        for index, counts, error in executor.map(execute_task, [(stage, t, str(out)) for t in todo]):
             if error is not None:
                 failed.append(_record_failure(stage, todo[index], out, error))
+            else:
+                nodes[counts["node"]] += 1
+                task_seconds += counts["seconds"]
             if bar:
                 bar.advance(1)
     if bar:
@@ -227,7 +231,8 @@ def run_stage(
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         wall_seconds=round(time.perf_counter() - t0, 3),
     )
-    manifest["tasks"].update(run=len(todo), skipped=len(tasks) - len(todo))
+    manifest["tasks"].update(run=len(todo), skipped=len(tasks) - len(todo), seconds=round(task_seconds, 3))
+    manifest["nodes"] = dict(sorted(nodes.items()))
     stage.finish(out, manifest)
     write_json(manifest, out / MANIFEST)
     counts = manifest["counts"]
@@ -247,12 +252,15 @@ def _map_all(
     return results
 
 
-def _fingerprint(stage: Stage, tasks: list[Task]) -> str:
-    inputs = sorted({p for t in tasks for p in t.inputs})
+def _fingerprint(stage: Stage, tasks: list[Task], out: Path) -> str:
+    workdir = out.resolve().parent
     signatures = []
-    for p in inputs:
+    for p in sorted({p for t in tasks for p in t.inputs}):
         st = os.stat(p)
-        signatures.append(f"{p}:{st.st_size}:{st.st_mtime_ns}")
+        # Inputs inside the work directory are named relative to it, so a moved work directory still resumes.
+        path = Path(p).resolve()
+        name = path.relative_to(workdir).as_posix() if path.is_relative_to(workdir) else str(path)
+        signatures.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
     params = json.dumps(stage.params(), sort_keys=True, default=str)
     return short_hash(stage.step, params, *[f"{t.name}:{t.payload!r}" for t in tasks], *signatures)
 
@@ -307,8 +315,6 @@ def _task_counts(stage: Stage, task: Task, out: Path, failed: dict[str, dict]) -
         "characters_kept": 0,
         "characters_rejected": 0,
         "drop_reasons": {ERROR_REASON: documents},
-        "node": None,
-        "seconds": 0,
     }
 
 
@@ -327,15 +333,12 @@ def _manifest(
     failed_by_name = {f["task"]: f for f in failed}
     totals: Counter = Counter()
     reasons: Counter = Counter()
-    nodes: Counter = Counter()
     for task in tasks:
         c = _task_counts(stage, task, out, failed_by_name)
         totals.update(
             {k: c[k] for k in ("in", "kept", "rejected", "errored", "characters_kept", "characters_rejected")}
         )
         reasons.update(c["drop_reasons"])
-        if c.get("node"):
-            nodes[c["node"]] += 1
     outputs = [_file_entry(out / f"{t.name}.parquet", out) for t in tasks if t.name not in failed_by_name]
     rejected = [_file_entry(p, out) for t in tasks if (p := out / "rejected" / f"{t.name}.parquet").exists()]
     schema = pq.read_schema(out / outputs[0]["path"]).remove_metadata() if outputs else None
@@ -353,7 +356,6 @@ def _manifest(
         "drop_reasons": dict(sorted(reasons.items())),
         "failed_tasks": failed,
         "tasks": {"total": len(tasks)},
-        "nodes": dict(sorted(nodes.items())),
         "schema": schema.to_string(show_schema_metadata=False) if schema else None,
         "versions": versions(),
     }

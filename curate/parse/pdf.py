@@ -14,6 +14,7 @@ file can be unusable turned into a `Rejection` with a reason code:
 
 from __future__ import annotations
 
+import html
 import math
 import os
 import re
@@ -34,16 +35,21 @@ pymupdf.TOOLS.mupdf_display_warnings(False)
 _TEXT_FLAGS = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
 
 _BOLD = 16  # span flag bit
-_MARGIN = 0.1  # share of the page height at the top and bottom where running headers/footers live
+_COLUMN_MIN = 0.05  # a page is two-column when each side holds this share of its text (last pages: less)
+_MARGIN = 0.12  # share of the page height at the top and bottom where running headers/footers live
 _GARBLED_MIN_LETTERS = 0.35  # below this share of letters among visible characters the text is garbage
 _GARBLED_MAX_BAD = 0.15  # above this share of control/private-use/replacement characters it is garbage
 _CUT_FROM = 0.3  # a References heading cuts the text only when it comes after this share of the text
+_TABLE_MAX_LETTERS = 0.4  # paragraphs with fewer letters than this share are table cells (numbers)
 _NO_TEXT_CHARS_PER_PAGE = 20  # fewer visible characters per page than this, on image pages, is a scan
 
 _HYPHENS = "-\u2010\u2011\u00ad"
 _TERMINAL = ".!?:;"
 _DOI = re.compile(r"\b(10\.\d{4,9}/[^\s\"<>]+)")
-_NUMBER_LINE = re.compile(r"^[\s\-–—(\[]*(?:page\s*)?[\divxlc]{1,4}(?:\s*(?:of|/)\s*\d+)?[\s\-–—)\].]*$", re.I)
+_NUMBER_LINE = re.compile(
+    r"^[\s\-–—(\[]*(?:page\s*)?[\divxlc]{1,4}(?:\s*(?:of|/)\s*\d+)?[\s\-–—)\].]*$", re.I
+)
+_LIST_ITEM = re.compile(r"^\d+[.)]\s")
 _DIGITS = re.compile(r"\d+")
 _SPACES = re.compile(r"\s+")
 _WORDS = re.compile(r"[^\W\d_]+")
@@ -55,12 +61,23 @@ _BACK_MATTER = re.compile(
     r"|acknowledge?ments?|funding|competinginterests?|conflicts?ofinterests?|declarationofcompetinginterest"
     r"|authors?'?(?:s'?)?contributions?|authorcontributions?)[:.]?$"
 )
+_REFERENCE_WORDS = {
+    "reference",
+    "references",
+    "bibliography",
+    "literaturecited",
+    "workscited",
+    "referencelist",
+    "citedliterature",
+}
 # Metadata titles that are file names or producer defaults rather than the article's title.
 _FAKE_TITLE = re.compile(
-    r"(\.(pdf|docx?|rtf|txt|fm|indd|qxd|qxp|tex|dvi|ps|eps|pm\d|p65|xml|html?)\b)|^(untitled|microsoft word|"
-    r"adobe photoshop|powerpoint|title|document\d*|slide \d+)",
+    r"(\.(pdf|docx?|rtf|txt|fm|indd|qxd|qxp|tex|dvi|ps|eps|pm\d|p65|xml|html?)\b)"
+    r"|^(untitled|microsoft word|adobe photoshop|powerpoint)|^(title|document\d*|slide \d+)$",
     re.I,
 )
+_YEAR = re.compile(r"\b(19|20)\d\d\b")
+_JOURNAL = re.compile(r"\bjournal\b", re.I)
 # Labels set in the title's font on some first pages ("Review Article" above the title).
 _ARTICLE_LABEL = re.compile(
     r"^(original|review|research|clinical|case|short|brief|special)?\s*(article|paper|report|communication)s?$"
@@ -116,27 +133,36 @@ class _Page:
 
 def parse_pdf(path: str | os.PathLike, *, max_pages: int = 2000) -> ParsedDoc:
     """Extract a PDF's body text, title and metadata, or raise Rejection with a pdf_* reason code."""
+    name = os.fspath(path)
+    pymupdf.TOOLS.reset_mupdf_warnings()  # what MuPDF reports while opening tells a damaged file apart
     try:
-        doc = pymupdf.open(os.fspath(path), filetype="pdf")
+        doc = pymupdf.open(name, filetype="pdf")
     except Exception as exc:  # noqa: BLE001 - every way of failing to open is the same verdict
-        raise Rejection("pdf_broken", f"cannot open: {_message(exc)}") from None
+        # The record already says which file; the detail keeps MuPDF's words without the full path.
+        detail = _message(exc).replace(name, os.path.basename(name))
+        raise Rejection("pdf_broken", f"cannot open: {detail}") from None
     try:
         with doc:
-            pages, metadata = _read(doc, max_pages)
+            pages, metadata, failed = _read(doc, max_pages)
     finally:
         # MuPDF keeps every warning in a process-wide store; clear it so long workers do not grow.
         pymupdf.TOOLS.reset_mupdf_warnings()
-    return _assemble(pages, metadata)
+    return _assemble(pages, metadata, failed)
 
 
 def _message(exc: BaseException) -> str:
+    """An exception as one short line (MuPDF messages can span lines)."""
     text = _SPACES.sub(" ", str(exc)).strip() or type(exc).__name__
     return text[:200]
 
 
-def _read(doc: pymupdf.Document, max_pages: int) -> tuple[list[_Page], dict[str, str]]:
+def _read(doc: pymupdf.Document, max_pages: int) -> tuple[list[_Page], dict[str, str], int]:
     """Open checks, then the positioned lines of every page; only PyMuPDF calls happen in here."""
     try:
+        if not doc.is_pdf:
+            # MuPDF sniffs the content and opens images, EPUB or XPS despite filetype="pdf".
+            kind = (doc.metadata or {}).get("format") or "another format"
+            raise Rejection("pdf_broken", f"not a PDF: the file is {kind}")
         if doc.needs_pass and not doc.authenticate(""):
             raise Rejection("pdf_encrypted", "needs a password")
         count = doc.page_count
@@ -146,9 +172,11 @@ def _read(doc: pymupdf.Document, max_pages: int) -> tuple[list[_Page], dict[str,
     except Exception as exc:  # noqa: BLE001
         raise Rejection("pdf_broken", f"cannot read: {_message(exc)}") from None
     if count == 0:
-        # A truncated file "opens" after MuPDF's repair but has no recoverable page tree.
-        if repaired:
-            raise Rejection("pdf_broken", "damaged or truncated: no pages could be recovered")
+        # A truncated or corrupted file "opens" (MuPDF repairs what it can) but has no page tree left.
+        problems = pymupdf.TOOLS.mupdf_warnings().strip().splitlines()
+        if repaired or problems:
+            why = f" ({problems[-1][:100]})" if problems else ""
+            raise Rejection("pdf_broken", f"damaged or truncated: no pages could be recovered{why}")
         raise Rejection("pdf_empty", "the document has no pages")
     if count > max_pages:
         raise Rejection("pdf_too_many_pages", f"{count} pages, more than the limit of {max_pages}")
@@ -170,8 +198,7 @@ def _read(doc: pymupdf.Document, max_pages: int) -> tuple[list[_Page], dict[str,
         pages.append(_Page(data["width"], data["height"], _blocks(data), images))
     if len(failed) == count:
         raise Rejection("pdf_broken", f"no page could be read: {failed[0]}")
-    metadata["_failed_pages"] = str(len(failed))
-    return pages, metadata
+    return pages, metadata, len(failed)
 
 
 def _blocks(data: dict) -> list[_Block]:
@@ -189,22 +216,21 @@ def _blocks(data: dict) -> list[_Block]:
             visible = [s for s in spans if s["text"].strip()]
             main = max(visible, key=lambda s: len(s["text"].strip()))
             bold_flags = [_is_bold(s) for s in visible]
-            lead = ""
-            if bold_flags[0]:
-                lead = "".join(s["text"] for s, b in zip(visible, bold_flags, strict=True) if b)
-                lead = lead if not all(bold_flags) else text
-                # Only the leading run of bold spans counts as a run-in heading.
-                run = []
-                for s, b in zip(visible, bold_flags, strict=True):
-                    if not b:
-                        break
-                    run.append(s["text"])
-                lead = "".join(run)
+            run = []  # only the leading run of bold spans counts as a run-in heading
+            for s, bold in zip(visible, bold_flags, strict=True):
+                if not bold:
+                    break
+                run.append(s["text"])
+            lead = "".join(run)
             dx, dy = ln["dir"]
             x0, y0, x1, y1 = ln["bbox"]
-            lines.append(
-                _Line(x0, y0, x1, y1, text, main["size"], all(bold_flags), lead, abs(dy) < 0.1 and dx > 0)
-            )
+            size = main["size"]
+            horizontal = abs(dy) < 0.1 and dx > 0
+            if horizontal and size > 0:
+                # Some fonts report ascenders of several lines' height; the baseline and size do not lie.
+                base = main["origin"][1]
+                y0, y1 = base - 0.8 * size, base + 0.2 * size
+            lines.append(_Line(x0, y0, x1, y1, text, size, all(bold_flags), lead, horizontal))
         if lines:
             blocks.append(
                 _Block(
@@ -226,7 +252,8 @@ def _is_bold(span: dict) -> bool:
 # ---------------------------------------------------------------------------------------------- assembly
 
 
-def _assemble(pages: list[_Page], metadata: dict[str, str]) -> ParsedDoc:
+def _assemble(pages: list[_Page], metadata: dict[str, str], failed: int) -> ParsedDoc:
+    """Quality checks, then body text, title and metadata from the pages' positioned lines."""
     raw = "".join(line.text for page in pages for block in page.blocks for line in block.lines)
     visible = sum(1 for ch in raw if not ch.isspace())
     n = len(pages)
@@ -244,24 +271,15 @@ def _assemble(pages: list[_Page], metadata: dict[str, str]) -> ParsedDoc:
                 line.lead = _clean(line.lead)
 
     body_size = _body_size(pages)
-    margin_keys = _running_lines(pages)
-    two_column = 0
-    paras: list[_Para] = []
-    for page in pages:
-        blocks = _strip_margins(page, margin_keys)
-        ordered, columns = _reading_order(page, blocks)
-        two_column += columns
-        for block in ordered:
-            paras.extend(_paragraphs(block, body_size))
-
-    words, compounds = _vocabulary(paras)
-    for para in paras:
-        para.text = _join_lines(para.lines, words, compounds)
-    paras = _merge_continuations([p for p in paras if p.text], words, compounds)
+    running = _running_lines(pages)
+    paras, two_column = _body(pages, running, body_size)
+    if not paras and running:
+        # Every line repeats on every page (a one-line document copied onto several pages): keep them.
+        paras, two_column = _body(pages, set(), body_size)
     paras, cut = _cut_back_matter(paras)
     text = "\n\n".join(p.text for p in paras)
     if not text:
-        raise Rejection("pdf_no_text", "no body text left after removing headers and footers")
+        raise Rejection("pdf_no_text", "no body text left after removing headers, footers and tables")
 
     meta: dict[str, object] = {"pages": n, "chars_per_page": round(len(text) / n)}
     doi = _doi(metadata, pages[0])
@@ -271,10 +289,26 @@ def _assemble(pages: list[_Page], metadata: dict[str, str]) -> ParsedDoc:
         meta["two_column_pages"] = two_column
     if cut:
         meta["cut_from"] = cut
-    failed = int(metadata.get("_failed_pages", "0"))
     if failed:
         meta["unreadable_pages"] = failed
-    return ParsedDoc(text=text, title=_title(metadata, pages[0], margin_keys), meta=meta)
+    return ParsedDoc(text=text, title=_title(metadata, pages), meta=meta)
+
+
+def _body(pages: list[_Page], running: set[str], body_size: float) -> tuple[list[_Para], int]:
+    """Paragraphs in reading order without margins and number tables, and the count of two-column pages."""
+    two_column = 0
+    paras: list[_Para] = []
+    for page in pages:
+        blocks = _strip_margins(page, running)
+        ordered, columns = _reading_order(page, blocks)
+        two_column += columns
+        for block in ordered:
+            paras.extend(_paragraphs(block, body_size))
+    words, compounds = _vocabulary(paras)
+    for para in paras:
+        para.text = _join_lines(para.lines, words, compounds)
+    kept = [p for p in paras if p.text and not _tabular(p.text)]
+    return _merge_continuations(kept, words, compounds), two_column
 
 
 def _check_garbled(raw: str, visible: int) -> None:
@@ -283,7 +317,7 @@ def _check_garbled(raw: str, visible: int) -> None:
     for ch in raw:
         if ch.isalpha():
             letters += 1
-        elif not ch.isspace() and unicodedata.category(ch) in ("Cc", "Co", "Cs", "Cn") or ch == "\ufffd":
+        elif ch == "\ufffd" or (not ch.isspace() and unicodedata.category(ch) in ("Cc", "Co", "Cs", "Cn")):
             bad += 1
     if letters < _GARBLED_MIN_LETTERS * visible or bad > _GARBLED_MAX_BAD * visible:
         raise Rejection(
@@ -293,15 +327,22 @@ def _check_garbled(raw: str, visible: int) -> None:
 
 
 def _clean(text: str) -> str:
-    """NFKC (ligatures, full-width forms) and no control, private-use or replacement characters."""
+    """NFKC (ligatures, full-width forms); control characters become spaces, unmapped glyphs go."""
     text = unicodedata.normalize("NFKC", text)
     if text.isascii() and text.isprintable():
         return text
-    return "".join(
-        " " if ch in "\t\n\r" else ch
-        for ch in text
-        if ch in "\t\n\r" or (unicodedata.category(ch) not in ("Cc", "Co", "Cs", "Cn") and ch != "\ufffd")
-    )
+    out = []
+    for i, ch in enumerate(text):
+        category = unicodedata.category(ch)
+        if category == "Cc":
+            out.append(" ")  # often an unmapped space glyph: keep the word boundary
+        elif category in ("Co", "Cs", "Cn") or ch in "\ufffd\u200b\ufeff":
+            continue
+        elif ch == "\u00ad" and text[i + 1 :].strip():
+            continue  # a soft hyphen only matters at the end of a line, where _join reads it
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _body_size(pages: list[_Page]) -> float:
@@ -316,7 +357,8 @@ def _body_size(pages: list[_Page]) -> float:
 
 def _margin_key(line: _Line, page: _Page) -> str | None:
     """A comparable key for a line in the top or bottom margin (digits masked: page numbers vary)."""
-    if line.y1 > page.height * _MARGIN and line.y0 < page.height * (1 - _MARGIN):
+    centre = (line.y0 + line.y1) / 2
+    if page.height * _MARGIN < centre < page.height * (1 - _MARGIN):
         return None
     return _DIGITS.sub("#", _SPACES.sub(" ", line.text).strip().lower())
 
@@ -389,27 +431,33 @@ def _reading_order(page: _Page, blocks: list[_Block]) -> tuple[list[_Block], int
             full.append(b)
     total = sum(b.chars for b in blocks)
     left_chars, right_chars = sum(b.chars for b in left), sum(b.chars for b in right)
-    if left_chars < 0.15 * total or right_chars < 0.15 * total or len(left) < 2 or len(right) < 2:
+    if left_chars < _COLUMN_MIN * total or right_chars < _COLUMN_MIN * total:
         return sorted(blocks, key=lambda b: (round(b.y0), b.x0)), 0
     full.sort(key=lambda b: b.y0)
-    bands: list[list[_Block]] = [[] for _ in range(len(full) + 1)]
-    for b in left + right:
-        centre = (b.y0 + b.y1) / 2
-        bands[sum(1 for f in full if f.y0 <= centre)].append(b)
+
+    def band(block: _Block) -> int:
+        centre = (block.y0 + block.y1) / 2
+        return sum(1 for f in full if f.y0 <= centre)
+
     ordered: list[_Block] = []
-    for i, band in enumerate(bands):
-        mids = [b for b in band if b.x1 <= mid + tol]
-        ordered.extend(sorted(mids, key=lambda b: b.y0))
-        ordered.extend(sorted((b for b in band if b.x1 > mid + tol), key=lambda b: b.y0))
+    for i in range(len(full) + 1):
+        ordered.extend(sorted((b for b in left if band(b) == i), key=lambda b: b.y0))
+        ordered.extend(sorted((b for b in right if band(b) == i), key=lambda b: b.y0))
         if i < len(full):
             ordered.append(full[i])
     return ordered, 1
 
 
 def _is_heading(line: _Line, body_size: float) -> bool:
+    """Short bold or larger-than-body lines: section headings, titles, run-in labels on their own line."""
     if len(line.text) > 150 or not any(ch.isalpha() for ch in line.text):
         return False
     return line.bold or line.size >= body_size + 1.5
+
+
+def _same_row(prev: _Line, line: _Line) -> bool:
+    """Whether a line continues the previous one on the same row (a font change, a superscript)."""
+    return line.y0 < prev.y1 - 0.3 * (prev.y1 - prev.y0) and line.x0 >= prev.x1 - 0.5 * line.size
 
 
 def _paragraphs(block: _Block, body_size: float) -> list[_Para]:
@@ -421,7 +469,7 @@ def _paragraphs(block: _Block, body_size: float) -> list[_Para]:
         if prev is None:
             paras.append(_Para([line], heading))
         else:
-            same_row = line.y0 < prev.y1 - 0.3 * (prev.y1 - prev.y0)
+            same_row = _same_row(prev, line)
             gap = line.y0 - prev.y1
             para = paras[-1]
             if same_row or (
@@ -461,21 +509,24 @@ def _join(left: str, right: str, words: set[str], compounds: set[str]) -> str:
         head = _WORDS.findall(left[-40:].lower())
         tail = _WORDS.findall(right[:40].lower())
         if right[0].islower() and head and tail and left[-2].isalpha():
-            joined, hyphenated = head[-1] + tail[0], f"{head[-1]}-{tail[0]}"
+            first, rest = head[-1], tail[0]
+            if rest in ("and", "or", "to"):
+                return left + " " + right  # "short- and long-term"
             # "anti-\ninflammatory" stays hyphenated when the document writes it so elsewhere.
-            if hyphenated in compounds and joined not in words or tail[0] in ("and", "or", "to"):
-                return left + right if tail[0] not in ("and", "or", "to") else left + " " + right
+            if f"{first}-{rest}" in compounds and first + rest not in words:
+                return left + right
             return left[:-1] + right
         return left + right  # "IL-" + "1β", "Bcl-" + "2"
     return left + " " + right
 
 
 def _join_lines(lines: list[_Line], words: set[str], compounds: set[str]) -> str:
+    """A paragraph's lines as one string of running text."""
     text = ""
     prev: _Line | None = None
     for line in lines:
         piece = _SPACES.sub(" ", line.text).strip()
-        if prev is not None and line.y0 < prev.y1 - 0.3 * (prev.y1 - prev.y0) and line.x0 - prev.x1 < 0.15 * line.size:
+        if prev is not None and _same_row(prev, line) and line.x0 - prev.x1 < 0.15 * line.size:
             text += piece  # same row, touching: a superscript or a font change, not a new word
         else:
             text = _join(text, piece, words, compounds)
@@ -488,8 +539,11 @@ def _merge_continuations(paras: list[_Para], words: set[str], compounds: set[str
     out: list[_Para] = []
     for para in paras:
         if out and not para.heading and not out[-1].heading:
-            prev = out[-1].text
-            if prev[-1] not in _TERMINAL and para.text[0].islower():
+            prev, start = out[-1].text, para.text[0]
+            # "... were women, and" + "38% had ..." continues; "1. Offer ..." starts a list item.
+            if prev[-1] not in _TERMINAL and (
+                start.islower() or (start.isdigit() and not _LIST_ITEM.match(para.text))
+            ):
                 out[-1].text = _join(prev, para.text, words, compounds)
                 continue
         out.append(para)
@@ -497,17 +551,34 @@ def _merge_continuations(paras: list[_Para], words: set[str], compounds: set[str
 
 
 def _cut_back_matter(paras: list[_Para]) -> tuple[list[_Para], str | None]:
-    """Drop everything from a References/Acknowledgements/Funding heading on, when it is near the end."""
+    """Drop everything from the back matter's first heading on, when it comes near the end.
+
+    Acknowledgements, funding and the like: the first such heading. "References": the last one, because
+    the word also heads table columns ("References" of the studies a review table lists).
+    """
     total = sum(len(p.text) for p in paras)
     offset = 0
+    cuts: list[tuple[int, str]] = []
+    last_refs: tuple[int, str] | None = None
     for i, para in enumerate(paras):
         if offset >= _CUT_FROM * total:
             for candidate in (para.first.text, para.first.lead):
                 key = _SPACES.sub("", candidate).lower().replace("’", "'")
-                if key and len(key) < 40 and _BACK_MATTER.match(key):
-                    return paras[:i], _SPACES.sub(" ", candidate).strip()
+                match = _BACK_MATTER.match(key) if key and len(key) < 40 else None
+                if match:
+                    heading = (i, _SPACES.sub(" ", candidate).strip())
+                    if match.group(1) in _REFERENCE_WORDS:
+                        last_refs = heading
+                    elif not cuts:
+                        cuts.append(heading)
+                    break
         offset += len(para.text)
-    return paras, None
+    if last_refs:
+        cuts.append(last_refs)
+    if not cuts:
+        return paras, None
+    i, heading = min(cuts)
+    return paras[:i], heading
 
 
 def _doi(metadata: dict[str, str], first: _Page) -> str | None:
@@ -517,13 +588,18 @@ def _doi(metadata: dict[str, str], first: _Page) -> str | None:
     for text in candidates:
         match = _DOI.search(text or "")
         if match:
-            return match.group(1).rstrip(".,;:)]}'\"").rstrip("”’")
+            doi = match.group(1).rstrip(".,;:]}'\"”’")
+            # "(doi:10.1000/xyz)" ends with the sentence's bracket; "10.1002/(SICI)..." keeps its own.
+            while doi.endswith(")") and doi.count(")") > doi.count("("):
+                doi = doi[:-1].rstrip(".,;:")
+            return doi
     return None
 
 
-def _title(metadata: dict[str, str], first: _Page, running: set[str]) -> str | None:
+def _title(metadata: dict[str, str], pages: list[_Page]) -> str | None:
     """The metadata title when page 1 confirms it, else the largest-font text on page 1."""
-    meta_title = _SPACES.sub(" ", _clean(metadata.get("title", ""))).strip()
+    first = pages[0]
+    meta_title = _SPACES.sub(" ", _clean(html.unescape(metadata.get("title", "")))).strip()
     page_words = set(
         _WORDS.findall(" ".join(line.text for block in first.blocks for line in block.lines).lower())
     )
@@ -532,14 +608,24 @@ def _title(metadata: dict[str, str], first: _Page, running: set[str]) -> str | N
         # File names, job numbers and journal names fail this: the real title is printed on page 1.
         if len(tokens) >= 2 and sum(t in page_words for t in tokens) >= 0.8 * len(tokens):
             return meta_title
+    # Journal names are often set larger than the title; they also appear in a margin with the year.
+    cited = [
+        key
+        for page in pages
+        for block in page.blocks
+        for line in block.lines
+        if (key := _margin_key(line, page)) and _YEAR.search(line.text)
+    ]
     best: tuple[float, int, int] | None = None
     for b, block in enumerate(first.blocks):
         for i, line in enumerate(block.lines):
-            text = line.text.strip()
+            text = _SPACES.sub(" ", line.text).strip()
+            lower = text.lower()
             if (
                 sum(ch.isalpha() for ch in text) < 4
                 or _ARTICLE_LABEL.match(text)
-                or _margin_key(line, first) in running
+                or _JOURNAL.search(text)
+                or (not _YEAR.search(text) and any(lower in key for key in cited))
             ):
                 continue
             if best is None or line.size > best[0] + 0.1:
@@ -547,10 +633,24 @@ def _title(metadata: dict[str, str], first: _Page, running: set[str]) -> str | N
     if best is None:
         return None
     size, b, i = best
-    parts = []
-    for line in first.blocks[b].lines[i:]:
+    lines = [first.blocks[b].lines[i]]
+    for line in first.blocks[b].lines[i + 1 :]:
         if abs(line.size - size) > 0.5:
             break
-        parts.append(line.text.strip())
-    title = _SPACES.sub(" ", " ".join(parts)).strip()
+        lines.append(line)
+    else:
+        # A title wrapped over two lines is sometimes two blocks: follow blocks set in the same size below.
+        for block in first.blocks[b + 1 :]:
+            line = block.lines[0]
+            if abs(line.size - size) > 0.5 or not 0 <= line.y0 - lines[-1].y1 < size:
+                break
+            lines.extend(ln for ln in block.lines if abs(ln.size - size) <= 0.5)
+    title = _SPACES.sub(" ", " ".join(line.text.strip() for line in lines)).strip()
     return title[:300] or None
+
+
+def _tabular(text: str) -> bool:
+    """A table cell or row of numbers: mostly digits and symbols, and not a sentence's end."""
+    visible = [ch for ch in text if not ch.isspace()]
+    letters = sum(ch.isalpha() for ch in visible)
+    return letters < _TABLE_MAX_LETTERS * len(visible) and not text.endswith(".")

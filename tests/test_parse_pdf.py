@@ -1,0 +1,335 @@
+"""curate.parse.pdf on the generated demo PDFs, on hand-made bad files, and on the shared evaluation data."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pymupdf
+import pytest
+
+from curate.parse.pdf import parse_pdf
+from curate.schema import Rejection
+
+REPO = Path(__file__).resolve().parents[1]
+EVALDATA = REPO.parent / "shared" / "evaldata"
+
+
+def _load_make_pdfs() -> ModuleType:
+    # pipelines/ is not a package: load the script by path, as a user would run it.
+    spec = importlib.util.spec_from_file_location("make_pdfs", REPO / "pipelines" / "demo" / "make_pdfs.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_pdfs = _load_make_pdfs()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo-pdf")
+    make_pdfs.make_demo_pdfs(out)
+    return out
+
+
+def _flat(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+def _minimal_pdf(objects: list[bytes]) -> bytes:
+    """A PDF file from numbered object bodies (object 1 is the catalog), with a correct xref table."""
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+# ------------------------------------------------------------------------------------------ demo articles
+
+
+def test_two_column_article(demo: Path) -> None:
+    doc = parse_pdf(demo / "cardiology-trial.pdf")
+    text = doc.text
+    assert doc.title == make_pdfs.CARDIO_TITLE
+    assert doc.meta["pages"] == 2
+    assert doc.meta["doi"] == make_pdfs.CARDIO_DOI
+    assert doc.meta["two_column_pages"] == 2
+    assert doc.meta["chars_per_page"] > 1000
+    # Title, abstract and body sentences from both columns and both pages.
+    assert make_pdfs.CARDIO_TITLE in text
+    assert "Background: Readmission within the first months after a hospital stay" in text
+    assert (
+        "We reasoned that the decisive element is not the technology but the speed with which a clinician "
+        "acts on a warning sign." in text
+    )
+    assert "Larger multicentre trials should test whether the benefit persists beyond six months" in text
+    # Headings are paragraphs of their own, in order.
+    paragraphs = text.split("\n\n")
+    positions = [paragraphs.index(h) for h in ("Introduction", "Methods", "Results", "Discussion")]
+    assert positions == sorted(positions)
+    # Running header and footer, page numbers and the References section are gone.
+    assert make_pdfs.JOURNAL not in text
+    assert "Fictitious article generated" not in text
+    assert not [p for p in paragraphs if re.fullmatch(r"\d+", p.strip())]
+    assert doc.meta["cut_from"] == "References"
+    assert "References" not in paragraphs
+    for author in ("Ostrowski", "Abernathy", "Mwangi", "Delacroix"):
+        assert author not in text
+    # A sentence broken across a page (right column of page 1 to left column of page 2) is one paragraph.
+    assert "41% of the patients were women, and 38% had a reduced ejection fraction." in text
+
+
+def test_sentence_across_the_column_break_reads_in_order(demo: Path) -> None:
+    # Find the lines on either side of page 1's column break in the PDF itself, so the check follows the
+    # layout if the demo text changes.
+    with pymupdf.open(demo / "cardiology-trial.pdf") as pdf:
+        page = pdf[0]
+        middle = page.rect.width / 2
+        lines = [
+            (line["bbox"], "".join(span["text"] for span in line["spans"]).strip())
+            for block in page.get_text("dict")["blocks"]
+            for line in block.get("lines", [])
+        ]
+    body = [(bbox, t) for bbox, t in lines if t and make_pdfs.TOP < bbox[1] < make_pdfs.BOTTOM]
+    left_last = max((item for item in body if item[0][2] < middle), key=lambda item: item[0][1])[1]
+    right_first = min((item for item in body if item[0][0] > middle), key=lambda item: item[0][1])[1]
+    assert not left_last.endswith("."), "the demo's first column should end mid-sentence"
+    text = _flat(parse_pdf(demo / "cardiology-trial.pdf").text)
+    assert f"{left_last} {right_first}" in text
+    assert (
+        "All participants gave written informed consent, and the protocol was approved by the "
+        "institutional ethics committee." in text
+    )
+
+
+def test_single_column_review_joins_hyphenated_words(demo: Path) -> None:
+    with pymupdf.open(demo / "sepsis-review.pdf") as pdf:
+        raw = "".join(page.get_text() for page in pdf)
+    assert "resusci-\ntation" in raw, "the demo should hyphenate 'resuscitation' at a line end"
+    doc = parse_pdf(demo / "sepsis-review.pdf")
+    assert "Fluid resuscitation with balanced crystalloid solutions is the first measure" in doc.text
+    assert "resusci-" not in doc.text and "resusci " not in doc.text
+    # No metadata title: the largest text on page 1 is the title.
+    assert doc.title == make_pdfs.SEPSIS_TITLE
+    assert "Acute Care Reviews" not in doc.text
+    assert "Halvorsen" not in doc.text and "References" not in doc.text
+    assert doc.text.rstrip().endswith("audit the time from recognition to treatment.")
+
+
+def test_guideline_keeps_numbered_recommendations(demo: Path) -> None:
+    doc = parse_pdf(demo / "asthma-guideline.pdf")
+    # The metadata title is a word-processor file name: the printed title wins.
+    assert doc.title == make_pdfs.ASTHMA_TITLE
+    paragraphs = doc.text.split("\n\n")
+    for number, recommendation in enumerate(make_pdfs.ASTHMA_RECOMMENDATIONS, start=1):
+        assert recommendation in paragraphs
+        assert recommendation.startswith(f"{number}. ")
+    assert "anti-inflammatory treatment" in doc.text  # a real hyphen stays
+
+
+@pytest.mark.parametrize("name", ["cardiology-trial.pdf", "sepsis-review.pdf", "asthma-guideline.pdf"])
+def test_articles_are_long_enough_for_language_id(demo: Path, name: str) -> None:
+    doc = parse_pdf(demo / name)
+    assert len(doc.text) >= 2000
+    assert "\n\n\n" not in doc.text and "  " not in doc.text
+
+
+# ------------------------------------------------------------------------------------------------ rejects
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("scanned-letter.pdf", "pdf_no_text"),
+        ("locked-report.pdf", "pdf_encrypted"),
+        ("truncated.pdf", "pdf_broken"),
+    ],
+)
+def test_bad_demo_files_are_rejected(demo: Path, name: str, reason: str) -> None:
+    with pytest.raises(Rejection) as caught:
+        parse_pdf(demo / name)
+    assert caught.value.reason == reason
+    assert caught.value.detail
+
+
+def test_locked_report_opens_with_its_password(demo: Path) -> None:
+    # The hand-written encryption is real: the right password unlocks readable text.
+    with pymupdf.open(demo / "locked-report.pdf") as pdf:
+        assert pdf.needs_pass
+        assert not pdf.authenticate("")
+        assert pdf.authenticate(make_pdfs.LOCKED_USER_PASSWORD)
+        assert "Confidential pathology report" in pdf[0].get_text()
+
+
+def test_not_a_pdf_and_empty_file_are_broken(tmp_path: Path) -> None:
+    text = tmp_path / "notes.pdf"
+    text.write_text("These are plain-text notes with a .pdf name.\n")
+    image = tmp_path / "photo.pdf"
+    image.write_bytes(pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 8, 8), False).tobytes("png"))
+    empty = tmp_path / "zero.pdf"
+    empty.write_bytes(b"")
+    for path in (text, image, empty):
+        with pytest.raises(Rejection) as caught:
+            parse_pdf(path)
+        assert caught.value.reason == "pdf_broken", path.name
+    with pytest.raises(Rejection) as caught:
+        parse_pdf(tmp_path / "missing.pdf")
+    assert caught.value.reason == "pdf_broken"
+
+
+def test_zero_pages_is_empty(tmp_path: Path) -> None:
+    path = tmp_path / "no-pages.pdf"
+    path.write_bytes(
+        _minimal_pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>"])
+    )
+    with pytest.raises(Rejection) as caught:
+        parse_pdf(path)
+    assert caught.value.reason == "pdf_empty"
+
+
+def test_font_without_unicode_map_is_garbled(tmp_path: Path) -> None:
+    # Glyph codes 1-26 with made-up glyph names: extraction yields control characters, not letters.
+    codes = bytes(range(1, 27)) * 4
+    content = b"BT /F1 12 Tf 72 720 Td <" + codes.hex().encode() + b"> Tj ET"
+    names = b" ".join(b"/g%d" % (400 + i) for i in range(26))
+    path = tmp_path / "nomap.pdf"
+    path.write_bytes(
+        _minimal_pdf(
+            [
+                b"<< /Type /Catalog /Pages 2 0 R >>",
+                b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+                b"/Resources << /Font << /F1 5 0 R >> >> >>",
+                b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica "
+                b"/Encoding << /Type /Encoding /Differences [1 " + names + b"] >> >>",
+            ]
+        )
+    )
+    with pytest.raises(Rejection) as caught:
+        parse_pdf(path)
+    assert caught.value.reason == "pdf_garbled"
+
+
+def test_max_pages(demo: Path) -> None:
+    with pytest.raises(Rejection) as caught:
+        parse_pdf(demo / "cardiology-trial.pdf", max_pages=1)
+    assert caught.value.reason == "pdf_too_many_pages"
+    assert parse_pdf(demo / "cardiology-trial.pdf", max_pages=2).meta["pages"] == 2
+
+
+def test_mupdf_stays_quiet(demo: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # MuPDF reports repairs on the C stderr; worker logs must not fill with it.
+    broken = tmp_path / "cut.pdf"
+    broken.write_bytes((demo / "cardiology-trial.pdf").read_bytes()[:20000])
+    for path in (broken, demo / "truncated.pdf"):
+        with pytest.raises(Rejection):
+            parse_pdf(path)
+    assert capfd.readouterr().err == ""
+
+
+# ------------------------------------------------------------------------------------------- determinism
+
+
+def test_demo_pdfs_are_deterministic(tmp_path: Path) -> None:
+    first = make_pdfs.make_demo_pdfs(tmp_path / "a")
+    second = make_pdfs.make_demo_pdfs(tmp_path / "b")
+    assert [p.name for p in first] == [
+        "cardiology-trial.pdf",
+        "sepsis-review.pdf",
+        "asthma-guideline.pdf",
+        "scanned-letter.pdf",
+        "locked-report.pdf",
+        "truncated.pdf",
+    ]
+    for a, b in zip(first, second, strict=True):
+        assert hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest(), a.name
+    # Rerunning into the same folder overwrites with the same bytes.
+    again = make_pdfs.make_demo_pdfs(tmp_path / "a")
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in second]
+
+
+# ------------------------------------------------------------------------------------- evaluation data
+
+
+def _evaldata(part: str) -> Path:
+    path = EVALDATA / part
+    if not path.is_dir():
+        pytest.skip(f"evaluation data not found at {path} (it lives beside the repo, in ../shared/evaldata)")
+    return path
+
+
+def test_pmc_articles_all_parse() -> None:
+    root = _evaldata("pmc_pdf_jats")
+    with (root / "index.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 25
+    found_doi = 0
+    for row in rows:
+        doc = parse_pdf(root / row["pdf"])
+        assert len(doc.text) >= 1000, row["pmcid"]
+        assert doc.meta["pages"] == int(row["pdf_pages"]), row["pmcid"]
+        assert doc.title, row["pmcid"]
+        if "doi" in doc.meta and row["doi"]:
+            # Not every PDF prints its DOI; one that is found must be the article's own.
+            assert doc.meta["doi"].lower() == row["doi"].lower(), row["pmcid"]
+            found_doi += 1
+    assert found_doi >= 20
+
+
+# Expected verdicts for the hard cases whose MANIFEST says what they are; the rest may go either way.
+HARD_CASE_REASONS = {
+    "c02-22.pdf": "pdf_no_text",
+    "linn.pdf": "pdf_no_text",
+    "skew.pdf": "pdf_no_text",
+    "rotated_skew.pdf": "pdf_no_text",
+    "cardinal.pdf": "pdf_no_text",
+    "ccitt.pdf": "pdf_no_text",
+    "jbig2.pdf": "pdf_no_text",
+    "francais.pdf": "pdf_no_text",
+    "vector.pdf": "pdf_no_text",
+    "imagemagick-images.pdf": "pdf_no_text",
+    "imagemagick-CCITTFaxDecode.pdf": "pdf_no_text",
+    "invalid.pdf": "pdf_broken",
+    "libreoffice-writer-password.pdf": "pdf_encrypted",
+    "truetype_font_nomapping.pdf": "pdf_garbled",
+    "type3_font_nomapping.pdf": "pdf_garbled",
+}
+# Files with real text: they must parse, and contain their reference text.
+HARD_CASE_TEXT = {
+    "overlay.pdf": "Payed 2017-Jan-22",
+    "missing_docinfo.pdf": "This file has no /DocumentInfo block",
+    "habibi.pdf": "habibi",
+    "habibi-rotated.pdf": "habibi",
+    "multicolumn.pdf": "Two-Column Document with Lorem Ipsum",
+}
+
+
+def test_hard_cases_parse_or_reject_cleanly() -> None:
+    root = _evaldata("pdf_hard_cases")
+    files = sorted(root.rglob("*.pdf"))
+    assert len(files) == 22
+    for path in files:
+        try:
+            doc = parse_pdf(path)
+        except Rejection as rejection:
+            assert path.name not in HARD_CASE_TEXT, f"{path.name}: {rejection}"
+            expected = HARD_CASE_REASONS.get(path.name)
+            assert expected is None or rejection.reason == expected, f"{path.name}: {rejection}"
+            continue
+        assert path.name not in HARD_CASE_REASONS, f"{path.name} parsed but should be rejected"
+        assert doc.text.strip()
+        if path.name in HARD_CASE_TEXT:
+            assert HARD_CASE_TEXT[path.name] in doc.text
