@@ -111,6 +111,17 @@ class _Block:
     def chars(self) -> int:
         return sum(len(line.text) for line in self.lines)
 
+    @classmethod
+    def around(cls, lines: list[_Line]) -> _Block:
+        """The block whose box encloses these lines."""
+        return cls(
+            min(ln.x0 for ln in lines),
+            min(ln.y0 for ln in lines),
+            max(ln.x1 for ln in lines),
+            max(ln.y1 for ln in lines),
+            lines,
+        )
+
 
 @dataclass(slots=True)
 class _Para:
@@ -232,15 +243,7 @@ def _blocks(data: dict) -> list[_Block]:
                 y0, y1 = base - 0.8 * size, base + 0.2 * size
             lines.append(_Line(x0, y0, x1, y1, text, size, all(bold_flags), lead, horizontal))
         if lines:
-            blocks.append(
-                _Block(
-                    min(ln.x0 for ln in lines),
-                    min(ln.y0 for ln in lines),
-                    max(ln.x1 for ln in lines),
-                    max(ln.y1 for ln in lines),
-                    lines,
-                )
-            )
+            blocks.append(_Block.around(lines))
     return blocks
 
 
@@ -397,15 +400,7 @@ def _strip_margins(page: _Page, running: set[str]) -> list[_Block]:
         if len(lines) == len(block.lines):
             out.append(block)
         elif lines:
-            out.append(
-                _Block(
-                    min(ln.x0 for ln in lines),
-                    min(ln.y0 for ln in lines),
-                    max(ln.x1 for ln in lines),
-                    max(ln.y1 for ln in lines),
-                    lines,
-                )
-            )
+            out.append(_Block.around(lines))
     return out
 
 
