@@ -53,7 +53,9 @@ def write_bytes(data: bytes, path: str | os.PathLike) -> None:
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
     """Write pretty, key-sorted JSON atomically."""
-    write_bytes((json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode(), path)
+    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    # Non-UTF-8 file names reach here as lone surrogates; backslashreplace keeps them as valid JSON escapes.
+    write_bytes(text.encode("utf-8", "backslashreplace"), path)
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -10,6 +10,7 @@ Layout of a stage directory:
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import json
 import logging
@@ -200,11 +201,13 @@ def run_stage(
     tasks = stage.plan(inputs)
     fingerprint = _fingerprint(stage, tasks, out)
     _reset_if_changed(out, fingerprint, stage.name)
+    previous = _previous_checksums(out)
     (out / MANIFEST).unlink(missing_ok=True)  # a stage without a manifest is unfinished
     write_json({"fingerprint": fingerprint, "step": stage.step, "params": stage.params()}, out / STATE_FILE)
     _remove_stale(out, {t.name for t in tasks})
 
-    todo = [t for t in tasks if not (out / f"{t.name}.parquet").exists()]
+    hashes: dict[Path, str] = {}  # checksums computed while validating, reused by the manifest
+    todo = [t for t in tasks if not _is_finished(out, t.name, previous, stage.name, hashes)]
     failed: list[dict[str, Any]] = []
     nodes: Counter = Counter()  # tasks run per Ray node, in this invocation
     task_seconds = 0.0
@@ -216,6 +219,7 @@ def run_stage(
         todo = [prepared[t.name] for t in todo]
         for index, counts, error in executor.map(execute_task, [(stage, t, str(out)) for t in todo]):
             if error is not None:
+                _raise_if_disk_full(error, out)
                 failed.append(_record_failure(stage, todo[index], out, error))
             else:
                 nodes[counts["node"]] += 1
@@ -225,7 +229,7 @@ def run_stage(
     if bar:
         bar.close()
 
-    manifest = _manifest(stage, tasks, inputs, out, failed, fingerprint)
+    manifest = _manifest(stage, tasks, inputs, out, failed, fingerprint, hashes)
     manifest.update(
         started=started.isoformat(timespec="seconds"),
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -282,6 +286,57 @@ def _reset_if_changed(out: Path, fingerprint: str, name: str) -> None:
                 child.unlink()
 
 
+def _previous_checksums(out: Path) -> dict[str, str]:
+    """SHA-256 of each output as the last complete run of this stage recorded it."""
+    try:
+        manifest = read_json(out / MANIFEST)
+        return {e["path"]: e["sha256"] for e in manifest["outputs"] + manifest["rejected_outputs"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _is_finished(
+    out: Path, name: str, previous: dict[str, str], stage_name: str, hashes: dict[Path, str]
+) -> bool:
+    """Whether a task's outputs are complete and intact; a damaged one is removed so the task runs again."""
+    kept = out / f"{name}.parquet"
+    if not kept.exists():
+        return False
+    rejected = out / "rejected" / f"{name}.parquet"
+    try:
+        counts = json.loads(pq.read_schema(kept).metadata[TASK_META_KEY])
+        if pq.ParquetFile(kept).metadata.num_rows != counts["kept"]:
+            raise ValueError("kept rows differ from the task's counts")
+        dropped = counts["rejected"] + counts["errored"]
+        if dropped and pq.ParquetFile(rejected).metadata.num_rows != dropped:
+            raise ValueError("rejected rows differ from the task's counts")
+        for path in (kept, rejected) if dropped else (kept,):
+            recorded = previous.get(str(path.relative_to(out)))
+            if recorded:
+                hashes[path] = sha256_file(path)
+                if hashes[path] != recorded:
+                    raise ValueError(f"{path.name} differs from the checksum in the last manifest")
+    except Exception as exc:  # noqa: BLE001 - any damage means: compute it again
+        log.warning("stage %s: output of task %s is damaged (%s); recomputing it", stage_name, name, exc)
+        kept.unlink(missing_ok=True)
+        rejected.unlink(missing_ok=True)
+        return False
+    return True
+
+
+class DiskFullError(OSError):
+    """The output filesystem is full: nothing partial is kept, and a rerun resumes once space is freed."""
+
+
+def _raise_if_disk_full(error: BaseException, out: Path) -> None:
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        raise DiskFullError(
+            errno.ENOSPC,
+            f"no space left while writing {out}: free some space and rerun the same command "
+            "(finished shards are kept and will not be recomputed)",
+        ) from error
+
+
 def _remove_stale(out: Path, names: set[str]) -> None:
     for folder in (out, out / "rejected"):
         if not folder.is_dir():
@@ -318,17 +373,23 @@ def _task_counts(stage: Stage, task: Task, out: Path, failed: dict[str, dict]) -
     }
 
 
-def _file_entry(path: Path, root: Path) -> dict[str, Any]:
+def _file_entry(path: Path, root: Path, hashes: dict[Path, str]) -> dict[str, Any]:
     return {
         "path": str(path.relative_to(root)),
         "rows": pq.ParquetFile(path).metadata.num_rows,
         "bytes": path.stat().st_size,
-        "sha256": sha256_file(path),
+        "sha256": hashes.get(path) or sha256_file(path),
     }
 
 
 def _manifest(
-    stage: Stage, tasks: list[Task], inputs: list[Input], out: Path, failed: list[dict], fingerprint: str
+    stage: Stage,
+    tasks: list[Task],
+    inputs: list[Input],
+    out: Path,
+    failed: list[dict],
+    fingerprint: str,
+    hashes: dict[Path, str],
 ) -> dict[str, Any]:
     failed_by_name = {f["task"]: f for f in failed}
     totals: Counter = Counter()
@@ -339,8 +400,12 @@ def _manifest(
             {k: c[k] for k in ("in", "kept", "rejected", "errored", "characters_kept", "characters_rejected")}
         )
         reasons.update(c["drop_reasons"])
-    outputs = [_file_entry(out / f"{t.name}.parquet", out) for t in tasks if t.name not in failed_by_name]
-    rejected = [_file_entry(p, out) for t in tasks if (p := out / "rejected" / f"{t.name}.parquet").exists()]
+    outputs = [
+        _file_entry(out / f"{t.name}.parquet", out, hashes) for t in tasks if t.name not in failed_by_name
+    ]
+    rejected = [
+        _file_entry(p, out, hashes) for t in tasks if (p := out / "rejected" / f"{t.name}.parquet").exists()
+    ]
     schema = pq.read_schema(out / outputs[0]["path"]).remove_metadata() if outputs else None
     return {
         "stage": stage.name,

@@ -63,7 +63,7 @@ def clean_str(value: str | None) -> str | None:
 
 def dumps_meta(meta: Mapping[str, Any] | None) -> str:
     """Serialise a meta dict deterministically (sorted keys) so reruns write identical bytes."""
-    return json.dumps(dict(meta or {}), sort_keys=True, ensure_ascii=False, default=str)
+    return clean_str(json.dumps(dict(meta or {}), sort_keys=True, ensure_ascii=False, default=str))
 
 
 def records_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema = RECORD_SCHEMA) -> pa.Table:

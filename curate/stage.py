@@ -97,7 +97,7 @@ def short_hash(*parts: str) -> str:
     """A short stable hash of strings, for deterministic task names."""
     digest = hashlib.blake2b(digest_size=4)
     for part in parts:
-        digest.update(part.encode())
+        digest.update(part.encode("utf-8", "surrogateescape"))  # file names need not be UTF-8
         digest.update(b"\0")
     return digest.hexdigest()
 

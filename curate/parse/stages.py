@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -40,8 +41,8 @@ class FileStage(Stage):
             if not root.is_dir():
                 raise FileNotFoundError(f"stage {self.name!r}: input not found: {root}")
             for f in sorted(root.rglob("*")):
-                # Symlinks could point anywhere (outside the input, or in a loop): not followed.
-                if f.is_file() and not f.is_symlink() and f.name.lower().endswith(self.suffixes):
+                # Symlinks could point anywhere (outside the input, or in a loop): listed, then rejected.
+                if (f.is_symlink() or f.is_file()) and f.name.lower().endswith(self.suffixes):
                     key = _strip_suffix(f.relative_to(root).as_posix(), self.suffixes)
                     files.append((str(f), source, key))
         if not files:
@@ -69,22 +70,24 @@ class FileStage(Stage):
         kept, dropped, reasons, details = [], [], [], []
         for path, (source, key) in zip(task.inputs, task.payload, strict=True):
             row = {
-                "id": f"{source}:{key}",
+                "id": clean_str(f"{source}:{key}"),
                 "text": "",
                 "source": source,
                 "url": Path(path).resolve().as_uri(),
                 "license": self.licenses.get(source),
             }
             try:
+                if Path(path).is_symlink():
+                    raise Rejection("input_symlink", f"symbolic link to {os.readlink(path)!r}, not followed")
                 doc = self.parse(Path(path))
             except Rejection as rejection:
                 reasons.append(rejection.reason)
-                details.append(rejection.detail)
+                details.append(clean_str(rejection.detail))
                 dropped.append(row)
                 continue
             except Exception as exc:  # noqa: BLE001 - one bad file must not fail its batch
                 reasons.append(ERROR_REASON)
-                details.append(describe_error(exc))
+                details.append(clean_str(describe_error(exc)))
                 dropped.append(row)
                 continue
             meta = {"file": key, "bytes": Path(path).stat().st_size, **doc.meta}

@@ -1,0 +1,87 @@
+"""Re-check a stage or work directory against its manifests: files, sizes, checksums, rows, accounting."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from curate.io import is_tmp, read_json, sha256_file
+from curate.runner import MANIFEST
+
+
+def verify_stage(stage_dir: Path) -> list[str]:
+    """Problems found in one stage directory (empty when everything matches its manifest)."""
+    name = stage_dir.name
+    manifest_path = stage_dir / MANIFEST
+    if not manifest_path.exists():
+        return [f"{name}: no manifest.json: the stage never finished; rerun the pipeline to complete it"]
+    try:
+        manifest = read_json(manifest_path)
+        listed = manifest["outputs"] + manifest["rejected_outputs"]
+        counts = manifest["counts"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"{name}: manifest.json is unreadable ({exc}); rerun the pipeline to rewrite it"]
+    problems = []
+    if manifest.get("status") != "complete":
+        failed = len(manifest.get("failed_tasks", []))
+        problems.append(f"{name}: status {manifest.get('status')!r}: {failed} failed task(s)")
+    if counts["in"] != counts["kept"] + counts["rejected"] + counts["errored"]:
+        problems.append(f"{name}: counts do not add up: {counts}")
+    for entry in listed:
+        path = stage_dir / entry["path"]
+        if not path.exists():
+            problems.append(f"{name}: missing {entry['path']}")
+            continue
+        if path.stat().st_size != entry["bytes"]:
+            problems.append(
+                f"{name}: {entry['path']} has {path.stat().st_size} bytes, manifest says {entry['bytes']}"
+            )
+            continue
+        if sha256_file(path) != entry["sha256"]:
+            problems.append(f"{name}: {entry['path']} checksum differs from the manifest (corrupted)")
+            continue
+        try:
+            rows = pq.ParquetFile(path).metadata.num_rows
+        except Exception as exc:  # noqa: BLE001 - report, don't crash, on any unreadable file
+            problems.append(f"{name}: {entry['path']} is not readable Parquet ({exc})")
+            continue
+        if rows != entry["rows"]:
+            problems.append(f"{name}: {entry['path']} has {rows} rows, manifest says {entry['rows']}")
+    kept_rows = sum(e["rows"] for e in manifest["outputs"])
+    if kept_rows != counts["kept"]:
+        problems.append(
+            f"{name}: outputs hold {kept_rows} rows but the manifest counts {counts['kept']} kept"
+        )
+    known = {e["path"] for e in listed}
+    for folder in (stage_dir, stage_dir / "rejected"):
+        for f in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+            relative = str(f.relative_to(stage_dir))
+            if relative not in known:
+                problems.append(f"{name}: {relative} is not in the manifest (left over from another run?)")
+        for f in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if is_tmp(f):
+                problems.append(f"{name}: temporary file {f.name} left by an interrupted write")
+    return problems
+
+
+def verify(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """(stages checked, problems) for a stage directory or a work directory (with pipeline.json)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError(f"not a directory: {root}")
+    pipeline = root / "pipeline.json"
+    if pipeline.exists():
+        stages = [root / s for s in read_json(pipeline)["stages"]]
+    elif (root / MANIFEST).exists() or list(root.glob("*.parquet")):
+        stages = [root]
+    else:
+        raise ValueError(f"not a curate stage or work directory: {root} (no pipeline.json or manifest.json)")
+    problems = []
+    for stage_dir in stages:
+        if not stage_dir.is_dir():
+            problems.append(f"{stage_dir.name}: stage directory missing; rerun the pipeline")
+            continue
+        problems.extend(verify_stage(stage_dir))
+    return [s.name for s in stages], problems
