@@ -1,0 +1,51 @@
+"""Hostile file inputs are accounted for, one record each, and never stop a stage."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from curate.parse.stages import HtmlStage
+from curate.runner import LocalExecutor, run_stage
+from curate.stage import Input
+
+from ..conftest import REPO
+
+PAGE = REPO / "pipelines" / "demo" / "html" / "demo-guidelines" / "sepsis-recognition.html"
+
+
+def _rows(folder: Path) -> dict[str, dict]:
+    files = sorted(folder.glob("*.parquet"))
+    return (
+        {r["id"]: r for r in pq.ParquetDataset([str(f) for f in files]).read().to_pylist()} if files else {}
+    )
+
+
+def test_symlinks_odd_names_and_empty_files_each_get_a_record(tmp_path: Path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(PAGE, src / "good.html")
+    shutil.copy(PAGE, os.fsdecode(bytes(src) + b"/latin\xe9-name.html"))  # not valid UTF-8
+    (src / "empty.html").write_bytes(b"")
+    os.symlink("/etc/passwd", src / "passwd.html")
+    os.symlink(src, src / "loop.html")  # a directory link that would loop if followed
+    (src / "notes.txt").write_text("not an input")  # other suffixes are not inputs
+    out = tmp_path / "out"
+    stage = HtmlStage(name="html", source="local-html", licenses={"local-html": None})
+    manifest = run_stage(stage, [Input(str(src))], out, LocalExecutor())
+
+    assert manifest["counts"] == {"in": 5, "kept": 2, "rejected": 3, "errored": 0}
+    kept = _rows(out)
+    assert set(kept) == {"local-html:good", "local-html:latin\ufffd-name"}
+    assert kept["local-html:latin\ufffd-name"]["url"].endswith("/latin%E9-name.html")
+    rejected = {r["id"]: (r["drop_reason"], r["drop_detail"]) for r in _rows(out / "rejected").values()}
+    assert (
+        rejected["local-html:passwd"][0] == "input_symlink"
+        and "/etc/passwd" in rejected["local-html:passwd"][1]
+    )
+    assert rejected["local-html:loop"][0] == "input_symlink"
+    assert rejected["local-html:empty"][0] in {"html_no_text", "html_not_text"}
+    assert "passwd" not in "".join(r["text"] for r in kept.values())  # the link target was never read
