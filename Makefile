@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint lock clean
+.PHONY: install demo test lint lock clean bench-deps
 
 install: $(STAMP)
 
@@ -25,6 +25,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check curate tests benchmarks pipelines
 	$(BIN)/python -m pytest -q
+
+# Only for the anchors in benchmarks/: datatrove's MinHash tokenizes with spaCy. spaCy's CLI pulls typer-slim,
+# which overwrites typer's module files, so typer is reinstalled afterwards.
+bench-deps: $(STAMP)
+	$(BIN)/python -m pip install --quiet spacy==3.8.7
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps typer==0.29.2
 
 lint: $(STAMP)
 	$(BIN)/ruff check curate tests benchmarks pipelines

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from curate.pipeline import attach_sources, load_pipeline, make_stage, run_pipeline
-from curate.runner import AccountingError, RayExecutor, run_stage, start_ray
+from curate.runner import AccountingError, DiskFullError, RayExecutor, run_stage, start_ray
 from curate.sources.registry import ConfigError, Source, load_sources
 from curate.stage import Input
 
@@ -111,6 +111,8 @@ def _execute(body) -> list[dict[str, Any]]:
     try:
         with _progress() as progress:
             return body(RayExecutor(), _progress_factory(progress))
+    except DiskFullError as exc:
+        _fail(exc.strerror, code=1)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     except AccountingError as exc:
@@ -213,6 +215,45 @@ def html(
     )
 
 
+@app.command()
+def pmc(
+    inputs: InputsArg,
+    out_dir: OutOpt,
+    source: Annotated[str, typer.Option(help="Source tag from sources.yaml.")] = "pmc",
+    max_pages: Annotated[int, typer.Option(help="Reject PDFs with more pages.")] = 2000,
+    references: Annotated[bool, typer.Option(help="Keep JATS reference lists.")] = False,
+    tables: Annotated[bool, typer.Option(help="Keep JATS tables as | rows |.")] = False,
+    captions: Annotated[bool, typer.Option(help="Keep figure and table captions.")] = False,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    sources: SourcesOpt = None,
+) -> None:
+    """Parse PMC OA packages (folders with .nxml/.pdf, or .tar.gz): one record per article, XML wins."""
+    params = {
+        "source": source,
+        "max_pages": max_pages,
+        "references": references,
+        "tables": tables,
+        "captions": captions,
+    }
+    _run_single("pmc", params, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
+
+
+@app.command()
+def pubmed(
+    inputs: InputsArg,
+    out_dir: OutOpt,
+    source: Annotated[str, typer.Option(help="Source tag from sources.yaml.")] = "pubmed",
+    min_abstract_chars: Annotated[int, typer.Option(help="Reject citations with a shorter abstract.")] = 0,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    sources: SourcesOpt = None,
+) -> None:
+    """Read PubMed baseline/update XML (pubmed*.xml.gz): one record per citation, deletions reported."""
+    params = {"source": source, "min_abstract_chars": min_abstract_chars}
+    _run_single("pubmed", params, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
+
+
 @app.command("filter")
 def filter_(
     inputs: ShardsArg,
@@ -239,12 +280,95 @@ def filter_(
 def dedup(
     inputs: ShardsArg,
     out_dir: OutOpt,
+    near: Annotated[bool, typer.Option(help="Near-duplicates (MinHash LSH) instead of exact ones.")] = False,
+    threshold: Annotated[float, typer.Option(help="--near: word 5-gram Jaccard for a duplicate.")] = 0.8,
+    within_source: Annotated[bool, typer.Option(help="--near: only within one source.")] = False,
+    scratch: Annotated[
+        Path | None, typer.Option(help="--near: scratch folder all workers see (default: system temp).")
+    ] = None,
     address: AddressOpt = None,
     num_cpus: CpusOpt = None,
     sources: SourcesOpt = None,
 ) -> None:
-    """Remove exact duplicates (normalised text) across sources; survivors by source priority, length, id."""
-    _run_single("dedup", {}, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
+    """Remove exact (or with --near, near-) duplicates across sources; survivors by priority, length, id."""
+    step, params = "dedup", {}
+    if near:
+        step = "near_dedup"
+        params = {"threshold": threshold, "within_source": within_source, "scratch": str(scratch or "")}
+    _run_single(step, params, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
+
+
+@app.command()
+def clean(
+    inputs: ShardsArg,
+    out_dir: OutOpt,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    sources: SourcesOpt = None,
+) -> None:
+    """Remove citation markers, stray reference lists and boilerplate lines; record removals in meta."""
+    _run_single("clean", {}, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
+
+
+quality_app = typer.Typer(
+    help="Quality filters: datatrove heuristics and a trainable classifier.", no_args_is_help=True
+)
+app.add_typer(quality_app, name="quality")
+
+
+@quality_app.command("filter")
+def quality_filter(
+    inputs: ShardsArg,
+    out_dir: OutOpt,
+    profile: Annotated[str, typer.Option(help="Thresholds: guidelines, papers or web.")] = "guidelines",
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    sources: SourcesOpt = None,
+) -> None:
+    """Drop documents that Gopher quality/repetition, C4 or FineWeb heuristics reject."""
+    _run_single(
+        "quality", {"profile": profile}, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus
+    )
+
+
+@quality_app.command("train")
+def quality_train(
+    positive: Annotated[Path, typer.Argument(help="Good text: a stage directory or Parquet file.")],
+    negative: Annotated[Path, typer.Argument(help="Bad text, e.g. a stage's rejected/ directory.")],
+    model_out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the fastText model.")],
+    epoch: Annotated[int, typer.Option(help="Training epochs.")] = 20,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.2,
+) -> None:
+    """Train a fastText quality classifier on POSITIVE against NEGATIVE documents."""
+    from curate.filter.classifier import TrainingError, read_texts, train_classifier
+
+    try:
+        counts = train_classifier(read_texts(positive), read_texts(negative), model_out, epoch=epoch, lr=lr)
+    except (TrainingError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    out.print(f"wrote {model_out}: {counts['positive']} positive, {counts['negative']} negative documents")
+
+
+@quality_app.command("classify")
+def quality_classify(
+    inputs: ShardsArg,
+    out_dir: OutOpt,
+    model: Annotated[Path, typer.Option(help="A model from `curate quality train`.")],
+    threshold: Annotated[float, typer.Option(help="Minimum probability of 'keep'.")] = 0.5,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    sources: SourcesOpt = None,
+) -> None:
+    """Keep documents a trained quality classifier scores at or above the threshold."""
+    _run_single(
+        "classify",
+        {"model": str(model), "threshold": threshold},
+        [Input(str(p)) for p in inputs],
+        out_dir,
+        sources,
+        address,
+        num_cpus,
+    )
 
 
 @app.command()
@@ -294,6 +418,24 @@ def stats(
     if html_path:
         write_html(result, html_path)
         err.print(f"wrote {html_path}")
+
+
+@app.command()
+def verify(
+    path: Annotated[Path, typer.Argument(help="A stage directory or a pipeline work directory.")],
+) -> None:
+    """Re-check outputs against the manifests (files, sizes, SHA-256, rows, counts); exit 1 on problems."""
+    from curate.verify import verify as verify_dir
+
+    try:
+        stages, problems = verify_dir(path)
+    except ValueError as exc:
+        _fail(str(exc))
+    for problem in problems:
+        out.print(f"[red]problem[/] {escape(problem)}", soft_wrap=True)
+    if problems:
+        _fail(f"{len(problems)} problem(s) in {path}; rerun the pipeline to recompute damage", code=1)
+    out.print(f"ok: {len(stages)} stage(s) match their manifests ({', '.join(stages)})")
 
 
 def _load_sources_or_fail(path: Path | None) -> dict[str, Source]:

@@ -9,9 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from curate.dedup.exact import ExactDedup
+from curate.dedup.minhash import MinHashDedup
+from curate.filter.classifier import QualityClassifier
+from curate.filter.clean import CleanStage
 from curate.filter.language import LanguageFilter
+from curate.filter.quality import QualityFilter
 from curate.io import write_json
 from curate.parse.stages import FileStage, HtmlStage, PdfStage
+from curate.parse.xml_stages import PmcStage, PubmedStage
 from curate.runner import run_stage
 from curate.shard import ShardStage
 from curate.sources.registry import (
@@ -25,10 +30,23 @@ from curate.sources.registry import (
 from curate.stage import Input, Stage
 
 STEPS: dict[str, type[Stage]] = {
-    cls.step: cls for cls in (PdfStage, HtmlStage, LanguageFilter, ExactDedup, ShardStage)
+    cls.step: cls
+    for cls in (
+        PdfStage,
+        HtmlStage,
+        PmcStage,
+        PubmedStage,
+        LanguageFilter,
+        CleanStage,
+        QualityFilter,
+        QualityClassifier,
+        ExactDedup,
+        MinHashDedup,
+        ShardStage,
+    )
 }
-# Filled from sources.yaml, not written by users in pipeline YAML.
-DERIVED_FIELDS = {"name", "licenses", "priority"}
+# Filled from sources.yaml (or the model file), not written by users in pipeline YAML.
+DERIVED_FIELDS = {"name", "licenses", "priority", "model_sha256"}
 PIPELINE_FILE = "pipeline.json"
 
 
@@ -71,7 +89,7 @@ def make_stage(step: str, name: str, params: dict[str, Any], sources: dict[str, 
         stage = cls(name=name, **params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"stage {name!r}: {exc}") from exc
-    if isinstance(stage, ExactDedup) and not stage.priority:
+    if isinstance(stage, (ExactDedup, MinHashDedup)) and not stage.priority:
         stage.priority = {s.name: s.priority for s in sources.values()}
     return stage
 

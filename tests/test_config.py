@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from curate.parse.stages import HtmlStage, PdfStage
-from curate.pipeline import load_pipeline
+from curate.pipeline import STEPS, load_pipeline
 from curate.sources import ConfigError, load_sources, require_source
 from curate.sources.registry import find_sources_file
 
@@ -104,7 +104,7 @@ def _pipeline(tmp_path: Path, body: str) -> Path:
     [
         (
             "stages:\n  - step: teleport\n",
-            "unknown step 'teleport'; steps are: dedup, filter, html, pdf, shard",
+            "unknown step 'teleport'; steps are: " + ", ".join(sorted(STEPS)),
         ),
         (
             "stages:\n  - step: html\n    inputs: [x]\n    colour: red\n",

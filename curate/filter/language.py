@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +16,14 @@ from curate.schema import split_by_mask
 from curate.stage import TableStage, Task
 
 LID_MODEL_ENV = "CURATE_LID_MODEL"
-MAX_CHARS = 20_000  # enough to identify a language; bounds the cost of huge documents
+MAX_SCAN_CHARS = 2_000_000  # paragraphs are sampled from this much text; bounds the cost of huge documents
+CHUNK_CHARS = 200  # paragraphs are merged until a chunk has this many characters: enough for a reliable guess
+MAX_CHUNK_CHARS = 2_000  # a chunk's first characters are enough to identify it
+MAX_CHUNKS = 40  # chunks sampled evenly across a long document
+_PARAGRAPH = re.compile(r"\n\s*\n")
+# fastText reads UTF-8 lines: control characters break its input, and lone surrogates cannot be encoded.
+_UNREADABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 def lid_model_path() -> Path:
@@ -44,40 +52,91 @@ def _model():
     return fasttext.load_model(str(lid_model_path()))
 
 
+def _clean_for_model(text: str) -> str:
+    """One line fastText can read: control characters and lone surrogates become spaces, spacing collapsed."""
+    return " ".join(_UNREADABLE.sub(" ", text).split())
+
+
+def sample_chunks(text: str) -> list[str]:
+    """Pieces of a document to identify: paragraphs merged into chunks, evenly sampled from the whole text."""
+    text = text[:MAX_SCAN_CHARS]
+    chunks: list[str] = []
+    current = ""
+    for para in _PARAGRAPH.split(text):
+        para = _clean_for_model(para)
+        if not para:
+            continue
+        current = f"{current} {para}" if current else para
+        # Short paragraphs (headings, list items, footers) are merged so each chunk carries enough words.
+        if len(current) >= CHUNK_CHARS:
+            chunks.append(current[:MAX_CHUNK_CHARS])
+            current = ""
+    if current:
+        chunks.append(current[:MAX_CHUNK_CHARS])
+    if len(chunks) > MAX_CHUNKS:
+        step = len(chunks) / MAX_CHUNKS
+        chunks = [chunks[int(i * step)] for i in range(MAX_CHUNKS)]
+    return chunks
+
+
+def identify_language_mix(texts: list[str]) -> list[tuple[str, float, float]]:
+    """(language, score, mixed share) per text; ("", 0.0, 0.0) for text with no letters to identify.
+
+    Each document is scored on a sample of its paragraphs: its language is the one holding most characters
+    (weighted by fastText's confidence), its score the confidence-weighted share of characters in that
+    language, and `mixed` the share of characters identified as another language.
+    """
+    per_doc = [sample_chunks(t) if _LETTER.search(t[:MAX_SCAN_CHARS]) else [] for t in texts]
+    flat = [c for chunks in per_doc for c in chunks]
+    predictions = _model().predict(flat, k=1) if flat else ([], [])
+    labels = iter(label[0].removeprefix("__label__") for label in predictions[0])
+    scores = iter(min(1.0, float(score[0])) for score in predictions[1])
+    results = []
+    for chunks in per_doc:
+        if not chunks:
+            results.append(("", 0.0, 0.0))
+            continue
+        weight: dict[str, float] = {}
+        chars: dict[str, int] = {}
+        for chunk in chunks:
+            lang, score = next(labels), next(scores)
+            weight[lang] = weight.get(lang, 0.0) + score * len(chunk)
+            chars[lang] = chars.get(lang, 0) + len(chunk)
+        total = sum(chars.values())
+        best = max(sorted(weight), key=lambda lang: weight[lang])
+        results.append((best, weight[best] / total, 1.0 - chars[best] / total))
+    return results
+
+
 def identify_languages(texts: list[str]) -> list[tuple[str, float]]:
     """(language code, score) for each text; ("", 0.0) for text with nothing to identify."""
-    samples = [" ".join(t[:MAX_CHARS].split()) for t in texts]
-    todo = [i for i, s in enumerate(samples) if s]
-    results: list[tuple[str, float]] = [("", 0.0)] * len(texts)
-    if todo:
-        labels, scores = _model().predict([samples[i] for i in todo], k=1)
-        for i, label, score in zip(todo, labels, scores, strict=True):
-            results[i] = (label[0].removeprefix("__label__"), min(1.0, float(score[0])))
-    return results
+    return [(lang, score) for lang, score, _ in identify_language_mix(texts)]
 
 
 @dataclass
 class LanguageFilter(TableStage):
-    """Keep documents in the wanted languages with a fastText score at or above the threshold."""
+    """Keep documents in the wanted languages with a score at or above the threshold; report mixed text."""
 
     step: ClassVar[str] = "filter"
     keep: list[str] = field(default_factory=lambda: ["en"])
     threshold: float = 0.65
 
     def apply(self, table: pa.Table, task: Task) -> tuple[pa.Table, pa.Table]:
-        found = identify_languages(table.column("text").to_pylist())
-        table = table.append_column("lang", pa.array([lang for lang, _ in found], pa.string()))
-        table = table.append_column("lang_score", pa.array([round(s, 4) for _, s in found], pa.float64()))
+        found = identify_language_mix(table.column("text").to_pylist())
+        table = table.append_column("lang", pa.array([lang for lang, _, _ in found], pa.string()))
+        table = table.append_column("lang_score", pa.array([round(s, 4) for _, s, _ in found], pa.float64()))
+        table = table.append_column("lang_mixed", pa.array([round(m, 4) for _, _, m in found], pa.float64()))
         keep, reasons, details = [], [], []
-        for lang, score in found:
+        for lang, score, mixed in found:
             if not lang:
                 keep.append(False)
                 reasons.append("empty")
-                details.append("no text to identify")
+                details.append("no letters to identify")
             elif lang not in self.keep or score < self.threshold:
                 keep.append(False)
                 reasons.append("lang")
-                details.append(f"{lang} {score:.2f} (keep {','.join(self.keep)} >= {self.threshold})")
+                other = f", {mixed:.0%} in other languages" if mixed else ""
+                details.append(f"{lang} {score:.2f}{other} (keep {','.join(self.keep)} >= {self.threshold})")
             else:
                 keep.append(True)
                 reasons.append(None)

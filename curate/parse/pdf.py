@@ -9,7 +9,12 @@ file can be unusable turned into a `Rejection` with a reason code:
 - `pdf_empty`: zero pages;
 - `pdf_too_many_pages`: more pages than `max_pages`;
 - `pdf_no_text`: no text layer (scanned or text drawn as curves);
-- `pdf_garbled`: text whose characters are mostly not letters (fonts without a Unicode map).
+- `pdf_garbled`: text whose characters are mostly not letters (fonts without a Unicode map);
+- `pdf_timeout`: reading the pages took longer than `max_seconds`.
+
+Besides headers and footers, figure/table captions (by default), tables (lines that share a baseline with
+two or more other pieces of text), journal furniture (licence, dates, correspondence) and page 1's author
+block before the abstract are left out: the text is what a reader reads as the article.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import html
 import math
 import os
 import re
+import time
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -43,8 +49,34 @@ _CUT_FROM = 0.3  # a References heading cuts the text only when it comes after t
 _TABLE_MAX_LETTERS = 0.4  # paragraphs with fewer letters than this share are table cells (numbers)
 _NO_TEXT_CHARS_PER_PAGE = 20  # fewer visible characters per page than this, on image pages, is a scan
 
+_PROSE_MIN_CHARS = 200  # a paragraph of running text is at least this long (captions, cells, notes are less)
+_TABLE_ROW_SHARE = 0.5  # a block with at least this share of its text in table rows is a table
+_TABLE_PAGE_SHARE = 0.4  # a page with this share of its text in table rows is a table page
+_PROSE_LINE_CHARS = 40  # running text has lines at least this long on average
+_SENTENCE_MIN_CHARS = 100  # before the abstract, shorter text is a label, a name or an address
+_SMALL_PRINT = 0.9  # points below the body size: table cells, footnotes, affiliations
+_ABSTRACT_WORDS = {"abstract", "summary", "background", "abstracts"}
+# Figure and table captions ("Figure 2:", "Fig. 3.", "Table 1 |"): the JATS references leave them out.
+_CAPTION = re.compile(
+    r"^(?:figure|fig\.?|table|scheme|chart|plate)[\s\-–]*[a-z]?\d+[a-z]?\s*(?:[.:|(\-–—]|$)", re.I
+)
+# Front-page and margin furniture: licence notes, dates, correspondence, editors, citation hints.
+_FURNITURE = re.compile(
+    r"copyright|©|creative\s*commons|open[\s-]*access\s+article|this\s+(?:article|work)\s+is\s+(?:licensed|distributed)"
+    r"|\breceived\b.{0,40}\d.{0,80}\baccepted\b|correspondence\s*(?:should|to|:)|corresponding\s*author|e-?mail\s*:"
+    r"|academic\s*editor|cite\s*this\s*article|please\s*cite|^keywords?\b|^article\s*(?:history|info)|\barticle\s*id\b"
+    r"|^(?:edited|reviewed)\s*by\b|\b[\w.+-]+@[\w-]+\.[\w.]+",
+    re.I,
+)
+_ISOLATED_GRACE_S = 10.0  # start-up allowance of an isolated child, on top of its parsing time
+_TE_WORD = re.compile(r"\bTe\b")
+_T_WORD = re.compile(r"\bT([a-z]+)\b")
+_LOWER_WORD = re.compile(r"\b[a-z]+\b")
+_TH_EVIDENCE = 3  # this many "Te" words mean the font lost its "Th" ligature
 _HYPHENS = "-\u2010\u2011\u00ad"
 _TERMINAL = ".!?:;"
+_PMCID = re.compile(r"\b(PMC\d{4,9})\b")
+_PMID = re.compile(r"\bPMID:?\s*(\d{1,9})\b")
 _DOI = re.compile(r"\b(10\.\d{4,9}/[^\s\"<>]+)")
 _NUMBER_LINE = re.compile(
     r"^[\s\-–—(\[]*(?:page\s*)?[\divxlc]{1,4}(?:\s*(?:of|/)\s*\d+)?[\s\-–—)\].]*$", re.I
@@ -97,6 +129,7 @@ class _Line:
     bold: bool  # every visible span is bold
     lead: str  # leading bold text, for run-in headings ("Acknowledgements The authors thank ...")
     horizontal: bool
+    direction: tuple[int, int] = (1, 0)  # writing direction, rounded
 
 
 @dataclass(slots=True)
@@ -128,6 +161,12 @@ class _Para:
     lines: list[_Line]
     heading: bool
     text: str = ""
+    page: int = 0
+
+    @property
+    def size(self) -> float:
+        """The font size of the paragraph's longest line."""
+        return max(self.lines, key=lambda ln: len(ln.text)).size
 
     @property
     def first(self) -> _Line:
@@ -142,8 +181,14 @@ class _Page:
     images: int = 0
 
 
-def parse_pdf(path: str | os.PathLike, *, max_pages: int = 2000) -> ParsedDoc:
-    """Extract a PDF's body text, title and metadata, or raise Rejection with a pdf_* reason code."""
+def parse_pdf(
+    path: str | os.PathLike, *, max_pages: int = 2000, max_seconds: float = 120.0, captions: bool = False
+) -> ParsedDoc:
+    """Extract a PDF's body text, title and metadata, or raise Rejection with a pdf_* reason code.
+
+    `max_seconds` bounds the time spent reading pages (checked between pages: `pdf_timeout`); `captions`
+    keeps figure and table captions, which are dropped by default.
+    """
     name = os.fspath(path)
     pymupdf.TOOLS.reset_mupdf_warnings()  # what MuPDF reports while opening tells a damaged file apart
     try:
@@ -154,11 +199,89 @@ def parse_pdf(path: str | os.PathLike, *, max_pages: int = 2000) -> ParsedDoc:
         raise Rejection("pdf_broken", f"cannot open: {detail}") from None
     try:
         with doc:
-            pages, metadata, failed = _read(doc, max_pages)
+            pages, metadata, failed = _read(doc, max_pages, max_seconds)
     finally:
         # MuPDF keeps every warning in a process-wide store; clear it so long workers do not grow.
         pymupdf.TOOLS.reset_mupdf_warnings()
-    return _assemble(pages, metadata, failed)
+    return _assemble(pages, metadata, failed, captions)
+
+
+def parse_pdf_isolated(
+    path: str | os.PathLike,
+    *,
+    max_pages: int = 2000,
+    max_seconds: float = 120.0,
+    max_memory_mb: int = 4096,
+    captions: bool = False,
+) -> ParsedDoc:
+    """parse_pdf in a child process that is killed after max_seconds and limited to max_memory_mb.
+
+    For untrusted files: a page on which MuPDF loops or allocates without end cannot hang or crash the
+    worker. Raises Rejection `pdf_timeout`, `pdf_memory` or `pdf_crashed` for those, and parse_pdf's own
+    otherwise. Uses the forkserver start method: a script that calls it needs the `if __name__ == "__main__"`
+    guard.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    # The fork server imports PyMuPDF once; each child is a fork of it (~10 ms, not a fresh interpreter).
+    context.set_forkserver_preload(["curate.parse.pdf"])
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_isolated_child,
+        args=(sender, os.fspath(path), max_pages, max_seconds, max_memory_mb, captions),
+        daemon=True,
+    )
+    child.start()
+    sender.close()
+    try:
+        # The wall-clock limit covers the child's start as well; the in-loop limit stops it earlier.
+        if not receiver.poll(max_seconds + _ISOLATED_GRACE_S):
+            raise Rejection("pdf_timeout", f"still parsing after {max_seconds:g} s: killed")
+        try:
+            kind, value = receiver.recv()
+        except EOFError:
+            child.join(5)
+            if child.exitcode is not None and child.exitcode < 0:  # killed by a signal: segfault, OOM killer
+                raise Rejection("pdf_crashed", f"the parser died of signal {-child.exitcode}") from None
+            raise RuntimeError(
+                f"the parser process exited with code {child.exitcode} without a result"
+            ) from None
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+        receiver.close()
+    if kind == "doc":
+        return value
+    if kind == "rejection":
+        raise Rejection(*value)
+    if kind == "memory":
+        raise Rejection("pdf_memory", f"needs more than {max_memory_mb} MB")
+    raise RuntimeError(value)
+
+
+def _isolated_child(
+    sender, path: str, max_pages: int, max_seconds: float, memory_mb: int, captions: bool
+) -> None:
+    """Body of parse_pdf_isolated's child: parse under an address-space limit, send the outcome back."""
+    import resource
+
+    limit = memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        result: tuple[str, object] = (
+            "doc",
+            parse_pdf(path, max_pages=max_pages, max_seconds=max_seconds, captions=captions),
+        )
+    except Rejection as rejection:
+        result = ("rejection", (rejection.reason, rejection.detail))
+    except MemoryError:
+        result = ("memory", None)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it as an error
+        result = ("error", f"{type(exc).__name__}: {_message(exc)}")
+    sender.send(result)
+    sender.close()
 
 
 def _message(exc: BaseException) -> str:
@@ -167,7 +290,9 @@ def _message(exc: BaseException) -> str:
     return text[:200]
 
 
-def _read(doc: pymupdf.Document, max_pages: int) -> tuple[list[_Page], dict[str, str], int]:
+def _read(
+    doc: pymupdf.Document, max_pages: int, max_seconds: float
+) -> tuple[list[_Page], dict[str, str], int]:
     """Open checks, then the positioned lines of every page; only PyMuPDF calls happen in here."""
     try:
         if not doc.is_pdf:
@@ -197,7 +322,10 @@ def _read(doc: pymupdf.Document, max_pages: int) -> tuple[list[_Page], dict[str,
         metadata = {}
     pages: list[_Page] = []
     failed: list[str] = []
+    deadline = time.monotonic() + max_seconds
     for number in range(count):
+        if time.monotonic() > deadline:
+            raise Rejection("pdf_timeout", f"read {number} of {count} pages in the {max_seconds:g} s allowed")
         try:
             page = doc.load_page(number)
             data = page.get_text("dict", flags=_TEXT_FLAGS)
@@ -206,7 +334,7 @@ def _read(doc: pymupdf.Document, max_pages: int) -> tuple[list[_Page], dict[str,
             failed.append(_message(exc))
             pages.append(_Page(0.0, 0.0))
             continue
-        pages.append(_Page(data["width"], data["height"], _blocks(data), images))
+        pages.append(_upright(_Page(data["width"], data["height"], _blocks(data), images)))
     if len(failed) == count:
         raise Rejection("pdf_broken", f"no page could be read: {failed[0]}")
     return pages, metadata, len(failed)
@@ -241,10 +369,40 @@ def _blocks(data: dict) -> list[_Block]:
                 # Some fonts report ascenders of several lines' height; the baseline and size do not lie.
                 base = main["origin"][1]
                 y0, y1 = base - 0.8 * size, base + 0.2 * size
-            lines.append(_Line(x0, y0, x1, y1, text, size, all(bold_flags), lead, horizontal))
+            direction = (round(dx), round(dy))
+            lines.append(_Line(x0, y0, x1, y1, text, size, all(bold_flags), lead, horizontal, direction))
         if lines:
             blocks.append(_Block.around(lines))
     return blocks
+
+
+def _upright(page: _Page) -> _Page:
+    """A page whose text mostly runs up or down (a landscape table, a page set sideways), turned upright.
+
+    Lines in the page's main direction get coordinates in that direction's frame and count as horizontal,
+    so margins, tables and reading order work as on any page.
+    """
+    chars: Counter[tuple[int, int]] = Counter()
+    for block in page.blocks:
+        for line in block.lines:
+            chars[line.direction] += len(line.text)
+    if not chars:
+        return page
+    main, count = chars.most_common(1)[0]
+    if main not in ((0, -1), (0, 1)) or count < 0.5 * sum(chars.values()):
+        return page
+    width, height = page.width, page.height
+    blocks = []
+    for block in page.blocks:
+        for line in block.lines:
+            line.horizontal = line.direction == main
+            x0, y0, x1, y1 = line.x0, line.y0, line.x1, line.y1
+            if main == (0, -1):  # bottom to top: the next line is to the right
+                line.x0, line.x1, line.y0, line.y1 = height - y1, height - y0, x0, x1
+            else:  # top to bottom: the next line is to the left
+                line.x0, line.x1, line.y0, line.y1 = y0, y1, width - x1, width - x0
+        blocks.append(_Block.around(block.lines))
+    return _Page(height, width, blocks, page.images)
 
 
 def _is_bold(span: dict) -> bool:
@@ -255,7 +413,7 @@ def _is_bold(span: dict) -> bool:
 # ---------------------------------------------------------------------------------------------- assembly
 
 
-def _assemble(pages: list[_Page], metadata: dict[str, str], failed: int) -> ParsedDoc:
+def _assemble(pages: list[_Page], metadata: dict[str, str], failed: int, captions: bool) -> ParsedDoc:
     """Quality checks, then body text, title and metadata from the pages' positioned lines."""
     raw = "".join(line.text for page in pages for block in page.blocks for line in block.lines)
     visible = sum(1 for ch in raw if not ch.isspace())
@@ -273,12 +431,14 @@ def _assemble(pages: list[_Page], metadata: dict[str, str], failed: int) -> Pars
                 line.text = _clean(line.text)
                 line.lead = _clean(line.lead)
 
+    _repair_th_ligature(pages)
     body_size = _body_size(pages)
     running = _running_lines(pages)
-    paras, two_column = _body(pages, running, body_size)
+    title = _title(metadata, pages)
+    paras, two_column = _body(pages, running, body_size, title, captions)
     if not paras and running:
         # Every line repeats on every page (a one-line document copied onto several pages): keep them.
-        paras, two_column = _body(pages, set(), body_size)
+        paras, two_column = _body(pages, set(), body_size, title, captions)
     paras, cut = _cut_back_matter(paras)
     text = "\n\n".join(p.text for p in paras)
     if not text:
@@ -288,30 +448,130 @@ def _assemble(pages: list[_Page], metadata: dict[str, str], failed: int) -> Pars
     doi = _doi(metadata, pages[0])
     if doi:
         meta["doi"] = doi
+    first_page = " ".join(line.text for block in pages[0].blocks for line in block.lines)
+    for key, pattern in (("pmcid", _PMCID), ("pmid", _PMID)):
+        match = pattern.search(first_page)
+        if match:
+            meta[key] = match.group(1)
     if two_column:
         meta["two_column_pages"] = two_column
     if cut:
         meta["cut_from"] = cut
     if failed:
         meta["unreadable_pages"] = failed
-    return ParsedDoc(text=text, title=_title(metadata, pages), meta=meta)
+    return ParsedDoc(text=text, title=title, meta=meta)
 
 
-def _body(pages: list[_Page], running: set[str], body_size: float) -> tuple[list[_Para], int]:
+def _body(
+    pages: list[_Page], running: set[str], body_size: float, title: str | None, captions: bool
+) -> tuple[list[_Para], int]:
     """Paragraphs in reading order without margins and number tables, and the count of two-column pages."""
     two_column = 0
     paras: list[_Para] = []
-    for page in pages:
-        blocks = _strip_margins(page, running)
+    for number, page in enumerate(pages):
+        blocks = _drop_table_blocks(_strip_margins(page, running))
         ordered, columns = _reading_order(page, blocks)
         two_column += columns
         for block in ordered:
-            paras.extend(_paragraphs(block, body_size))
+            for para in _paragraphs(block, body_size):
+                para.page = number
+                paras.append(para)
     words, compounds = _vocabulary(paras)
     for para in paras:
         para.text = _join_lines(para.lines, words, compounds)
-    kept = [p for p in paras if p.text and not _tabular(p.text)]
-    return _merge_continuations(kept, words, compounds), two_column
+    kept = [p for p in paras if p.text and not _tabular(p.text) and not _furniture(p, captions)]
+    kept = _merge_continuations(kept, words, compounds)
+    # After merging: a paragraph set line by line (wide leading) is judged whole, not line by line.
+    kept = [p for p in kept if p.heading or p.size >= body_size - _SMALL_PRINT or _prose(p.text)]
+    return _cut_front_matter(kept, title), two_column
+
+
+def _drop_table_blocks(blocks: list[_Block]) -> list[_Block]:
+    """Blocks that are mostly table rows: lines sharing a baseline with two or more other text pieces.
+
+    Body text has at most two pieces per baseline (one per column); a table row has a cell per column.
+    """
+    lines = [(ln, b) for b, block in enumerate(blocks) for ln in block.lines if ln.horizontal]
+    if len(lines) < 6:
+        return blocks
+    lines.sort(key=lambda item: item[0].y1)
+    in_row: set[int] = set()
+    i = 0
+    while i < len(lines):
+        j = i
+        base = lines[i][0].y1
+        while j < len(lines) and lines[j][0].y1 - base < 2.0:
+            j += 1
+        row = sorted((lines[k][0] for k in range(i, j)), key=lambda ln: ln.x0)
+        pieces = 1
+        for left, right in zip(row, row[1:], strict=False):
+            if right.x0 - left.x1 > 1.5 * max(left.size, right.size):
+                pieces += 1
+        if pieces >= 3:
+            in_row.update(id(lines[k][0]) for k in range(i, j))
+        i = j
+    if not in_row:
+        return blocks
+    row_chars = [sum(len(ln.text) for ln in block.lines if id(ln) in in_row) for block in blocks]
+    if sum(row_chars) >= _TABLE_PAGE_SHARE * sum(b.chars for b in blocks):
+        # A page that is one big table: its multi-line cells do not line up row by row; keep only prose.
+        return [b for b in blocks if _prose_block(b)]
+    return [b for b, rows in zip(blocks, row_chars, strict=True) if rows < _TABLE_ROW_SHARE * b.chars]
+
+
+def _prose_block(block: _Block) -> bool:
+    """A block of running text: long, mostly letters, in lines of a column's width (cells are narrower)."""
+    text = " ".join(ln.text for ln in block.lines)
+    letters = sum(ch.isalpha() for ch in text)
+    return (
+        len(text) >= _PROSE_MIN_CHARS
+        and letters >= 0.6 * len(text)
+        and len(text) / len(block.lines) >= _PROSE_LINE_CHARS
+    )
+
+
+def _prose(text: str) -> bool:
+    """Running text: long enough and ending like a sentence, or long (cut by a column or page break)."""
+    return len(text) >= _PROSE_MIN_CHARS and (
+        text.rstrip()[-1] in _TERMINAL + ")" or len(text) >= 1.5 * _PROSE_MIN_CHARS
+    )
+
+
+def _furniture(para: _Para, captions: bool) -> bool:
+    """Journal furniture (licence, dates, correspondence) and, unless kept, captions: not body text."""
+    text = para.text
+    if not captions and _CAPTION.match(text):
+        return True
+    return len(text) < 700 and _FURNITURE.search(text) is not None
+
+
+def _cut_front_matter(paras: list[_Para], title: str | None) -> list[_Para]:
+    """On page 1, drop what comes before the abstract (authors, affiliations, dates), except the title."""
+    start = None
+    for i, para in enumerate(paras):
+        if para.page > 0:
+            break
+        key = _SPACES.sub("", para.text).lower().rstrip(":.")
+        first_word = para.text.split(None, 1)[0].lower().rstrip(":.")
+        if (
+            key in _ABSTRACT_WORDS
+            or (first_word in _ABSTRACT_WORDS and len(para.text) >= 2 * _PROSE_MIN_CHARS)
+            or (not para.heading and _prose(para.text) and len(para.text) >= 2 * _PROSE_MIN_CHARS)
+        ):
+            start = i
+            break
+    if not start:
+        return paras
+    title_words = set(_WORDS.findall((title or "").lower()))
+
+    def keep(para: _Para) -> bool:
+        words = set(_WORDS.findall(para.text.lower()))
+        if title_words and words <= title_words:
+            return True  # the title, perhaps over several lines
+        # Sentences stay (a guideline's opening lines); names, affiliations and labels do not end like one.
+        return len(para.text) >= _SENTENCE_MIN_CHARS and para.text[-1] in _TERMINAL
+
+    return [p for p in paras[:start] if keep(p)] + paras[start:]
 
 
 def _check_garbled(raw: str, visible: int) -> None:
@@ -346,6 +606,29 @@ def _clean(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def _repair_th_ligature(pages: list[_Page]) -> None:
+    """Restore "Th" where a font maps its "Th" ligature to "T" ("Te results", "Tese"), seen in the document.
+
+    Only when the document shows the fault (the non-word "Te" several times), and only for words whose "th"
+    form the document itself uses while the "t" form it does not.
+    """
+    lines = [line for page in pages for block in page.blocks for line in block.lines]
+    if sum(len(_TE_WORD.findall(line.text)) for line in lines) < _TH_EVIDENCE:
+        return
+    # Words as written in lowercase mid-sentence: the broken "Te" itself must not count as a word "te".
+    words = set(_LOWER_WORD.findall(" ".join(line.text for line in lines)))
+
+    def fix(match: re.Match[str]) -> str:
+        rest = match.group(1)
+        lower = rest.lower()
+        return f"Th{rest}" if f"t{lower}" not in words and f"th{lower}" in words else match.group(0)
+
+    for line in lines:
+        if "T" in line.text:
+            line.text = _T_WORD.sub(fix, line.text)
+            line.lead = _T_WORD.sub(fix, line.lead)
 
 
 def _body_size(pages: list[_Page]) -> float:
@@ -428,6 +711,13 @@ def _reading_order(page: _Page, blocks: list[_Block]) -> tuple[list[_Block], int
     left_chars, right_chars = sum(b.chars for b in left), sum(b.chars for b in right)
     if left_chars < _COLUMN_MIN * total or right_chars < _COLUMN_MIN * total:
         return sorted(blocks, key=lambda b: (round(b.y0), b.x0)), 0
+    # A back-matter heading ("REFERENCES") in the left column across from a gap in the right one starts a
+    # band of its own (Frontiers sets the references below both columns): both columns above it come first.
+    # In the right column no such care is needed: the left column is read before it anyway.
+    for b in list(left):
+        if _is_back_matter_heading(b) and _gap_across(right, b.y0, 1.5 * (b.y1 - b.y0)):
+            left.remove(b)
+            full.append(b)
     full.sort(key=lambda b: b.y0)
 
     def band(block: _Block) -> int:
@@ -441,6 +731,23 @@ def _reading_order(page: _Page, blocks: list[_Block]) -> tuple[list[_Block], int
         if i < len(full):
             ordered.append(full[i])
     return ordered, 1
+
+
+def _gap_across(column: list[_Block], y: float, min_gap: float) -> bool:
+    """Whether a column has blocks above y and an empty stretch of at least min_gap around y."""
+    above = [b.y1 for b in column if b.y1 <= y + min_gap / 2]
+    if not above or any(b.y0 < y < b.y1 for b in column):
+        return False
+    below = [b.y0 for b in column if b.y0 >= y - min_gap / 2]
+    return (min(below) if below else math.inf) - max(above) >= min_gap
+
+
+def _is_back_matter_heading(block: _Block) -> bool:
+    """A one-line block that is a back-matter heading (References, Acknowledgements, ...)."""
+    if len(block.lines) != 1:
+        return False
+    key = _SPACES.sub("", block.lines[0].text).lower().replace("’", "'")
+    return len(key) < 40 and _BACK_MATTER.match(key) is not None
 
 
 def _is_heading(line: _Line, body_size: float) -> bool:

@@ -1,0 +1,262 @@
+"""MinHash near-duplicate removal: signatures, LSH candidates, clusters, survivors, the stage end to end."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import datasketch
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.dedup.exact import normalize_text
+from curate.dedup.minhash import MinHashDedup, bucket_pairs, cluster_labels
+from curate.dedup.signatures import (
+    jaccard,
+    normalized_bytes,
+    shingle_hashes,
+    shingle_sets,
+    text_signatures,
+    word_hashes,
+)
+from curate.runner import LocalExecutor, run_stage
+from curate.schema import records_table
+from curate.stage import Input
+
+WEIRD = [
+    "Ünïcödé ß STRASSE — “quoted” ½ ① x_y__z ٣٤ 中文字 e\u0301 \u00a0nb\u2003sp",
+    "",
+    "___ ...",
+    "a\tb\n\nc",
+    "\ud800 lone surrogate",
+    "Hypertension:  ADULTS,\nover 80!",
+    "ﬁbrosis… 10 µg İstanbul ＡＢＣ x² ẞ Å A\u030a \u1100\u1161 \u0f73 \u00b4 ǅ",
+    "e\u0301\u0323 \u0301start",
+]
+
+
+def test_fast_normalisation_equals_exact_dedups(evaldata):
+    pages = json.loads((evaldata / "html_scrapinghub_aeb" / "ground-truth.json").read_text(encoding="utf-8"))
+    jats = [p.read_text(encoding="utf-8") for p in sorted(evaldata.glob("pmc_pdf_jats/**/fulltext.xml"))]
+    texts = WEIRD + [v["articleBody"] for v in pages.values()] + jats
+    for text in texts:
+        assert normalized_bytes(text).decode("utf-8", "surrogatepass") == normalize_text(text)
+
+
+def test_signatures_equal_datasketch_affine64_minhash():
+    texts = ["Offer a statin to adults with a 10-year cardiovascular risk of 10% or more.", "two words", ""]
+    stage = MinHashDedup(name="near")
+    signatures, counts = text_signatures(texts, 5, 128, 7)
+    words, offsets = word_hashes(texts)
+    shingles, shingle_offsets = shingle_hashes(words, offsets, 5)
+    assert counts.tolist() == [11, 1, 0]  # 15 words: '10-year' is two
+    for i in range(len(texts)):
+        reference = datasketch.MinHash(num_perm=128, seed=7, scheme="affine64", hashfunc=int)
+        reference.update_batch(shingles[shingle_offsets[i] : shingle_offsets[i + 1]].tolist())
+        assert np.array_equal(reference.hashvalues, signatures[i])
+    assert (stage.bands, stage.rows) == (16, 8)  # datasketch's optimiser for 0.8, misses weighted 0.95
+
+
+def test_bucket_pairs_link_each_bucket_to_its_first_document():
+    keys = np.array([5, 9, 5, 5, 7, 9], np.uint64)
+    docs = np.array([40, 11, 30, 20, 1, 10], np.int64)
+    assert sorted(map(tuple, bucket_pairs(keys, docs).tolist())) == [(10, 11), (20, 30), (20, 40)]
+    nodes, labels = cluster_labels(np.array([[1, 2], [2, 3], [7, 8]]))
+    assert nodes.tolist() == [1, 2, 3, 7, 8]
+    assert labels[0] == labels[1] == labels[2] != labels[3] == labels[4]
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _run(tmp_path: Path, shards: list[list[dict]], **params) -> tuple[pa.Table, pa.Table, dict]:
+    """Run the stage in-process over shards of rows; kept rows, rejected rows, manifest."""
+    folder = tmp_path / "in"
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, rows in enumerate(shards):
+        pq.write_table(records_table(rows), folder / f"part-{n:03d}.parquet")
+    stage = MinHashDedup(name="near", scratch=str(tmp_path / "scratch"), **params)
+    out = tmp_path / "out"
+    manifest = run_stage(stage, [Input(str(folder))], out, LocalExecutor())
+    kept = pa.concat_tables([pq.read_table(p) for p in sorted(out.glob("*.parquet"))])
+    rejected_files = sorted((out / "rejected").glob("*.parquet"))
+    rejected = pa.concat_tables([pq.read_table(p) for p in rejected_files]) if rejected_files else None
+    return kept, rejected, manifest
+
+
+def _rows(rejected: pa.Table | None) -> dict[str, str]:
+    if rejected is None:
+        return {}
+    return dict(
+        zip(rejected.column("id").to_pylist(), rejected.column("drop_detail").to_pylist(), strict=True)
+    )
+
+
+def _words(rng: np.random.Generator, n: int) -> list[str]:
+    vocabulary = [f"w{i}" for i in range(5000)]
+    return [vocabulary[i] for i in rng.integers(0, len(vocabulary), n)]
+
+
+def _edit(rng: np.random.Generator, words: list[str], rate: float) -> list[str]:
+    """Substitute, delete or insert words at the given rate."""
+    out = []
+    for w in words:
+        r = rng.random()
+        if r < rate / 3:
+            out.append(f"new{rng.integers(1 << 30)}")
+        elif r < 2 * rate / 3:
+            continue
+        elif r < rate:
+            out.extend([w, f"ins{rng.integers(1 << 30)}"])
+        else:
+            out.append(w)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- the stage
+
+
+def test_neardup_smoke_set_pairs_found(evaldata, tmp_path):
+    data = evaldata / "neardup_minhash_articles" / "data"
+    rows = []
+    for line in (data / "articles_1000.train").read_text(encoding="utf-8").splitlines():
+        key, _, text = line.partition(" ")
+        rows.append({"id": key, "text": text, "source": "news"})
+    truth = {tuple(sorted(line.split())) for line in (data / "articles_1000.truth").read_text().splitlines()}
+    kept, rejected, manifest = _run(tmp_path, [rows[:500], rows[500:]])
+    clusters: dict[str, list[str]] = {}
+    for table in (kept, rejected):
+        for doc_id, cluster in zip(
+            table.column("id").to_pylist(), table.column("dup_cluster").to_pylist(), strict=True
+        ):
+            clusters.setdefault(cluster, []).append(doc_id)
+    found = {tuple(sorted(p)) for m in clusters.values() for p in itertools.combinations(m, 2)}
+    recall = len(found & truth) / len(truth)
+    precision = len(found & truth) / len(found)
+    print(f"smoke set: recall {recall:.3f} precision {precision:.3f} ({len(found)} pairs)")
+    assert recall == 1.0 and precision == 1.0
+    assert manifest["counts"] == {"in": 1000, "kept": 990, "rejected": 10, "errored": 0}
+    assert set(rejected.column("drop_reason").to_pylist()) == {"near_duplicate"}
+
+
+def test_planted_near_duplicates_by_edit_rate(tmp_path):
+    rng = np.random.default_rng(3)
+    rows, originals = [], {}
+    for n in range(60):
+        base = _words(rng, 300)
+        rows.append({"id": f"base{n:02d}", "text": " ".join(base), "source": "s"})
+        originals[f"base{n:02d}"] = base
+    rates = [0.0, 0.005, 0.01, 0.05, 0.1, 0.3]
+    for n, base in enumerate(originals.values()):
+        rate = rates[n % len(rates)]
+        rows.append({"id": f"copy{n:02d}", "text": " ".join(_edit(rng, base, rate)), "source": "s"})
+    kept, rejected, _ = _run(tmp_path, [rows[::2], rows[1::2]])
+    dropped = _rows(rejected)
+    texts = {r["id"]: r["text"] for r in rows}
+    for n in range(60):
+        a, b = f"base{n:02d}", f"copy{n:02d}"
+        similarity = jaccard(*shingle_sets([texts[a], texts[b]], 5))
+        is_duplicate = a in dropped or b in dropped
+        # Exact verification makes the threshold sharp; LSH recall is near 1 only a little above it.
+        if similarity >= 0.85:
+            assert is_duplicate, (a, similarity)
+        if similarity < 0.8:
+            assert not is_duplicate, (a, similarity)
+    assert all(detail.startswith("near-duplicate of ") for detail in dropped.values())
+    assert kept.num_rows + len(dropped) == len(rows)
+
+
+def test_survivor_by_priority_then_length_then_id(tmp_path):
+    text = " ".join(f"word{i}" for i in range(60))
+    rows = [
+        {"id": "wiki:a", "text": text + " extra words here", "source": "wiki"},
+        {"id": "who:b", "text": text, "source": "who"},
+        {"id": "who:a", "text": text, "source": "who"},
+        {"id": "cdc:z", "text": text + " more", "source": "cdc"},
+    ]
+    priority = {"who": 1, "cdc": 1, "wiki": 9}
+    kept, rejected, _ = _run(tmp_path, [rows[:2], rows[2:]], priority=priority)
+    assert kept.column("id").to_pylist() == ["cdc:z"]  # best priority, then longest
+    assert _rows(rejected) == {i: "near-duplicate of cdc:z" for i in ("wiki:a", "who:b", "who:a")}
+    assert set(rejected.column("dup_cluster").to_pylist()) == {"cdc:z"}
+
+
+def test_within_source_keeps_copies_in_other_sources(tmp_path):
+    text = " ".join(f"word{i}" for i in range(60))
+    rows = [
+        {"id": "a:1", "text": text, "source": "a"},
+        {"id": "b:1", "text": text, "source": "b"},
+        {"id": "b:2", "text": text + " today", "source": "b"},
+    ]
+    kept, rejected, _ = _run(tmp_path, [rows], within_source=True)
+    assert sorted(kept.column("id").to_pylist()) == ["a:1", "b:2"]
+    assert _rows(rejected) == {"b:1": "near-duplicate of b:2"}
+
+
+def test_output_same_for_one_or_many_shards_and_reruns(tmp_path):
+    rng = np.random.default_rng(11)
+    rows = []
+    for n in range(40):
+        base = _words(rng, 120)
+        rows.append({"id": f"d{n:02d}", "text": " ".join(base), "source": "s"})
+        for c in range(n % 3):
+            rows.append({"id": f"d{n:02d}c{c}", "text": " ".join(_edit(rng, base, 0.01)), "source": "s"})
+    results = []
+    for n, shards in enumerate([[rows], [rows[i::4] for i in range(4)], [rows[i::4] for i in range(4)]]):
+        kept, rejected, _ = _run(tmp_path / str(n), shards)
+        clusters = dict(
+            zip(kept.column("id").to_pylist(), kept.column("dup_cluster").to_pylist(), strict=True)
+        )
+        results.append((clusters, _rows(rejected)))
+    assert results[0] == results[1] == results[2]
+    assert len(results[0][1]) > 10
+
+
+def test_bad_input_is_kept_or_rejected_never_raised(tmp_path):
+    huge = " ".join(f"token{i}" for i in range(300_000))
+    rows = [
+        {"id": "empty:1", "text": "", "source": "s"},
+        {"id": "empty:2", "text": "", "source": "s"},
+        {"id": "punct", "text": "!!! ... ???", "source": "s"},
+        {"id": "one:1", "text": "Yes", "source": "s"},
+        {"id": "one:2", "text": "yes!", "source": "s"},
+        {"id": "huge:1", "text": huge, "source": "s"},
+        {"id": "huge:2", "text": huge + " end", "source": "s"},
+        {"id": "control", "text": "\x00\x01 \x1b[31m", "source": "s"},
+    ]
+    kept, rejected, manifest = _run(tmp_path, [rows[:4], rows[4:]])
+    # Texts without words are never near-duplicates (exact dedup handles them); equal short ones are.
+    assert _rows(rejected) == {"one:1": "near-duplicate of one:2", "huge:1": "near-duplicate of huge:2"}
+    assert manifest["counts"]["in"] == len(rows) and manifest["counts"]["errored"] == 0
+
+
+def test_rerun_after_a_lost_task_gives_identical_files(tmp_path):
+    rng = np.random.default_rng(5)
+    rows = []
+    for n in range(30):
+        base = _words(rng, 100)
+        rows += [{"id": f"d{n}", "text": " ".join(base), "source": "s"}]
+        rows += [{"id": f"d{n}c", "text": " ".join(_edit(rng, base, 0.01)), "source": "s"}]
+    shards = [rows[i::3] for i in range(3)]
+    _run(tmp_path, shards)
+    out = tmp_path / "out"
+    before = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.parquet"))}
+    # As after a kill during removal: one task's outputs never written; the global pass runs again.
+    (out / "part-001.parquet").unlink()
+    (out / "rejected" / "part-001.parquet").unlink(missing_ok=True)
+    _run(tmp_path, shards)
+    assert {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.parquet"))} == before
+    assert len(before) > 3 and not list((tmp_path / "scratch").iterdir())  # scratch removed after the pass
+
+
+def test_pipeline_step_takes_priorities_from_sources_yaml():
+    from curate.pipeline import make_stage
+    from curate.sources.registry import load_sources
+
+    sources = load_sources(Path(__file__).resolve().parents[1] / "sources.yaml")
+    stage = make_stage("near_dedup", "near", {"threshold": 0.7, "within_source": True}, sources)
+    assert isinstance(stage, MinHashDedup) and stage.within_source
+    assert stage.priority == {s.name: s.priority for s in sources.values()} and stage.priority
+    assert stage.bands * stage.rows <= stage.num_perm and (stage.bands, stage.rows) != (16, 8)
