@@ -120,6 +120,8 @@ def test_stage_dir_counts(filter_dir: Path) -> None:
     assert {k: v["documents"] for k, v in stats["by_lang"].items()} == {"en": 3, "fr": 1, "(none)": 1}
     assert {k: v["documents"] for k, v in stats["by_license"].items()} == {"OGL": 2, "CC-BY": 2, "(none)": 1}
     assert stats["rejected"] == {"lang": 2, "gopher_repetition": 1}
+    # characters removed per reason: "text of nice:x" + "text of who:y"; "text of pmc:z"
+    assert stats["rejected_characters"] == {"lang": 14 + 13, "gopher_repetition": 13}
     assert stats["errored"] == 1
     assert stats["warnings"] == []
     assert stats["manifest"]["kept"] == 5

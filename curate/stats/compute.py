@@ -174,6 +174,7 @@ class _RejectedStats:
 
     def __init__(self) -> None:
         self.reasons: Counter = Counter()
+        self.characters: Counter = Counter()  # characters of the dropped documents, per reason
         self.by_stage: dict[str, Counter] = {}
         self.samples: dict[str, list[dict[str, Any]]] = {}
 
@@ -183,6 +184,11 @@ class _RejectedStats:
         reason = pc.fill_null(batch.column("drop_reason"), "unknown")
         counts = {_key(v["values"]): int(v["counts"]) for v in pc.value_counts(reason).to_pylist()}
         self.reasons.update(counts)
+        if "text" in batch.schema.names:
+            lengths = pc.utf8_length(pc.fill_null(batch.column("text"), ""))
+            sums = pa.table({"reason": reason, "n": lengths}).group_by("reason").aggregate([("n", "sum")])
+            for r, n in zip(sums.column("reason").to_pylist(), sums.column("n_sum").to_pylist(), strict=True):
+                self.characters[_key(r)] += int(n or 0)
         if stage is not None:
             self.by_stage.setdefault(stage, Counter()).update(counts)
         for name in counts:
@@ -198,6 +204,9 @@ class _RejectedStats:
     def rejected(self) -> dict[str, int]:
         ordered = sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0]))
         return {k: int(v) for k, v in ordered if k != ERROR_REASON}
+
+    def rejected_characters(self) -> dict[str, int]:
+        return {k: int(self.characters.get(k, 0)) for k in self.rejected()}
 
 
 def _rejected_rows(rows: pa.RecordBatch, stage: str | None) -> list[dict[str, Any]]:
@@ -256,7 +265,7 @@ def _is_stage_dir(path: Path) -> bool:
 
 
 KEPT_COLUMNS = ("id", "title", "text", "source", "license", "lang")
-REJECTED_COLUMNS = ("id", "title", "drop_stage", "drop_reason", "drop_detail")
+REJECTED_COLUMNS = ("id", "title", "text", "drop_stage", "drop_reason", "drop_detail")
 
 
 def _scan_stage(path: Path, kept: _KeptStats | None, rejected: _RejectedStats, stage: str | None) -> int:
@@ -381,6 +390,7 @@ def _assemble(
     stats["bytes"] = size
     stats["tokenizer"] = str(tokenizer) if tokenizer else None
     stats["rejected"] = rejected.rejected()
+    stats["rejected_characters"] = rejected.rejected_characters()
     stats["errored"] = rejected.errored()
     stats["samples"] = {"kept": kept.samples, "rejected": rejected.samples}
     return stats

@@ -127,8 +127,10 @@ def print_stats(stats: dict, console: Console | None = None) -> None:
         table = Table(title="Dropped documents by reason")
         table.add_column("Reason")
         table.add_column("Documents", justify="right")
+        table.add_column("Characters", justify="right")
+        characters = stats.get("rejected_characters") or {}
         for reason, count in drops:
-            table.add_row(Text(reason), _num(count))
+            table.add_row(Text(reason), _num(count), _num(characters.get(reason)))
         console.print(table)
 
     funnel = stats.get("funnel")
@@ -371,6 +373,10 @@ def render_html(stats: Mapping[str, Any]) -> str:
     drops = _drop_rows(stats)
     parts.append("<h2>Drop reasons</h2>")
     parts.append(_bar_chart([(r, c, _num(c)) for r, c in drops]) if drops else '<p class="muted">none</p>')
+    characters = stats.get("rejected_characters") or {}
+    if drops:
+        rows = [(r, _num(c), _num(characters.get(r))) for r, c in drops]
+        parts.append(_table(["Reason", "Documents", "Characters"], rows, numeric=(1, 2)))
     by_stage = stats.get("rejected_by_stage") or {}
     if by_stage:
         rows = [(s, r, _num(c)) for s, reasons in by_stage.items() for r, c in reasons.items()]
