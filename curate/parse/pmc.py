@@ -122,14 +122,15 @@ def parse_package(package: PmcPackage, *, max_pages: int = 2000, **jats_options:
             doc.meta["pdf_skipped"] = sorted(package.pdf)
         return doc
     if package.pdf:
-        from curate.parse.pdf import parse_pdf
+        from curate.parse.pdf import parse_pdf_isolated
 
         # The article is the largest PDF; smaller ones are supplements.
         name = max(package.pdf, key=lambda n: len(package.pdf[n]))
         with tempfile.NamedTemporaryFile(suffix=".pdf") as tmp:
             tmp.write(package.pdf[name])
             tmp.flush()
-            doc = parse_pdf(tmp.name, max_pages=max_pages)
+            # A killable child process: a PDF on which MuPDF loops or explodes cannot take the worker.
+            doc = parse_pdf_isolated(tmp.name, max_pages=max_pages)
         doc.meta.update({"package": package.key, "from": name, "format": "pdf"})
         return doc
     raise Rejection("pmc_no_article", "the package holds no .nxml/.xml or .pdf file")

@@ -119,11 +119,20 @@ class PdfStage(FileStage):
     source: str = "local-pdf"
     batch_size: int = 8
     max_pages: int = 2000
+    max_seconds: float = 120.0
+    max_memory_mb: int = 4096
+    isolate: bool = (
+        True  # parse in a killable child process: a looping or exploding PDF cannot take the worker
+    )
 
     def parse(self, path: Path) -> ParsedDoc:
-        from curate.parse.pdf import parse_pdf
+        from curate.parse.pdf import parse_pdf, parse_pdf_isolated
 
-        return parse_pdf(path, max_pages=self.max_pages)
+        if self.isolate:
+            return parse_pdf_isolated(
+                path, max_pages=self.max_pages, max_seconds=self.max_seconds, max_memory_mb=self.max_memory_mb
+            )
+        return parse_pdf(path, max_pages=self.max_pages, max_seconds=self.max_seconds)
 
 
 @dataclass

@@ -49,3 +49,29 @@ def test_symlinks_odd_names_and_empty_files_each_get_a_record(tmp_path: Path):
     assert rejected["local-html:loop"][0] == "input_symlink"
     assert rejected["local-html:empty"][0] in {"html_no_text", "html_not_text"}
     assert "passwd" not in "".join(r["text"] for r in kept.values())  # the link target was never read
+
+
+def test_pdf_over_its_time_limit_is_rejected_and_the_stage_goes_on(ray_session, tmp_path: Path):
+    import sys
+
+    from curate.parse.stages import PdfStage
+    from curate.runner import RayExecutor
+
+    sys.path.insert(0, str(REPO / "pipelines" / "demo"))
+    from make_pdfs import make_demo_pdfs
+
+    pdfs = make_demo_pdfs(tmp_path / "pdf")
+    article = next(p for p in pdfs if p.name == "cardiology-trial.pdf")
+    # Parsed in a killable child process (the default): no time at all for it means pdf_timeout.
+    stage = PdfStage(name="pdf", max_seconds=0, licenses={"local-pdf": None})
+    manifest = run_stage(stage, [Input(str(article))], tmp_path / "out", RayExecutor())
+    assert manifest["counts"] == {"in": 1, "kept": 0, "rejected": 1, "errored": 0}
+    [row] = _rows(tmp_path / "out" / "rejected").values()
+    assert row["drop_reason"] == "pdf_timeout"
+    ok = run_stage(
+        PdfStage(name="pdf", licenses={"local-pdf": None}),
+        [Input(str(article))],
+        tmp_path / "ok",
+        RayExecutor(),
+    )
+    assert ok["counts"]["kept"] == 1
