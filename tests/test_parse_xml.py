@@ -9,6 +9,7 @@ import json
 import tarfile
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pymupdf
 import pytest
 
@@ -16,6 +17,7 @@ from curate.parse.jats import parse_jats, read_jats
 from curate.parse.pmc import iter_tarball, parse_package, read_dir
 from curate.parse.pubmed import Deleted, PubmedRecord, iter_pubmed
 from curate.parse.xml_stages import PmcStage, PubmedStage
+from curate.runner import LocalExecutor, run_stage
 from curate.schema import Rejection
 from curate.stage import Input
 
@@ -214,6 +216,48 @@ def test_pubmed_truncated_gzip_yields_what_it_read_then_rejects(tmp_path: Path) 
     assert 0 < len(seen) < 199
 
 
+def _serial_map(fn, args_list):
+    return [fn(*args) for args in args_list]
+
+
+def test_pubmed_later_files_supersede_and_delete_earlier_citations(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _pubmed_file(
+        folder / "pubmed26n0001.xml.gz",
+        _citation("1", "One", abstract="First."),
+        _citation("2", "Two, first version", abstract="Old."),
+        _citation("3", "Three", abstract="Gone."),
+    )
+    _pubmed_file(
+        folder / "pubmed26n0002.xml.gz",
+        _citation("2", "Two, corrected", abstract="New."),
+        _citation("4", "Four", abstract="Added."),
+    )
+    _pubmed_file(
+        folder / "pubmed26n0003.xml.gz", "<DeleteCitation><PMID Version='1'>3</PMID></DeleteCitation>"
+    )
+    out = tmp_path / "out"
+    stage = PubmedStage(name="pubmed", licenses={"pubmed": None})
+    manifest = run_stage(stage, [Input(str(folder))], out, LocalExecutor())
+    kept = pq.ParquetDataset(sorted(str(p) for p in out.glob("*.parquet"))).read().to_pylist()
+    assert sorted((r["id"], r["title"]) for r in kept) == [
+        ("pubmed:1", "One"),
+        ("pubmed:2", "Two, corrected"),
+        ("pubmed:4", "Four"),
+    ]
+    rejected = (
+        pq.ParquetDataset(sorted(str(p) for p in (out / "rejected").glob("*.parquet"))).read().to_pylist()
+    )
+    reasons = sorted((r["id"], r["drop_reason"], r["drop_detail"]) for r in rejected)
+    assert reasons == [
+        ("pubmed:2", "pubmed_superseded", "a later version is in pubmed26n0002.xml.gz"),
+        ("pubmed:3", "pubmed_deleted", "<DeleteCitation> in pubmed26n0003.xml.gz"),
+        ("pubmed:3", "pubmed_deleted", "<DeleteCitation> in pubmed26n0003.xml.gz"),
+    ]
+    assert manifest["counts"] == {"in": 6, "kept": 3, "rejected": 3, "errored": 0}
+
+
 def test_pubmed_stage_accounts_for_every_citation(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     good = _pubmed_file(
@@ -231,7 +275,7 @@ def test_pubmed_stage_accounts_for_every_citation(tmp_path: Path) -> None:
     )
     (tmp_path / "in" / "pubmed26n0004.xml.gz").write_bytes(gzip.compress(b"<PubmedArticleSet><Pub")[:15])
     stage = PubmedStage(name="pubmed", min_abstract_chars=1)
-    tasks = stage.plan([Input(str(good.parent))])
+    tasks = stage.prepare(stage.plan([Input(str(good.parent))]), _serial_map)
     kept, rejected = {}, {}
     for task in tasks:
         result = stage.process(task)

@@ -173,11 +173,20 @@ class PubmedStage(_MultiDocStage):
     batch_size: int = 1
     min_abstract_chars: int = 0
 
+    def prepare(self, tasks: list[Task], map_fn) -> list[Task]:
+        """Index every file's PMIDs and deletions, so that a later file's version or deletion wins."""
+        paths = sorted({p for t in tasks for p in t.inputs}, key=lambda p: (Path(p).name, p))
+        indexes = map_fn(_pubmed_index, [(p,) for p in paths])
+        later = _later_changes(paths, indexes)
+        return [Task(t.name, t.inputs, (t.payload, {p: later.get(p, {}) for p in t.inputs})) for t in tasks]
+
     def process(self, task: Task) -> StageResult:
         from curate.parse.pubmed import Deleted, NoPmid, iter_pubmed
 
         rows = _Rows(self.name)
-        for path, (source, key) in zip(task.inputs, task.payload, strict=True):
+        payload, later = task.payload
+        for path, (source, key) in zip(task.inputs, payload, strict=True):
+            superseded = later[path]
             url = Path(path).resolve().as_uri()
             records: dict[str, dict] = {}  # pmid -> kept row, so a later deletion in the file can undo it
             try:
@@ -231,5 +240,49 @@ class PubmedStage(_MultiDocStage):
                     ERROR_REASON,
                     describe_error(exc),
                 )
-            rows.kept.extend(records.values())
+            for pmid, row in records.items():
+                if pmid in superseded:
+                    rows.drop(row, *superseded[pmid])
+                else:
+                    rows.kept.append(row)
         return self._finish(task, rows)
+
+
+def _pubmed_index(path: str) -> tuple[list[str], list[str]]:
+    """(PMIDs of the citations, PMIDs deleted) in one PubMed file; a damaged file's up to the damage."""
+    from curate.parse.pubmed import Deleted, PubmedRecord, iter_pubmed
+
+    present: list[str] = []
+    deleted: list[str] = []
+    try:
+        for item in iter_pubmed(path):
+            if isinstance(item, PubmedRecord):
+                present.append(item.pmid)
+            elif isinstance(item, Deleted):
+                deleted.extend(item.pmids)
+    except Exception:  # noqa: BLE001 - the stage itself reports the damage; the index keeps what was read
+        pass
+    return present, deleted
+
+
+def _later_changes(
+    paths: list[str], indexes: list[tuple[list[str], list[str]]]
+) -> dict[str, dict[str, tuple[str, str]]]:
+    """For each file, its PMIDs that a later file replaces or deletes (PubMed names sort in release order)."""
+    last_version: dict[str, int] = {}
+    last_deletion: dict[str, int] = {}
+    for n, (present, deleted) in enumerate(indexes):
+        for pmid in present:
+            last_version[pmid] = n
+        for pmid in deleted:
+            last_deletion[pmid] = n
+    changes: dict[str, dict[str, tuple[str, str]]] = {}
+    for n, (path, (present, _)) in enumerate(zip(paths, indexes, strict=True)):
+        for pmid in present:
+            if last_deletion.get(pmid, -1) > n:
+                where = Path(paths[last_deletion[pmid]]).name
+                changes.setdefault(path, {})[pmid] = ("pubmed_deleted", f"<DeleteCitation> in {where}")
+            elif last_version[pmid] > n:
+                where = Path(paths[last_version[pmid]]).name
+                changes.setdefault(path, {})[pmid] = ("pubmed_superseded", f"a later version is in {where}")
+    return changes
