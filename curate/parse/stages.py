@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from curate.schema import (
     ERROR_REASON,
@@ -50,16 +50,16 @@ class FileStage(Stage):
             raise FileNotFoundError(
                 f"stage {self.name!r}: no {wanted} files under {[i.path for i in inputs]}"
             )
+        return self.batch([(path, (source, key)) for path, source, key in files])
+
+    def batch(self, units: list[tuple[str, Any]]) -> list[Task]:
+        """Consecutive (input path, payload item) units in tasks of batch_size, named from their paths."""
         tasks = []
-        for start in range(0, len(files), self.batch_size):
-            batch = files[start : start + self.batch_size]
-            name = f"part-{start // self.batch_size:05d}-{short_hash(*[p for p, _, _ in batch])}"
+        for start in range(0, len(units), self.batch_size):
+            batch = units[start : start + self.batch_size]
+            name = f"part-{start // self.batch_size:05d}-{short_hash(*[p for p, _ in batch])}"
             tasks.append(
-                Task(
-                    name=name,
-                    inputs=tuple(p for p, _, _ in batch),
-                    payload=tuple((s, k) for _, s, k in batch),
-                )
+                Task(name=name, inputs=tuple(p for p, _ in batch), payload=tuple(x for _, x in batch))
             )
         return tasks
 

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from curate.parse.stages import FileStage
 from curate.schema import ERROR_REASON, ParsedDoc, Rejection, clean_str, dumps_meta, records_table, with_drop
-from curate.stage import Input, StageResult, Task, describe_error, short_hash
+from curate.stage import Input, StageResult, Task, describe_error
 
 
 @dataclass
@@ -92,14 +92,7 @@ class PmcStage(_MultiDocStage):
                 raise FileNotFoundError(f"stage {self.name!r}: input not found: {root}")
         if not units:
             raise FileNotFoundError(f"stage {self.name!r}: no PMC packages under {[i.path for i in inputs]}")
-        tasks = []
-        for start in range(0, len(units), self.batch_size):
-            batch = units[start : start + self.batch_size]
-            name = f"part-{start // self.batch_size:05d}-{short_hash(*[p for p, _ in batch])}"
-            tasks.append(
-                Task(name=name, inputs=tuple(p for p, _ in batch), payload=tuple(s for _, s in batch))
-            )
-        return tasks
+        return self.batch(units)
 
     def process(self, task: Task) -> StageResult:
         from curate.parse.pmc import is_tarball, iter_tarball, read_dir
