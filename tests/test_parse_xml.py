@@ -365,6 +365,18 @@ def test_pmc_stage_on_folders_and_damaged_tarball(tmp_path: Path) -> None:
     assert reasons and set(reasons) <= {"pmc_truncated", "xml_broken"}
 
 
+def test_pmc_symlinked_tarball_is_a_rejected_row_not_followed(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    outside = _tar(tmp_path / "outside.tar.gz", {"PMC9/a.nxml": JATS})
+    (tmp_path / "in" / "linked.tar.gz").symlink_to(outside)
+    stage = PmcStage(name="pmc")
+    [task] = stage.plan([Input(str(tmp_path / "in"))])
+    result = stage.process(task)
+    assert result.kept.num_rows == 0
+    assert result.rejected.column("drop_reason").to_pylist() == ["input_symlink"]
+    assert str(outside) in result.rejected.column("drop_detail")[0].as_py()
+
+
 def test_pmc_real_packages_use_the_xml(evaldata: Path) -> None:
     root = evaldata / "pmc_pdf_jats"
     folder = next(p.parent for p in sorted(root.rglob("fulltext.xml")))

@@ -85,7 +85,8 @@ class PmcStage(_MultiDocStage):
                 units.append((str(root), source))
             elif root.is_dir():
                 for f in sorted(root.rglob("*")):
-                    if f.is_file() and not f.is_symlink() and is_tarball(f.name):
+                    # Symlinks are listed, then rejected (as in FileStage): never followed, never lost.
+                    if (f.is_symlink() or f.is_file()) and is_tarball(f.name):
                         units.append((str(f), source))
                 units.extend((d, source) for d in package_dirs(root))
             else:
@@ -99,6 +100,10 @@ class PmcStage(_MultiDocStage):
 
         rows = _Rows(self.name)
         for path, source in zip(task.inputs, task.payload, strict=True):
+            if os.path.islink(path):
+                row = self._row(source, Path(path).name, Path(path).absolute().as_uri())
+                rows.drop(row, "input_symlink", f"symbolic link to {os.readlink(path)!r}, not followed")
+                continue
             if is_tarball(path) and os.path.isfile(path):
                 try:
                     for package in iter_tarball(path):
