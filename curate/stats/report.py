@@ -136,25 +136,35 @@ def print_stats(stats: dict, console: Console | None = None) -> None:
     funnel = stats.get("funnel")
     if funnel:
         table = Table(title="Funnel (from stage manifests)")
-        table.add_column("Stage")
-        for name in ("In", "Kept", "Rejected", "Errored", "Kept %", "Characters kept"):
+        table.add_column(FUNNEL_COLUMNS[0])
+        for name in FUNNEL_COLUMNS[1:-1]:
             table.add_column(name, justify="right")
-        table.add_column("Status")
+        table.add_column(FUNNEL_COLUMNS[-1])
         for e in funnel:
-            table.add_row(
-                Text(str(e.get("stage"))),
-                _num(e.get("in")),
-                _num(e.get("kept")),
-                _num(e.get("rejected")),
-                _num(e.get("errored")),
-                _pct(e.get("kept"), e.get("in")),
-                _num(e.get("characters_kept")),
-                Text(str(e.get("status") or ""), style="" if e.get("status") == "complete" else "yellow"),
-            )
+            stage, *numbers, status = _funnel_row(e)
+            style = "" if status == "complete" else "yellow"
+            table.add_row(Text(str(stage)), *numbers, Text(str(status or ""), style=style))
         console.print(table)
 
     for warning in stats.get("warnings") or []:
         console.print(Text(f"warning: {warning}", style="yellow"))
+
+
+FUNNEL_COLUMNS = ("Stage", "In", "Kept", "Rejected", "Errored", "Kept %", "Characters kept", "Status")
+
+
+def _funnel_row(e: Mapping[str, Any]) -> tuple:
+    """One funnel entry as the cells of FUNNEL_COLUMNS (numbers formatted; stage and status raw)."""
+    return (
+        e.get("stage"),
+        _num(e.get("in")),
+        _num(e.get("kept")),
+        _num(e.get("rejected")),
+        _num(e.get("errored")),
+        _pct(e.get("kept"), e.get("in")),
+        _num(e.get("characters_kept")),
+        e.get("status"),
+    )
 
 
 def _sorted_groups(groups: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -346,23 +356,11 @@ def render_html(stats: Mapping[str, Any]) -> str:
         parts.append(f'<p class="warn">warning: {_e(warning)}</p>')
     funnel = stats.get("funnel")
     if funnel:
-        rows = [
-            (
-                e.get("stage"),
-                _num(e.get("in")),
-                _num(e.get("kept")),
-                _num(e.get("rejected")),
-                _num(e.get("errored")),
-                _pct(e.get("kept"), e.get("in")),
-                _num(e.get("characters_kept")),
-                e.get("status"),
-            )
-            for e in funnel
-        ]
+        rows = [_funnel_row(e) for e in funnel]
         parts.append("<h2>Funnel</h2>" + _funnel_chart(funnel))
         parts.append(
             _table(
-                ["Stage", "In", "Kept", "Rejected", "Errored", "Kept %", "Characters kept", "Status"],
+                list(FUNNEL_COLUMNS),
                 rows,
                 numeric=(1, 2, 3, 4, 5, 6),
             )
