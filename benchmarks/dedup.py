@@ -165,7 +165,7 @@ def run_curate(corpus: Path, work: Path, threshold: float) -> dict:
     from curate.runner import LocalExecutor, run_stage
     from curate.stage import Input
 
-    stage = MinHashDedup(name="near", threshold=threshold, scratch=str(work / "scratch"))
+    stage = MinHashDedup(name="near", threshold=threshold)
     start = time.perf_counter()
     manifest = run_stage(stage, [Input(str(corpus))], work / "out", LocalExecutor())
     total = time.perf_counter() - start

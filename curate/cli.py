@@ -283,9 +283,6 @@ def dedup(
     near: Annotated[bool, typer.Option(help="Near-duplicates (MinHash LSH) instead of exact ones.")] = False,
     threshold: Annotated[float, typer.Option(help="--near: word 5-gram Jaccard for a duplicate.")] = 0.8,
     within_source: Annotated[bool, typer.Option(help="--near: only within one source.")] = False,
-    scratch: Annotated[
-        Path | None, typer.Option(help="--near: scratch folder all workers see (default: system temp).")
-    ] = None,
     address: AddressOpt = None,
     num_cpus: CpusOpt = None,
     sources: SourcesOpt = None,
@@ -294,7 +291,7 @@ def dedup(
     step, params = "dedup", {}
     if near:
         step = "near_dedup"
-        params = {"threshold": threshold, "within_source": within_source, "scratch": str(scratch or "")}
+        params = {"threshold": threshold, "within_source": within_source}
     _run_single(step, params, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
 
 

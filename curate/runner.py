@@ -37,6 +37,7 @@ log = logging.getLogger("curate")
 TASK_META_KEY = b"curate.task"
 STATE_FILE = ".curate-stage.json"
 MANIFEST = "manifest.json"
+SCRATCH_DIR = ".scratch"  # a stage's global pass (prepare) writes here; removed when it ends
 VERSIONED_PACKAGES = (
     "pyarrow",
     "ray",
@@ -215,8 +216,14 @@ def run_stage(
     if bar:
         bar.advance(len(tasks) - len(todo))
     if todo:
-        prepared = {t.name: t for t in stage.prepare(tasks, lambda fn, args: _map_all(executor, fn, args))}
-        todo = [prepared[t.name] for t in todo]
+        scratch = out / SCRATCH_DIR
+        shutil.rmtree(scratch, ignore_errors=True)  # a killed run's leftovers are recomputed, never reused
+        scratch.mkdir()
+        try:
+            prepared = stage.prepare(tasks, lambda fn, args: _map_all(executor, fn, args), scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        todo = [{t.name: t for t in prepared}[t.name] for t in todo]
         for index, counts, error in executor.map(execute_task, [(stage, t, str(out)) for t in todo]):
             if error is not None:
                 _raise_if_disk_full(error, out)

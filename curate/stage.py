@@ -68,8 +68,12 @@ class Stage:
         """Split the inputs into tasks with deterministic names."""
         raise NotImplementedError
 
-    def prepare(self, tasks: list[Task], map_fn) -> list[Task]:
-        """A global pass before the tasks run (dedup uses it); map_fn(fn, [args...]) runs fn in parallel."""
+    def prepare(self, tasks: list[Task], map_fn, scratch: Path) -> list[Task]:
+        """A global pass before the tasks run (dedup uses it); map_fn(fn, [args...]) runs fn in parallel.
+
+        `scratch` is an empty directory inside the stage's output directory, seen by every worker that sees
+        the output; the runner removes it when the stage ends.
+        """
         return tasks
 
     def process(self, task: Task) -> StageResult:

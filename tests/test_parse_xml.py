@@ -275,7 +275,7 @@ def test_pubmed_stage_accounts_for_every_citation(tmp_path: Path) -> None:
     )
     (tmp_path / "in" / "pubmed26n0004.xml.gz").write_bytes(gzip.compress(b"<PubmedArticleSet><Pub")[:15])
     stage = PubmedStage(name="pubmed", min_abstract_chars=1)
-    tasks = stage.prepare(stage.plan([Input(str(good.parent))]), _serial_map)
+    tasks = stage.prepare(stage.plan([Input(str(good.parent))]), _serial_map, tmp_path)
     kept, rejected = {}, {}
     for task in tasks:
         result = stage.process(task)

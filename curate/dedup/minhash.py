@@ -17,8 +17,6 @@ removes its non-survivors: `drop_reason=near_duplicate`, detail naming the survi
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +34,7 @@ from curate.dedup.signatures import band_keys, fmix64, jaccard, shingle_sets, te
 from curate.io import read_parquet, write_parquet
 from curate.schema import split_by_mask
 from curate.sources.registry import DEFAULT_PRIORITY
-from curate.stage import TableStage, Task, short_hash
+from curate.stage import TableStage, Task
 
 log = logging.getLogger("curate")
 
@@ -192,7 +190,6 @@ class MinHashDedup(TableStage):
     rows: int = 0
     verify: bool = True  # check candidate pairs with exact Jaccard (drops LSH false positives)
     within_source: bool = False  # only documents of the same source can be duplicates
-    scratch: str = ""  # directory for band files, seen by every worker (default: the system temp dir)
     priority: dict[str, int] = field(default_factory=dict)  # source -> rank, from sources.yaml
 
     def __post_init__(self) -> None:
@@ -201,16 +198,7 @@ class MinHashDedup(TableStage):
         if self.bands * self.rows > self.num_perm:
             raise ValueError(f"bands x rows ({self.bands} x {self.rows}) exceed num_perm ({self.num_perm})")
 
-    def prepare(self, tasks: list[Task], map_fn) -> list[Task]:
-        base = Path(self.scratch or tempfile.gettempdir())
-        scratch = base / f"curate-minhash-{short_hash(self.name, *[p for t in tasks for p in t.inputs])}"
-        shutil.rmtree(scratch, ignore_errors=True)  # a killed run's leftovers are recomputed, never reused
-        try:
-            return self._prepare(tasks, map_fn, scratch)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-
-    def _prepare(self, tasks: list[Task], map_fn, scratch: Path) -> list[Task]:
+    def prepare(self, tasks: list[Task], map_fn, scratch: Path) -> list[Task]:
         paths = [t.inputs[0] for t in tasks]
         clock = [time.perf_counter()]
         seconds: dict[str, float] = {}

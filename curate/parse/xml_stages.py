@@ -171,7 +171,7 @@ class PubmedStage(_MultiDocStage):
     batch_size: int = 1
     min_abstract_chars: int = 0
 
-    def prepare(self, tasks: list[Task], map_fn) -> list[Task]:
+    def prepare(self, tasks: list[Task], map_fn, scratch: Path) -> list[Task]:
         """Index every file's PMIDs and deletions, so that a later file's version or deletion wins."""
         paths = sorted({p for t in tasks for p in t.inputs}, key=lambda p: (Path(p).name, p))
         indexes = map_fn(_pubmed_index, [(p,) for p in paths])
