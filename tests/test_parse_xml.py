@@ -377,6 +377,52 @@ def test_pmc_symlinked_tarball_is_a_rejected_row_not_followed(tmp_path: Path) ->
     assert str(outside) in result.rejected.column("drop_detail")[0].as_py()
 
 
+class _Zeros(io.RawIOBase):
+    """A stream of zero bytes, so a test can pack a huge member without holding it in memory."""
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        buffer[:] = bytes(len(buffer))
+        return len(buffer)
+
+
+def test_pmc_tarball_bomb_is_skipped_without_reading_it_into_memory(tmp_path: Path) -> None:
+    import tracemalloc
+
+    bomb = 300_000_000  # declared and real size of one member; compresses to about 300 KB
+    path = tmp_path / "bomb.tar.gz"
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        info = tarfile.TarInfo("PMC3/article.nxml")
+        info.size = bomb
+        tar.addfile(info, _Zeros())
+        info = tarfile.TarInfo("PMC4/article.nxml")
+        info.size = len(JATS)
+        tar.addfile(info, io.BytesIO(JATS))
+    assert path.stat().st_size < 5_000_000
+    stage = PmcStage(name="pmc")
+    [task] = stage.plan([Input(str(path))])
+    tracemalloc.start()
+    try:
+        result = stage.process(task)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50_000_000  # the 300 MB member was skipped while streaming, never held
+    assert result.kept.column("title").to_pylist() == ["Walking after knee surgery"]
+    assert result.rejected.column("drop_reason").to_pylist() == ["pmc_too_large"]
+    assert "article.nxml: 300000000 bytes" in result.rejected.column("drop_detail")[0].as_py()
+    assert stage.count_in(task) == 2
+
+
+def test_pmc_package_total_is_capped(tmp_path: Path) -> None:
+    tarball = _tar(
+        tmp_path / "many.tar.gz",
+        {f"PMC5/supplement{n}.xml": b"<x>" + b"a" * 1000 + b"</x>" for n in range(5)} | {"PMC5/a.nxml": JATS},
+    )
+    [package] = iter_tarball(tarball, max_package_bytes=3_500)
+    assert len(package.xml) == 3 and "a.nxml" not in package.xml
+    assert len(package.skipped) == 3 and "package would hold" in package.skipped[0]
+
+
 def test_pmc_real_packages_use_the_xml(evaldata: Path) -> None:
     root = evaldata / "pmc_pdf_jats"
     folder = next(p.parent for p in sorted(root.rglob("fulltext.xml")))

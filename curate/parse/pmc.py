@@ -20,6 +20,7 @@ from curate.schema import ParsedDoc, Rejection
 XML_SUFFIXES = (".nxml", ".xml")
 PDF_SUFFIX = ".pdf"
 MAX_MEMBER_BYTES = 200_000_000  # larger files in a package are not articles (videos, data sets)
+MAX_PACKAGE_BYTES = 400_000_000  # what one package may hold in memory, all its article files together
 
 
 @dataclass
@@ -30,6 +31,7 @@ class PmcPackage:
     xml: dict[str, bytes] = field(default_factory=dict)
     pdf: dict[str, bytes] = field(default_factory=dict)
     problem: Rejection | None = None  # set when the package could not be read completely
+    skipped: list[str] = field(default_factory=list)  # article-like files left unread, with why
 
 
 def is_tarball(name: str) -> bool:
@@ -47,19 +49,35 @@ def package_dirs(root: str | os.PathLike) -> list[str]:
     return sorted(found)
 
 
-def read_dir(folder: str | os.PathLike) -> PmcPackage:
+def read_dir(
+    folder: str | os.PathLike,
+    *,
+    max_member_bytes: int = MAX_MEMBER_BYTES,
+    max_package_bytes: int = MAX_PACKAGE_BYTES,
+) -> PmcPackage:
     """The package in one folder (files directly inside it)."""
     package = PmcPackage(key=os.path.basename(os.path.normpath(folder)))
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if not os.path.isfile(path) or os.path.islink(path):
+        if not os.path.isfile(path) or os.path.islink(path) or not _is_article_file(name):
             continue
-        _add(package, name, path=path)
+        if _fits(package, name, os.path.getsize(path), max_member_bytes, max_package_bytes):
+            with open(path, "rb") as f:
+                _add(package, name, f.read())
     return package
 
 
-def iter_tarball(path: str | os.PathLike) -> Iterator[PmcPackage]:
-    """Packages of a PMC tarball, streamed; a damaged tarball ends with a package carrying the problem."""
+def iter_tarball(
+    path: str | os.PathLike,
+    *,
+    max_member_bytes: int = MAX_MEMBER_BYTES,
+    max_package_bytes: int = MAX_PACKAGE_BYTES,
+) -> Iterator[PmcPackage]:
+    """Packages of a PMC tarball, streamed; a damaged tarball ends with a package carrying the problem.
+
+    Members are never written to disk (member names cannot traverse paths) and a member is read only when
+    its declared size fits the caps, so a decompression bomb costs time to skip, not memory.
+    """
     current: PmcPackage | None = None
     try:
         with tarfile.open(os.fspath(path), mode="r|gz") as tar:
@@ -74,13 +92,13 @@ def iter_tarball(path: str | os.PathLike) -> Iterator[PmcPackage]:
                 if current is None:
                     current = PmcPackage(key=key)
                 name = parts[-1]
-                if not name.lower().endswith((*XML_SUFFIXES, PDF_SUFFIX)):
+                if not _is_article_file(name):
                     continue
-                if member.size > MAX_MEMBER_BYTES:
+                if not _fits(current, name, member.size, max_member_bytes, max_package_bytes):
                     continue
                 handle = tar.extractfile(member)
                 if handle is not None:
-                    _add(current, name, data=handle.read())
+                    _add(current, name, handle.read(member.size))
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         problem = Rejection("pmc_truncated", f"tarball ends early or is damaged: {exc}")
         if current is None:
@@ -90,20 +108,24 @@ def iter_tarball(path: str | os.PathLike) -> Iterator[PmcPackage]:
         yield current
 
 
-def _add(package: PmcPackage, name: str, *, path: str | None = None, data: bytes | None = None) -> None:
-    lower = name.lower()
-    if lower.endswith(XML_SUFFIXES):
-        target = package.xml
-    elif lower.endswith(PDF_SUFFIX):
-        target = package.pdf
+def _is_article_file(name: str) -> bool:
+    return name.lower().endswith((*XML_SUFFIXES, PDF_SUFFIX))
+
+
+def _fits(package: PmcPackage, name: str, size: int, max_member: int, max_package: int) -> bool:
+    """Whether a file of this size may be read into the package; records why not when it may not."""
+    held = sum(map(len, package.xml.values())) + sum(map(len, package.pdf.values()))
+    if size > max_member:
+        package.skipped.append(f"{name}: {size} bytes > {max_member} per file")
+    elif held + size > max_package:
+        package.skipped.append(f"{name}: package would hold {held + size} bytes > {max_package}")
     else:
-        return
-    if data is None:
-        assert path is not None
-        if os.path.getsize(path) > MAX_MEMBER_BYTES:
-            return
-        with open(path, "rb") as f:
-            data = f.read()
+        return True
+    return False
+
+
+def _add(package: PmcPackage, name: str, data: bytes) -> None:
+    target = package.xml if name.lower().endswith(XML_SUFFIXES) else package.pdf
     target[name] = data
 
 
@@ -118,6 +140,8 @@ def parse_package(package: PmcPackage, *, max_pages: int = 2000, **jats_options:
         name = sorted(package.xml, key=lambda n: (not n.lower().endswith(".nxml"), -len(package.xml[n])))[0]
         doc = parse_jats(package.xml[name], **jats_options)
         doc.meta.update({"package": package.key, "from": name})
+        if package.skipped:
+            doc.meta["skipped"] = package.skipped
         if package.pdf:
             doc.meta["pdf_skipped"] = sorted(package.pdf)
         return doc
@@ -133,4 +157,6 @@ def parse_package(package: PmcPackage, *, max_pages: int = 2000, **jats_options:
             doc = parse_pdf_isolated(tmp.name, max_pages=max_pages)
         doc.meta.update({"package": package.key, "from": name, "format": "pdf"})
         return doc
+    if package.skipped:
+        raise Rejection("pmc_too_large", "; ".join(package.skipped)[:2000])
     raise Rejection("pmc_no_article", "the package holds no .nxml/.xml or .pdf file")
