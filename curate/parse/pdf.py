@@ -19,13 +19,16 @@ block before the abstract are left out: the text is what a reader reads as the a
 
 from __future__ import annotations
 
+import contextlib
 import html
 import math
 import os
 import re
+import sys
 import time
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pymupdf
@@ -218,8 +221,7 @@ def parse_pdf_isolated(
 
     For untrusted files: a page on which MuPDF loops or allocates without end cannot hang or crash the
     worker. Raises Rejection `pdf_timeout`, `pdf_memory` or `pdf_crashed` for those, and parse_pdf's own
-    otherwise. Uses the forkserver start method: a script that calls it needs the `if __name__ == "__main__"`
-    guard.
+    otherwise. Uses the forkserver start method.
     """
     import multiprocessing
 
@@ -232,7 +234,8 @@ def parse_pdf_isolated(
         args=(sender, os.fspath(path), max_pages, max_seconds, max_memory_mb, captions),
         daemon=True,
     )
-    child.start()
+    with _main_module_hidden():
+        child.start()
     sender.close()
     try:
         # The wall-clock limit covers the child's start as well; the in-loop limit stops it earlier.
@@ -259,6 +262,25 @@ def parse_pdf_isolated(
     if kind == "memory":
         raise Rejection("pdf_memory", f"needs more than {max_memory_mb} MB")
     raise RuntimeError(value)
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Keep a starting child from re-importing the parent's __main__, which it does not need.
+
+    multiprocessing re-imports the main script in every forkserver child; inside a Ray worker that script is
+    Ray's default_worker.py, which made each PDF about 4x slower (measured: 12 PDFs, 4.45 s -> 0.98 s).
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main and k in main.__dict__}
+    if main is not None:
+        main.__dict__.pop("__file__", None)
+        main.__spec__ = None  # multiprocessing reads it unguarded
+    try:
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
 
 
 def _isolated_child(
