@@ -1,10 +1,15 @@
-"""Parquet and JSON I/O with atomic writes: a file either exists complete or not at all."""
+"""Parquet and JSON I/O with atomic writes: a file either exists complete or not at all.
+
+Paths may be local or storage URIs (s3://bucket/key, see curate.storage): a URI is written by uploading a
+complete local temporary file in one go, since object stores have no rename.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,6 +17,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from curate.storage import StoragePath, as_path
 
 TMP_MARK = ".tmp-"  # temporary files carry this in their name until renamed into place
 PARQUET_COMPRESSION = "zstd"
@@ -22,8 +29,20 @@ def _tmp_path(path: Path) -> Path:
 
 
 def write_parquet(table: pa.Table, path: str | os.PathLike, *, row_group_size: int | None = None) -> None:
-    """Write a zstd Parquet file atomically (temporary name, fsync, rename)."""
-    path = Path(path)
+    """Write a zstd Parquet file atomically (temporary name, fsync, rename; or one upload to storage)."""
+    path = as_path(path)
+    if isinstance(path, StoragePath):
+        with tempfile.TemporaryDirectory(prefix="curate-up-") as tmp:
+            local = Path(tmp) / path.name
+            pq.write_table(
+                table,
+                local,
+                compression=PARQUET_COMPRESSION,
+                row_group_size=row_group_size,
+                write_statistics=True,
+            )
+            path.upload(local)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
     try:
@@ -38,7 +57,11 @@ def write_parquet(table: pa.Table, path: str | os.PathLike, *, row_group_size: i
 
 def write_bytes(data: bytes, path: str | os.PathLike) -> None:
     """Write bytes atomically."""
-    path = Path(path)
+    path = as_path(path)
+    if isinstance(path, StoragePath):
+        with path.open_output_stream() as f:  # one PUT: visible only when complete
+            f.write(data)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
     try:
@@ -60,6 +83,9 @@ def write_json(obj: Any, path: str | os.PathLike) -> None:
 
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file."""
+    path = as_path(path)
+    if isinstance(path, StoragePath):
+        return json.loads(path.read_bytes().decode("utf-8"))
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
@@ -72,26 +98,53 @@ def _fsync(path: Path) -> None:
 def sha256_file(path: str | os.PathLike) -> str:
     """SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    path = as_path(path)
+    with path.open_input() if isinstance(path, StoragePath) else open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
+def _source(path: str | os.PathLike) -> Any:
+    path = as_path(path)
+    return path.open_input() if isinstance(path, StoragePath) else path
+
+
+def parquet_file(path: str | os.PathLike, *, memory_map: bool = False) -> pq.ParquetFile:
+    """A Parquet reader (footer read now, row groups on demand); memory-mapped only for a local file."""
+    path = as_path(path)
+    if isinstance(path, StoragePath):
+        return pq.ParquetFile(path.open_input())
+    return pq.ParquetFile(path, memory_map=memory_map)
+
+
+def input_stream(path: str | os.PathLike) -> pa.NativeFile:
+    """A streaming reader of a file, decompressed as its extension says (.gz, .zst, ...)."""
+    path = as_path(path)
+    if isinstance(path, StoragePath):
+        return path.open_input_stream()
+    return pa.input_stream(str(path), compression="detect")
+
+
 def parquet_rows(path: str | os.PathLike) -> int:
     """Row count from the Parquet footer, without reading data."""
-    return pq.ParquetFile(path).metadata.num_rows
+    return pq.ParquetFile(_source(path)).metadata.num_rows
+
+
+def parquet_schema(path: str | os.PathLike) -> pa.Schema:
+    """The schema (with its key-value metadata) from the Parquet footer."""
+    return pq.read_schema(_source(path))
 
 
 def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
     """Read one Parquet file (optionally some columns)."""
-    return pq.read_table(path, columns=columns)
+    return pq.read_table(_source(path), columns=columns)
 
 
 def parquet_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """The Parquet shards named by paths: files as given, directories' top-level *.parquet (not rejected/)."""
     found: list[Path] = []
-    for p in map(Path, paths):
+    for p in map(as_path, paths):
         if p.is_dir():
             found.extend(sorted(f for f in p.glob("*.parquet") if TMP_MARK not in f.name))
         elif p.is_file():
@@ -101,6 +154,6 @@ def parquet_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return found
 
 
-def is_tmp(path: Path) -> bool:
+def is_tmp(path: Path | StoragePath) -> bool:
     """True for a temporary file left by an interrupted write."""
     return TMP_MARK in path.name

@@ -17,20 +17,31 @@ import logging
 import os
 import platform
 import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from curate.io import is_tmp, read_json, sha256_file, write_bytes, write_json, write_parquet
+from curate.io import (
+    is_tmp,
+    parquet_rows,
+    parquet_schema,
+    read_json,
+    sha256_file,
+    write_bytes,
+    write_json,
+    write_parquet,
+)
 from curate.schema import ERROR_REASON
 from curate.stage import Input, Stage, Task, describe_error, short_hash
+from curate.storage import StoragePath, as_path, is_uri, remove_tree
 
 log = logging.getLogger("curate")
 
@@ -38,6 +49,8 @@ TASK_META_KEY = b"curate.task"
 STATE_FILE = ".curate-stage.json"
 MANIFEST = "manifest.json"
 SCRATCH_DIR = ".scratch"  # a stage's global pass (prepare) writes here; removed when it ends
+# Steps besides TableStages that read their input files through curate.io, so those may be storage URIs.
+STORAGE_INPUT_STEPS = {"shard", "mix"}
 VERSIONED_PACKAGES = (
     "pyarrow",
     "ray",
@@ -53,6 +66,43 @@ class AccountingError(RuntimeError):
     """A stage's documents in do not equal kept + rejected + errored: a bug, never a data problem."""
 
 
+@dataclass(frozen=True)
+class Resources:
+    """What one task of a stage reserves on a Ray node; scheduling only, so not part of the fingerprint."""
+
+    num_cpus: float | None = None
+    memory: int | None = None  # bytes
+
+    @classmethod
+    def parse(cls, num_cpus: Any = None, memory: Any = None, where: str = "") -> Resources:
+        """Check YAML values (num_cpus: 2 or 0.5; memory: "2GB", "512MiB" or bytes); ValueError says what."""
+        from curate.shard import parse_size
+
+        prefix = f"{where}: " if where else ""
+        bad_cpus = isinstance(num_cpus, bool) or not isinstance(num_cpus, (int, float)) or not num_cpus > 0
+        if num_cpus is not None and bad_cpus:
+            raise ValueError(
+                f"{prefix}num_cpus must be a positive number (e.g. 1, 2 or 0.5), not {num_cpus!r}"
+            )
+        if memory is not None:
+            try:
+                memory = parse_size(memory) if not isinstance(memory, bool) else None
+            except ValueError:
+                memory = None
+            if not memory or memory <= 0:
+                raise ValueError(f"{prefix}memory must be a size such as 2GB, 512MiB or a number of bytes")
+        return cls(num_cpus, memory)
+
+    def ray_options(self) -> dict[str, Any]:
+        """Keyword arguments for a Ray remote function's .options()."""
+        options: dict[str, Any] = {}
+        if self.num_cpus is not None:
+            options["num_cpus"] = self.num_cpus
+        if self.memory is not None:
+            options["memory"] = self.memory
+        return options
+
+
 # ---------------------------------------------------------------------------------------------- task body
 
 
@@ -60,7 +110,7 @@ def execute_task(stage: Stage, task: Task, out_dir: str) -> dict[str, Any]:
     """Run one task and write its outputs; the kept file goes last so that it marks completion."""
     start = time.perf_counter()
     result = stage.process(task)
-    out = Path(out_dir)
+    out = as_path(out_dir)
     for name, data in sorted(result.sidecars.items()):
         write_bytes(data, out / name)
     rejected_path = out / "rejected" / f"{task.name}.parquet"
@@ -118,18 +168,26 @@ MapResults = Iterator[tuple[int, Any, BaseException | None]]
 
 
 class LocalExecutor:
-    """Runs tasks one after another in this process: for tests and debugging."""
+    """Runs tasks one after another in this process: for tests and debugging (resources are ignored)."""
 
-    def map(self, fn: Callable[..., Any], args_list: Sequence[tuple]) -> MapResults:
+    def map(
+        self, fn: Callable[..., Any], args_list: Sequence[tuple], resources: Resources | None = None
+    ) -> MapResults:
         for i, args in enumerate(args_list):
             try:
                 yield i, fn(*args), None
             except Exception as exc:  # noqa: BLE001 - a failed task is recorded, not raised
+                exc.curate_node = "local"  # type: ignore[attr-defined]
                 yield i, None, exc
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
+    try:
+        return fn(*args)
+    except Exception as exc:
+        # Exceptions pickle their __dict__, so the driver learns which node the task failed on.
+        exc.curate_node = _node_id()  # type: ignore[attr-defined]
+        raise
 
 
 class RayExecutor:
@@ -139,20 +197,50 @@ class RayExecutor:
         import ray
 
         self._ray = ray
-        self._remote = ray.remote(_call).options(max_retries=max_retries, retry_exceptions=False)
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        self.max_in_flight = max_in_flight or max(2, 2 * cpus)
+        self._remote = ray.remote(_call)
+        self._options = {"max_retries": max_retries, "retry_exceptions": False}
+        self._cpus = int(ray.cluster_resources().get("CPU", 1))
+        self._max_in_flight = max_in_flight
 
-    def map(self, fn: Callable[..., Any], args_list: Sequence[tuple]) -> MapResults:
+    def in_flight_limit(self, resources: Resources | None = None) -> int:
+        """Tasks submitted at once: twice what the cluster can run, so the object store never fills."""
+        if self._max_in_flight:
+            return self._max_in_flight
+        per_task = (resources.num_cpus if resources and resources.num_cpus else None) or 1
+        return max(2, int(2 * self._cpus / per_task))
+
+    def check_fits(self, resources: Resources | None) -> None:
+        """Refuse a task size no node can hold: Ray would otherwise wait for it forever."""
+        if not resources or (resources.num_cpus is None and resources.memory is None):
+            return
+        nodes = [n["Resources"] for n in self._ray.nodes() if n.get("Alive")]
+        if any(
+            (resources.num_cpus or 0) <= n.get("CPU", 0) and (resources.memory or 0) <= n.get("memory", 0)
+            for n in nodes
+        ):
+            return
+        largest = max(nodes, key=lambda n: n.get("CPU", 0), default={})
+        raise ValueError(
+            f"no node of the cluster can run a task needing num_cpus={resources.num_cpus}, "
+            f"memory={resources.memory} bytes (largest node: {largest.get('CPU', 0):g} CPUs, "
+            f"{int(largest.get('memory', 0))} bytes of memory); lower the stage's num_cpus/memory"
+        )
+
+    def map(
+        self, fn: Callable[..., Any], args_list: Sequence[tuple], resources: Resources | None = None
+    ) -> MapResults:
         ray = self._ray
+        self.check_fits(resources)
+        remote = self._remote.options(**self._options, **(resources.ray_options() if resources else {}))
+        limit = self.in_flight_limit(resources)
         # Large shared arguments (the stage object) go to the object store once, not once per task.
         shared = {id(a): ray.put(a) for args in args_list for a in args if isinstance(a, Stage)}
         pending: dict[Any, int] = {}
         next_index = 0
         while next_index < len(args_list) or pending:
-            while next_index < len(args_list) and len(pending) < self.max_in_flight:
+            while next_index < len(args_list) and len(pending) < limit:
                 args = [shared.get(id(a), a) for a in args_list[next_index]]
-                pending[self._remote.remote(fn, *args)] = next_index
+                pending[remote.remote(fn, *args)] = next_index
                 next_index += 1
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
@@ -193,9 +281,14 @@ def run_stage(
     out_dir: str | os.PathLike,
     executor: LocalExecutor | RayExecutor,
     progress: Callable[[str, int], Any] | None = None,
+    resources: Resources | None = None,
 ) -> dict[str, Any]:
-    """Run a stage into out_dir: skip finished tasks, run the rest, check the accounting, write a manifest."""
-    out = Path(out_dir)
+    """Run a stage into out_dir: skip finished tasks, run the rest, check the accounting, write a manifest.
+
+    `resources` is what each of its tasks reserves on a Ray node (its global pass's tasks too).
+    """
+    out = as_path(out_dir)
+    check_storage(stage, inputs, out)
     out.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -207,29 +300,30 @@ def run_stage(
     write_json({"fingerprint": fingerprint, "step": stage.step, "params": stage.params()}, out / STATE_FILE)
     _remove_stale(out, {t.name for t in tasks})
 
-    hashes: dict[Path, str] = {}  # checksums computed while validating, reused by the manifest
+    hashes: dict[Any, str] = {}  # checksums computed while validating, reused by the manifest
     todo = [t for t in tasks if not _is_finished(out, t.name, previous, stage.name, hashes)]
     failed: list[dict[str, Any]] = []
     nodes: Counter = Counter()  # tasks run per Ray node, in this invocation
+    node_seconds: Counter = Counter()
     task_seconds = 0.0
     bar = progress(stage.name, len(tasks)) if progress else None
     if bar:
         bar.advance(len(tasks) - len(todo))
     if todo:
-        scratch = out / SCRATCH_DIR
-        shutil.rmtree(scratch, ignore_errors=True)  # a killed run's leftovers are recomputed, never reused
-        scratch.mkdir()
+        scratch = _scratch_dir(out)
         try:
-            prepared = stage.prepare(tasks, lambda fn, args: _map_all(executor, fn, args), scratch)
+            prepared = stage.prepare(tasks, lambda fn, args: _map_all(executor, fn, args, resources), scratch)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         todo = [{t.name: t for t in prepared}[t.name] for t in todo]
-        for index, counts, error in executor.map(execute_task, [(stage, t, str(out)) for t in todo]):
+        work = [(stage, t, str(out)) for t in todo]
+        for index, counts, error in executor.map(execute_task, work, resources):
             if error is not None:
                 _raise_if_disk_full(error, out)
                 failed.append(_record_failure(stage, todo[index], out, error))
             else:
                 nodes[counts["node"]] += 1
+                node_seconds[counts["node"]] += counts["seconds"]
                 task_seconds += counts["seconds"]
             if bar:
                 bar.advance(1)
@@ -244,6 +338,8 @@ def run_stage(
     )
     manifest["tasks"].update(run=len(todo), skipped=len(tasks) - len(todo), seconds=round(task_seconds, 3))
     manifest["nodes"] = dict(sorted(nodes.items()))
+    manifest["node_seconds"] = {n: round(s, 3) for n, s in sorted(node_seconds.items())}
+    manifest["resources"] = resources.ray_options() if resources else {}
     stage.finish(out, manifest)
     write_json(manifest, out / MANIFEST)
     counts = manifest["counts"]
@@ -253,30 +349,67 @@ def run_stage(
 
 
 def _map_all(
-    executor: LocalExecutor | RayExecutor, fn: Callable[..., Any], args_list: Sequence[tuple]
+    executor: LocalExecutor | RayExecutor,
+    fn: Callable[..., Any],
+    args_list: Sequence[tuple],
+    resources: Resources | None = None,
 ) -> list:
     results: list[Any] = [None] * len(args_list)
-    for index, value, error in executor.map(fn, args_list):
+    for index, value, error in executor.map(fn, args_list, resources):
         if error is not None:
-            raise RuntimeError(f"preparation task {index} failed: {describe_error(error)}") from error
+            raise RuntimeError(
+                f"preparation task {index} failed on node {_failed_node(error)}: {describe_error(error)}"
+            ) from error
         results[index] = value
     return results
 
 
-def _fingerprint(stage: Stage, tasks: list[Task], out: Path) -> str:
+def check_storage(stage: Stage, inputs: list[Input], out: Path | StoragePath) -> None:
+    """Say clearly what cannot run on object storage, before any work."""
+    from curate.stage import TableStage
+
+    remote = [i.path for i in inputs if is_uri(i.path)]
+    if remote and not (isinstance(stage, TableStage) or stage.step in STORAGE_INPUT_STEPS):
+        raise ValueError(
+            f"stage {stage.name!r} (step {stage.step}) reads its input files from a local or shared-mount "
+            f"folder; storage URIs ({remote[0]}) work only for the inputs of Parquet stages, shard and mix"
+        )
+
+
+def _scratch_dir(out: Path | StoragePath) -> Path:
+    """An empty folder for a stage's global pass: inside the output dir, or local when that is a URI."""
+    if isinstance(out, StoragePath):
+        # Object stores are no place for many small temporary files. On more than one node, CURATE_SCRATCH
+        # must name a shared mount (README, "A work directory on S3").
+        root = os.environ.get("CURATE_SCRATCH") or None
+        if root:
+            Path(root).mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="curate-scratch-", dir=root))
+    scratch = out / SCRATCH_DIR
+    shutil.rmtree(scratch, ignore_errors=True)  # a killed run's leftovers are recomputed, never reused
+    scratch.mkdir()
+    return scratch
+
+
+def _fingerprint(stage: Stage, tasks: list[Task], out: Path | StoragePath) -> str:
     workdir = out.resolve().parent
     signatures = []
     for p in sorted({p for t in tasks for p in t.inputs}):
-        st = os.stat(p)
+        path = as_path(p)
+        if isinstance(path, StoragePath):
+            st = path.stat()
+        else:
+            st = os.stat(p)
+            path = Path(p).resolve()
         # Inputs inside the work directory are named relative to it, so a moved work directory still resumes.
-        path = Path(p).resolve()
-        name = path.relative_to(workdir).as_posix() if path.is_relative_to(workdir) else str(path)
+        inside = type(path) is type(workdir) and path.is_relative_to(workdir)
+        name = path.relative_to(workdir).as_posix() if inside else str(path)
         signatures.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
     params = json.dumps(stage.params(), sort_keys=True, default=str)
     return short_hash(stage.step, params, *[f"{t.name}:{t.payload!r}" for t in tasks], *signatures)
 
 
-def _reset_if_changed(out: Path, fingerprint: str, name: str) -> None:
+def _reset_if_changed(out: Path | StoragePath, fingerprint: str, name: str) -> None:
     state = out / STATE_FILE
     if not state.exists():
         return
@@ -288,12 +421,12 @@ def _reset_if_changed(out: Path, fingerprint: str, name: str) -> None:
         log.warning("stage %s: parameters or inputs changed since the last run; recomputing it", name)
         for child in out.iterdir():
             if child.is_dir():
-                shutil.rmtree(child)
+                remove_tree(child)
             else:
                 child.unlink()
 
 
-def _previous_checksums(out: Path) -> dict[str, str]:
+def _previous_checksums(out: Path | StoragePath) -> dict[str, str]:
     """SHA-256 of each output as the last complete run of this stage recorded it."""
     try:
         manifest = read_json(out / MANIFEST)
@@ -303,7 +436,7 @@ def _previous_checksums(out: Path) -> dict[str, str]:
 
 
 def _is_finished(
-    out: Path, name: str, previous: dict[str, str], stage_name: str, hashes: dict[Path, str]
+    out: Path | StoragePath, name: str, previous: dict[str, str], stage_name: str, hashes: dict[Any, str]
 ) -> bool:
     """Whether a task's outputs are complete and intact; a damaged one is removed so the task runs again."""
     kept = out / f"{name}.parquet"
@@ -311,11 +444,11 @@ def _is_finished(
         return False
     rejected = out / "rejected" / f"{name}.parquet"
     try:
-        counts = json.loads(pq.read_schema(kept).metadata[TASK_META_KEY])
-        if pq.ParquetFile(kept).metadata.num_rows != counts["kept"]:
+        counts = json.loads(parquet_schema(kept).metadata[TASK_META_KEY])
+        if parquet_rows(kept) != counts["kept"]:
             raise ValueError("kept rows differ from the task's counts")
         dropped = counts["rejected"] + counts["errored"]
-        if dropped and pq.ParquetFile(rejected).metadata.num_rows != dropped:
+        if dropped and parquet_rows(rejected) != dropped:
             raise ValueError("rejected rows differ from the task's counts")
         for path in (kept, rejected) if dropped else (kept,):
             recorded = previous.get(str(path.relative_to(out)))
@@ -335,7 +468,7 @@ class DiskFullError(OSError):
     """The output filesystem is full: nothing partial is kept, and a rerun resumes once space is freed."""
 
 
-def _raise_if_disk_full(error: BaseException, out: Path) -> None:
+def _raise_if_disk_full(error: BaseException, out: Path | StoragePath) -> None:
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         raise DiskFullError(
             errno.ENOSPC,
@@ -344,7 +477,7 @@ def _raise_if_disk_full(error: BaseException, out: Path) -> None:
         ) from error
 
 
-def _remove_stale(out: Path, names: set[str]) -> None:
+def _remove_stale(out: Path | StoragePath, names: set[str]) -> None:
     for folder in (out, out / "rejected"):
         if not folder.is_dir():
             continue
@@ -353,18 +486,35 @@ def _remove_stale(out: Path, names: set[str]) -> None:
                 f.unlink()
 
 
-def _record_failure(stage: Stage, task: Task, out: Path, error: BaseException) -> dict[str, Any]:
+def _failed_node(error: BaseException) -> str:
+    """The Ray node id a task failed on ("local" in-process; "unknown" if its worker died)."""
+    return getattr(error, "curate_node", None) or "unknown"
+
+
+def _record_failure(
+    stage: Stage, task: Task, out: Path | StoragePath, error: BaseException
+) -> dict[str, Any]:
     message = describe_error(error)
-    log.error("stage %s: task %s failed: %s", stage.name, task.name, message)
+    node = _failed_node(error)
+    log.error(
+        "stage %s: task %s failed on node %s (inputs %s): %s",
+        stage.name,
+        task.name,
+        node,
+        ", ".join(task.inputs),
+        message,
+    )
     rows = stage.error_rows(task, message)
     write_parquet(rows, out / "rejected" / f"{task.name}.parquet")
-    return {"task": task.name, "inputs": list(task.inputs), "error": message}
+    return {"task": task.name, "inputs": list(task.inputs), "node": node, "error": message}
 
 
-def _task_counts(stage: Stage, task: Task, out: Path, failed: dict[str, dict]) -> dict[str, Any]:
+def _task_counts(
+    stage: Stage, task: Task, out: Path | StoragePath, failed: dict[str, dict]
+) -> dict[str, Any]:
     kept_path = out / f"{task.name}.parquet"
     if task.name not in failed:
-        return json.loads(pq.read_schema(kept_path).metadata[TASK_META_KEY])
+        return json.loads(parquet_schema(kept_path).metadata[TASK_META_KEY])
     try:
         documents = stage.count_in(task)
     except Exception:  # noqa: BLE001 - an unreadable input counts as one errored document per file
@@ -380,10 +530,10 @@ def _task_counts(stage: Stage, task: Task, out: Path, failed: dict[str, dict]) -
     }
 
 
-def _file_entry(path: Path, root: Path, hashes: dict[Path, str]) -> dict[str, Any]:
+def _file_entry(path: Path | StoragePath, root: Path | StoragePath, hashes: dict[Any, str]) -> dict[str, Any]:
     return {
         "path": str(path.relative_to(root)),
-        "rows": pq.ParquetFile(path).metadata.num_rows,
+        "rows": parquet_rows(path),
         "bytes": path.stat().st_size,
         "sha256": hashes.get(path) or sha256_file(path),
     }
@@ -393,10 +543,10 @@ def _manifest(
     stage: Stage,
     tasks: list[Task],
     inputs: list[Input],
-    out: Path,
+    out: Path | StoragePath,
     failed: list[dict],
     fingerprint: str,
-    hashes: dict[Path, str],
+    hashes: dict[Any, str],
 ) -> dict[str, Any]:
     failed_by_name = {f["task"]: f for f in failed}
     totals: Counter = Counter()
@@ -413,7 +563,7 @@ def _manifest(
     rejected = [
         _file_entry(p, out, hashes) for t in tasks if (p := out / "rejected" / f"{t.name}.parquet").exists()
     ]
-    schema = pq.read_schema(out / outputs[0]["path"]).remove_metadata() if outputs else None
+    schema = parquet_schema(out / outputs[0]["path"]).remove_metadata() if outputs else None
     return {
         "stage": stage.name,
         "step": stage.step,
@@ -448,5 +598,5 @@ def versions() -> dict[str, str]:
 
 def read_manifest(stage_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The stage's manifest, or None if the stage has not finished."""
-    path = Path(stage_dir) / MANIFEST
+    path = as_path(stage_dir) / MANIFEST
     return read_json(path) if path.exists() else None

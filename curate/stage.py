@@ -24,6 +24,7 @@ from curate.schema import (
     rejected_schema,
     with_drop,
 )
+from curate.storage import as_path
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class TableStage(Stage):
     """A stage that maps one Parquet shard to kept and rejected rows: subclasses implement `apply`."""
 
     def plan(self, inputs: list[Input]) -> list[Task]:
-        groups = [(Path(i.path), parquet_files([i.path])) for i in inputs]
+        groups = [(as_path(i.path), parquet_files([i.path])) for i in inputs]
         prefix = len(groups) > 1  # fan-in: keep names from different upstream stages apart
         tasks = []
         for root, files in groups:

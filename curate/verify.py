@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
-from curate.io import is_tmp, read_json, sha256_file
+from curate.io import is_tmp, parquet_rows, read_json, sha256_file
 from curate.runner import MANIFEST
+from curate.storage import StoragePath, as_path
 
 
-def verify_stage(stage_dir: Path) -> list[str]:
+def verify_stage(stage_dir: Path | StoragePath) -> list[str]:
     """Problems found in one stage directory (empty when everything matches its manifest)."""
     name = stage_dir.name
     manifest_path = stage_dir / MANIFEST
@@ -43,7 +42,7 @@ def verify_stage(stage_dir: Path) -> list[str]:
             problems.append(f"{name}: {entry['path']} checksum differs from the manifest (corrupted)")
             continue
         try:
-            rows = pq.ParquetFile(path).metadata.num_rows
+            rows = parquet_rows(path)
         except Exception as exc:  # noqa: BLE001 - report, don't crash, on any unreadable file
             problems.append(f"{name}: {entry['path']} is not readable Parquet ({exc})")
             continue
@@ -67,8 +66,8 @@ def verify_stage(stage_dir: Path) -> list[str]:
 
 
 def verify(path: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """(stages checked, problems) for a stage directory or a work directory (with pipeline.json)."""
-    root = Path(path)
+    """(stages checked, problems) for a stage directory or a work directory (with pipeline.json); or a URI."""
+    root = as_path(path)
     if not root.is_dir():
         raise ValueError(f"not a directory: {root}")
     pipeline = root / "pipeline.json"

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from curate.dedup.exact import ExactDedup
 from curate.filter.language import LanguageFilter
 from curate.io import sha256_file, write_parquet
-from curate.runner import LocalExecutor, read_manifest, run_stage
-from curate.schema import DROP_COLUMNS, RECORD_COLUMNS, records_table
-from curate.stage import Input
+from curate.pipeline import load_pipeline, run_pipeline
+from curate.runner import LocalExecutor, RayExecutor, Resources, read_manifest, run_stage
+from curate.schema import DROP_COLUMNS, RECORD_COLUMNS, records_table, with_drop
+from curate.sources import ConfigError
+from curate.stage import Input, TableStage, Task
+
+from .conftest import REPO
 
 ENGLISH = [
     "Adults with stage 1 hypertension should be offered lifestyle advice and a cardiovascular risk review.",
@@ -149,3 +157,93 @@ def test_dedup_result_does_not_depend_on_sharding(tmp_path: Path):
     # The guideline wins over the wiki copy (priority); among equals the longer text, then the smaller id.
     assert dropped == {"d:0": "duplicate of d:1", "d:3": "duplicate of d:2"}
     assert kept == ["d:1", "d:2", "d:4"]
+
+
+# ---------------------------------------------------------------------------------------------- resources
+
+
+def _pipeline_yaml(folder: Path, src: Path, resources: str) -> Path:
+    path = folder / "p.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"name: r\nsources: {REPO / 'sources.yaml'}\nstages:\n"
+        f"  - {{name: language, step: filter, inputs: [{src}]{resources}}}\n"
+    )
+    return path
+
+
+def test_stage_resources_are_read_from_yaml_and_do_not_change_the_fingerprint(shards: Path, tmp_path: Path):
+    first = _pipeline_yaml(tmp_path / "a", shards, ", num_cpus: 0.5, memory: 256MiB")
+    pipeline, _ = load_pipeline(first)
+    assert pipeline.stages[0].resources == Resources(num_cpus=0.5, memory=256 * 2**20)
+    work = tmp_path / "work"
+    [manifest] = run_pipeline(pipeline, work, LocalExecutor())
+    assert manifest["resources"] == {"num_cpus": 0.5, "memory": 256 * 2**20}
+    # Other resources, same output: nothing is recomputed.
+    again, _ = load_pipeline(_pipeline_yaml(tmp_path / "b", shards, ", num_cpus: 2, memory: 1GB"))
+    [rerun] = run_pipeline(again, work, LocalExecutor())
+    assert (rerun["tasks"]["run"], rerun["tasks"]["skipped"]) == (0, 3)
+    assert rerun["fingerprint"] == manifest["fingerprint"]
+
+
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        (", num_cpus: 0", "num_cpus must be a positive number"),
+        (", num_cpus: two", "num_cpus must be a positive number"),
+        (", memory: lots", "memory must be a size such as 2GB"),
+        (", memory: -5", "memory must be a size such as 2GB"),
+    ],
+)
+def test_bad_stage_resources_name_the_stage(shards: Path, tmp_path: Path, resources: str, message: str):
+    with pytest.raises(ConfigError) as caught:
+        load_pipeline(_pipeline_yaml(tmp_path, shards, resources))
+    assert message in str(caught.value) and "stage 'language'" in str(caught.value)
+
+
+@dataclass
+class RecordResources(TableStage):
+    """Keeps every row, and writes what Ray reserved for the task to a side file (for the test only)."""
+
+    step: ClassVar[str] = "record-resources"
+    log: str = ""
+
+    def apply(self, table: pa.Table, task: Task) -> tuple[pa.Table, pa.Table]:
+        import ray
+
+        with open(self.log, "a") as f:
+            f.write(json.dumps(ray.get_runtime_context().get_assigned_resources()) + "\n")
+        return table, with_drop(table.slice(0, 0), self.name, [], [])
+
+
+def test_ray_tasks_reserve_the_stage_resources(ray_session, shards: Path, tmp_path: Path):
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import the tests package
+    log = tmp_path / "assigned.jsonl"
+    stage = RecordResources(name="r", log=str(log))
+    resources = Resources(num_cpus=2, memory=50 * 2**20)
+    manifest = run_stage(stage, [Input(str(shards))], tmp_path / "out", RayExecutor(), resources=resources)
+    assert manifest["counts"]["kept"] == 6
+    assigned = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(assigned) == 3
+    assert all(a["CPU"] == 2 and a["memory"] == 50 * 2**20 for a in assigned), assigned
+
+
+def test_a_task_larger_than_every_node_is_refused_not_left_waiting(ray_session, shards: Path, tmp_path: Path):
+    with pytest.raises(ValueError, match="no node of the cluster can run a task needing num_cpus=64"):
+        run_stage(
+            LanguageFilter(name="f"),
+            [Input(str(shards))],
+            tmp_path / "out",
+            RayExecutor(),
+            resources=Resources(num_cpus=64),
+        )
+
+
+def test_a_failed_task_names_its_node_and_inputs(shards: Path, tmp_path: Path):
+    (shards / "d.parquet").write_bytes(b"PAR1 this is not parquet")
+    manifest = run_stage(LanguageFilter(name="filter"), [Input(str(shards))], tmp_path / "o", LocalExecutor())
+    [failure] = manifest["failed_tasks"]
+    assert failure["node"] == "local"
+    assert failure["inputs"] == [str(shards / "d.parquet")]

@@ -11,23 +11,34 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from curate.filter.language import LanguageFilter
 from curate.io import write_parquet
+from curate.pipeline import load_pipeline, run_pipeline
 from curate.runner import LocalExecutor, run_stage
 from curate.schema import records_table
 from curate.stage import Input
+from curate.verify import verify
 
 from ..conftest import REPO
 
 RAY = Path(sys.executable).with_name("ray")
-# A loopback test cluster: Ray 2.60's token authentication is turned off on purpose (see README).
-CLUSTER_ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+# A loopback test cluster: Ray 2.60's token authentication is turned off on purpose (see README). The venv's
+# bin/ comes first on PATH, as an activated venv does, so that a job's `python` is the one with curate.
+CLUSTER_ENV = {
+    **os.environ,
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "PATH": f"{RAY.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+}
 CLUSTER_ENV.pop("RAY_ADDRESS", None)
+DEMO = REPO / "pipelines" / "demo.yaml"
 
 
 def _free_port() -> int:
@@ -57,26 +68,55 @@ def _wait_for_nodes(address: str, count: int, timeout: float = 90) -> None:
     raise TimeoutError(f"the loopback cluster at {address} did not reach {count} nodes")
 
 
+def _wait_for_dashboard(url: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/api/version", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"the loopback cluster's job server at {url} did not answer")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A running loopback cluster: the GCS address for drivers, the dashboard URL for `ray job`."""
+
+    address: str
+    dashboard: str
+
+
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    """Head (1 CPU) and a second node (1 CPU) on 127.0.0.1; yields the address."""
+def cluster() -> Iterator[Cluster]:
+    """Head (1 CPU, dashboard and job server) and a second node (1 CPU), all on 127.0.0.1."""
     # Short temp dir: Ray's socket paths must stay under 107 characters.
     temp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
-    port = _free_port()
+    port, dashboard_port = _free_port(), _free_port()
     address = f"127.0.0.1:{port}"
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    dashboard = [
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard_port}",
+    ]
     head = _start(
-        ["--head", f"--port={port}", f"--temp-dir={temp}", "--include-dashboard=false", *common],
+        ["--head", f"--port={port}", f"--temp-dir={temp}", *dashboard, *common, *_agent_port()],
         temp / "head.log",
     )
     nodes = [head]
     try:
         _wait_for_nodes(address, 1)
-        nodes.append(
-            _start([f"--address={address}", '--resources={"second_node": 1}', *common], temp / "node.log")
-        )
+        # Its own temp dir, as on a second machine: runtime-env agents must not share an extraction folder.
+        second = [f"--address={address}", f"--temp-dir={temp / 'n'}", '--resources={"second_node": 1}']
+        second += [*common, *_agent_port()]
+        nodes.append(_start(second, temp / "node.log"))
         _wait_for_nodes(address, 2)
-        yield address
+        url = f"http://127.0.0.1:{dashboard_port}"
+        _wait_for_dashboard(url)
+        yield Cluster(address, url)
     finally:
         for process in reversed(nodes):
             os.killpg(process.pid, signal.SIGTERM)  # the node's own processes, none of anyone else's
@@ -86,6 +126,11 @@ def cluster() -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _agent_port() -> list[str]:
+    # Two nodes on one machine: each node's dashboard agent needs its own port (the default is fixed).
+    return [f"--dashboard-agent-listen-port={_free_port()}"]
 
 
 def _corpus(folder: Path) -> Path:
@@ -103,24 +148,104 @@ def _corpus(folder: Path) -> Path:
     return folder
 
 
-def test_pipeline_on_a_two_node_cluster_matches_a_local_run(cluster: str, tmp_path: Path):
+def test_pipeline_on_a_two_node_cluster_matches_a_local_run(cluster: Cluster, tmp_path: Path):
     src = _corpus(tmp_path / "src")
+    (src / "part-9.parquet").write_bytes(b"PAR1 not parquet")  # a failure must name its node and input
     out = tmp_path / "on-cluster"
     run = subprocess.run(
-        [sys.executable, "-m", "curate", "filter", str(src), "--out", str(out), "--address", cluster],
+        [sys.executable, "-m", "curate", "filter", str(src), "--out", str(out), "--address", cluster.address],
         env=CLUSTER_ENV,
         capture_output=True,
         text=True,
         timeout=300,
         cwd=REPO,
     )
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 1, run.stderr  # exit 1: a task failed
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["nodes"]) == 2, manifest["nodes"]  # tasks ran on both nodes
     assert sum(manifest["nodes"].values()) == 8
+    assert set(manifest["node_seconds"]) == set(manifest["nodes"])
+    [failure] = manifest["failed_tasks"]
+    assert failure["node"] in manifest["nodes"]  # one of the cluster's two node ids
+    assert failure["inputs"] == [str(src / "part-9.parquet")]
+    assert "part-9" in run.stderr
+    (src / "part-9.parquet").unlink()
+    assert (
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "curate",
+                "filter",
+                str(src),
+                "--out",
+                str(out),
+                "--address",
+                cluster.address,
+            ],
+            env=CLUSTER_ENV,
+            capture_output=True,
+            timeout=300,
+            cwd=REPO,
+        ).returncode
+        == 0
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
 
     local = run_stage(LanguageFilter(name="filter"), [Input(str(src))], tmp_path / "local", LocalExecutor())
     assert [(o["path"], o["sha256"]) for o in manifest["outputs"]] == [
         (o["path"], o["sha256"]) for o in local["outputs"]
     ]
     assert manifest["counts"] == local["counts"]
+
+
+def test_ray_job_submit_runs_the_demo_pipeline(cluster: Cluster, tmp_path: Path):
+    """`ray job submit --working-dir .` as the README shows it: the job ships the checkout to the cluster."""
+    sys.path.insert(0, str(REPO / "pipelines" / "demo"))
+    from make_pdfs import make_demo_pdfs
+
+    make_demo_pdfs(REPO / "pipelines" / "demo" / "pdf")
+    workdir = tmp_path / "job-work"
+    job_id = f"curate-test-{os.getpid()}"
+    submit = subprocess.run(
+        [
+            str(RAY),
+            "job",
+            "submit",
+            "--address",
+            cluster.dashboard,
+            "--submission-id",
+            job_id,
+            "--working-dir",
+            ".",
+            "--",
+            "python",
+            "-m",
+            "curate",
+            "run",
+            "pipelines/demo.yaml",
+            "--workdir",
+            str(workdir),
+        ],
+        env={**CLUSTER_ENV, "RAY_RUNTIME_ENV_IGNORE_GITIGNORE": "1"},  # ship the generated demo PDFs
+        capture_output=True,
+        text=True,
+        timeout=480,
+        cwd=REPO,
+    )
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    status = JobSubmissionClient(cluster.dashboard).get_job_status(job_id)
+    assert status == JobStatus.SUCCEEDED, submit.stdout[-4000:] + submit.stderr[-4000:]
+    assert verify(workdir)[1] == []
+    # The job read the uploaded copy of the checkout, not this one: same documents as a local run.
+    local, _ = load_pipeline(DEMO)
+    reference = run_pipeline(local, tmp_path / "local-work", LocalExecutor())
+    for theirs in reference:
+        ours = json.loads((workdir / theirs["stage"] / "manifest.json").read_text())
+        assert ours["counts"] == theirs["counts"], theirs["stage"]
+        assert ours["status"] == "complete"
+    guidelines = json.loads((workdir / "guidelines" / "manifest.json").read_text())
+    assert all("/runtime_resources/working_dir_files/" in i["path"] for i in guidelines["inputs"])
+    shard = json.loads((workdir / "shard" / "manifest.json").read_text())
+    assert shard["counts"]["kept"] > 0
