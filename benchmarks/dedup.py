@@ -159,18 +159,75 @@ def components(pairs: np.ndarray, n: int) -> dict[int, int]:
 # ---------------------------------------------------------------------------------------------- tools
 
 
-def run_curate(corpus: Path, work: Path, threshold: float) -> dict:
-    """curate's stage in-process (one core): per-step seconds from its report, linked and cluster pairs."""
+def _measured(fn, args: tuple) -> tuple:
+    """Run one task in this (fresh) process; its result and this process's peak RSS."""
+    return fn(*args), peak_rss_mib()
+
+
+def _idle() -> None:
+    return None
+
+
+class SpawnExecutor:
+    """Each task in a fresh process (spawn, one task per process), so its peak RSS is that task's alone.
+
+    Also records, when each step starts, the size of each folder in the stage's scratch directory.
+    """
+
+    def __init__(self, scratch: Path, processes: int = 1):
+        import multiprocessing
+
+        self.pool = multiprocessing.get_context("spawn").Pool(processes, maxtasksperchild=1)
+        self.scratch = scratch
+        self.peaks: dict[str, float] = {}
+        self.disk: dict[str, int] = {}
+        self.baseline = self.pool.apply(_measured, (_idle, ()))[1]  # an idle worker: interpreter + imports
+
+    def map(self, fn, args_list, resources=None):
+        if self.scratch.is_dir():
+            for folder in self.scratch.iterdir():
+                size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+                self.disk[folder.name] = max(self.disk.get(folder.name, 0), size)
+        pending = [self.pool.apply_async(_measured, (fn, args)) for args in args_list]
+        for i, result in enumerate(pending):
+            try:
+                value, peak = result.get()
+            except Exception as exc:  # noqa: BLE001 - recorded by the runner, as with its executors
+                yield i, None, exc
+                continue
+            self.peaks[fn.__name__] = max(self.peaks.get(fn.__name__, 0.0), peak)
+            yield i, value, None
+
+
+def run_curate(corpus: Path, work: Path, threshold: float, memory: bool = False) -> dict:
+    """curate's stage in-process (one core): per-step seconds from its report, linked and cluster pairs.
+
+    With memory, every task runs in its own fresh process instead (slower: each pays Python's start), and
+    the figures are the driver's peak RSS, each step's largest task peak RSS and each scratch folder's size.
+    """
     from curate.dedup.minhash import ROW_BITS, MinHashDedup
     from curate.runner import LocalExecutor, run_stage
     from curate.stage import Input
 
     stage = MinHashDedup(name="near", threshold=threshold)
-    start = time.perf_counter()
-    manifest = run_stage(stage, [Input(str(corpus))], work / "out", LocalExecutor())
-    total = time.perf_counter() - start
+    executor = SpawnExecutor(work / "out" / ".scratch") if memory else LocalExecutor()
+    start, start_cpu = time.perf_counter(), time.process_time()
+    manifest = run_stage(stage, [Input(str(corpus))], work / "out", executor)
+    total, total_cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    measured = {}
+    if memory:
+        executor.pool.close()
+        measured = {
+            "driver_peak_rss_mib": peak_rss_mib(),
+            "worker_idle_rss_mib": executor.baseline,
+            "worker_peak_rss_mib": executor.peaks,
+            "scratch_bytes": executor.disk,
+            "corpus_parquet_bytes": sum(p.stat().st_size for p in corpus.glob("*.parquet")),
+        }
     seconds = dict(stage.report["seconds"])
     seconds["remove"] = round(total - sum(seconds.values()), 3)
+    cpu_seconds = dict(stage.report["cpu_seconds"])
+    cpu_seconds["remove"] = round(total_cpu - sum(cpu_seconds.values()), 3)
     sizes = [pq.ParquetFile(p).metadata.num_rows for p in sorted(corpus.glob("*.parquet"))]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     n = int(offsets[-1])
@@ -192,10 +249,12 @@ def run_curate(corpus: Path, work: Path, threshold: float) -> dict:
             "verify": stage.verify,
         },
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "total_seconds": round(total, 3),
         "removed": manifest["counts"]["rejected"],
         "linked": linked,
         "clusters": cluster_pairs(labels, n),
+        **({"memory": measured} if memory else {}),
     }
 
 
@@ -208,7 +267,8 @@ def run_datasketch(corpus: Path, work: Path, threshold: float) -> dict:
     texts = read_corpus(corpus, ["text"]).column("text").to_pylist()
     n = len(texts)
     seconds = {}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
+    cpu_seconds = {}
     sketches = []
     for text in texts:
         words = normalize_text(text).split()
@@ -219,20 +279,24 @@ def run_datasketch(corpus: Path, work: Path, threshold: float) -> dict:
         sketch.update_batch(shingles)
         sketches.append(sketch)
     seconds["signatures"] = round(time.perf_counter() - start, 3)
-    start = time.perf_counter()
+    cpu_seconds["signatures"] = round(time.process_time() - cpu, 3)
+    start, cpu = time.perf_counter(), time.process_time()
     lsh = MinHashLSH(threshold=threshold, num_perm=128)
     for i, sketch in enumerate(sketches):
         lsh.insert(i, sketch)
     seconds["index"] = round(time.perf_counter() - start, 3)
-    start = time.perf_counter()
+    cpu_seconds["index"] = round(time.process_time() - cpu, 3)
+    start, cpu = time.perf_counter(), time.process_time()
     found = [
         min(i, j) * n + max(i, j) for i, sketch in enumerate(sketches) for j in lsh.query(sketch) if j != i
     ]
     seconds["query"] = round(time.perf_counter() - start, 3)
+    cpu_seconds["query"] = round(time.process_time() - cpu, 3)
     linked = np.unique(np.array(found, np.int64))
     return {
         "params": {"num_perm": 128, "bands": lsh.b, "rows": lsh.r, "verify": False},
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "total_seconds": round(sum(seconds.values()), 3),
         "removed": None,
         "linked": linked,
@@ -280,11 +344,12 @@ def run_datatrove(corpus: Path, work: Path, threshold: float) -> dict:
             len(files),
         ),
     }
-    seconds = {}
+    seconds, cpu_seconds = {}, {}
     for name, (pipeline, tasks) in stages.items():
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         LocalPipelineExecutor(pipeline, tasks=tasks, workers=1, logging_dir=f"{logs}/{name}").run()
         seconds[name] = round(time.perf_counter() - start, 3)
+        cpu_seconds[name] = round(time.process_time() - cpu, 3)
     sizes = [pq.ParquetFile(p).metadata.num_rows for p in files]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     n = int(offsets[-1])
@@ -309,6 +374,7 @@ def run_datatrove(corpus: Path, work: Path, threshold: float) -> dict:
             "words": "spaCy",
         },
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "total_seconds": round(sum(seconds.values()), 3),
         "removed": sum(len(p.read_bytes()) // 4 for p in (work / "remove").glob("*.remove")),
         "linked": linked_pairs,
@@ -327,13 +393,14 @@ def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def run_tool(tool: str, corpus: Path, work: Path, threshold: float, result: Path) -> None:
+def run_tool(tool: str, corpus: Path, work: Path, threshold: float, result: Path, memory: bool) -> None:
     """Child process: run one tool, save its pairs and figures (peak RSS of this process)."""
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    figures = TOOLS[tool](corpus, work, threshold)
+    options = {"memory": True} if memory and tool == "curate" else {}
+    figures = TOOLS[tool](corpus, work, threshold, **options)
     np.save(result.with_suffix(".linked.npy"), figures.pop("linked"))
     np.save(result.with_suffix(".clusters.npy"), figures.pop("clusters"))
     figures["peak_rss_mib"] = peak_rss_mib()
@@ -363,13 +430,17 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/curate-bench-dedup"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-truth", action="store_true", help="skip the exact all-pairs ground truth")
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="curate: each task in a fresh process, to report driver and per-step worker peak memory",
+    )
     parser.add_argument("--child", nargs=2, metavar=("TOOL", "RESULT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     corpus = args.work / f"corpus-{args.docs}-{args.seed}"
     if args.child:
-        run_tool(
-            args.child[0], corpus, args.work / f"run-{args.child[0]}", args.threshold, Path(args.child[1])
-        )
+        work = args.work / f"run-{args.child[0]}"
+        run_tool(args.child[0], corpus, work, args.threshold, Path(args.child[1]), args.memory)
         return
     if not EVALDATA.is_dir():
         sys.exit(f"evaluation data not found at {EVALDATA}")
@@ -391,6 +462,7 @@ def main() -> None:
         result = args.work / f"{tool}.json"
         cmd = [sys.executable, __file__, "--docs", str(args.docs), "--seed", str(args.seed)]
         cmd += ["--threshold", str(args.threshold), "--work", str(args.work), "--child", tool, str(result)]
+        cmd += ["--memory"] if args.memory else []
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             report["tools"][tool] = {"error": proc.stderr.strip().splitlines()[-1:]}
@@ -409,32 +481,51 @@ def main() -> None:
             k: round(args.docs / v, 1) if v else None for k, v in figures["seconds"].items()
         }
         figures["docs_per_s_total"] = round(args.docs / figures["total_seconds"], 1)
+        # Per CPU second of the tool's process: what one core does, whatever else runs on the machine.
+        figures["docs_per_cpu_s"] = {
+            k: round(args.docs / v, 1) if v else None for k, v in figures["cpu_seconds"].items()
+        }
+        figures["docs_per_cpu_s_total"] = round(args.docs / sum(figures["cpu_seconds"].values()), 1)
         report["tools"][tool] = figures
     print_table(report)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"dedup-{args.docs}.json"
+    out = RESULTS / f"dedup-{args.docs}{'-memory' if args.memory else ''}.json"
     out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out}")
 
 
 def print_table(report: dict) -> None:
     print(f"\n{report['docs']} documents, threshold {report['threshold']}, true pairs {report['true_pairs']}")
-    print(f"{'tool':<11}{'docs/s total':>13}{'peak MiB':>10}{'recall':>8}{'prec.':>7}{'cl.prec.':>9}", end="")
-    print("  per stage docs/s")
+    print(f"{'tool':<11}{'docs/s':>9}{'docs/cpu-s':>11}{'peak MiB':>10}{'recall':>8}{'prec.':>7}", end="")
+    print(f"{'cl.prec.':>9}  per stage docs/s (docs/cpu-s)")
     for tool, f in report["tools"].items():
         if "error" in f:
             print(f"{tool:<11} failed: {f['error']}")
             continue
-        stages = ", ".join(f"{k} {v:,.0f}" for k, v in f["docs_per_s"].items() if v)
+        per_cpu = f.get("docs_per_cpu_s", {})
+        stages = ", ".join(
+            f"{k} {v:,.0f} ({per_cpu.get(k) or 0:,.0f})" for k, v in f["docs_per_s"].items() if v
+        )
         recall, precision = f.get("recall") or 0, f.get("precision") or 0
+        cluster_precision = f.get("cluster_precision") or 0
         print(
-            f"{tool:<11}{f['docs_per_s_total']:>13,.0f}{f['peak_rss_mib']:>10,.0f}{recall:>8.3f}"
-            f"{precision:>7.3f}{f.get('cluster_precision') or 0:>9.3f}  {stages}"
+            f"{tool:<11}{f['docs_per_s_total']:>9,.0f}{f.get('docs_per_cpu_s_total', 0):>11,.0f}"
+            f"{f['peak_rss_mib']:>10,.0f}{recall:>8.3f}{precision:>7.3f}{cluster_precision:>9.3f}  {stages}"
         )
     tools = report["tools"]
+    memory = tools.get("curate", {}).get("memory")
+    if memory:
+        workers = ", ".join(f"{k.strip('_')} {v:,.0f}" for k, v in memory["worker_peak_rss_mib"].items())
+        disk = ", ".join(f"{k} {v / 2**20:,.1f}" for k, v in memory["scratch_bytes"].items())
+        print(f"curate driver peak {memory['driver_peak_rss_mib']:,.0f} MiB; worker peak MiB per step (idle")
+        print(f"  {memory['worker_idle_rss_mib']:,.0f}): {workers}; scratch MiB: {disk}")
     if "curate" in tools and "datatrove" in tools and "error" not in tools["datatrove"]:
         ratio = tools["curate"]["docs_per_s_total"] / tools["datatrove"]["docs_per_s_total"]
-        print(f"curate / datatrove total throughput: {ratio:.1f}x")
+        print(f"curate / datatrove total throughput: {ratio:.1f}x", end="")
+        if "docs_per_cpu_s_total" in tools["datatrove"]:
+            per_cpu = tools["curate"]["docs_per_cpu_s_total"] / tools["datatrove"]["docs_per_cpu_s_total"]
+            print(f" ({per_cpu:.1f}x per CPU second)", end="")
+        print()
 
 
 if __name__ == "__main__":
