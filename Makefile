@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint lock clean bench-deps
+.PHONY: install demo test lint lock clean bench-deps browser
 
 install: $(STAMP)
 
@@ -31,6 +31,16 @@ test: $(STAMP)
 bench-deps: $(STAMP)
 	$(BIN)/python -m pip install --quiet spacy==3.8.7
 	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps typer==0.29.2
+
+# Debian's Chromium for tests/test_stats_report_browser.py (which skips without it). Best effort: needs root and
+# apt; CI runs it before `make test`. About 80 MB download, a minute or two on a fresh machine.
+browser:
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    timeout 400 apt-get install -y -qq --no-install-recommends chromium) \
+	    || echo "chromium not installed: the HTML report browser test will skip"; \
+	else echo "chromium not installed (needs root and apt-get): the HTML report browser test will skip"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check curate tests benchmarks pipelines

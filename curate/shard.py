@@ -9,14 +9,24 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from curate.io import parquet_files, read_parquet, write_json
+from curate.io import (
+    parquet_files,
+    parquet_rows,
+    parquet_schema,
+    read_json,
+    read_parquet,
+    sha256_file,
+    write_json,
+)
 from curate.schema import conform
 from curate.stage import Input, Stage, StageResult, Task, empty_rejected
+from curate.storage import StoragePath
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "KI": 2**10, "MI": 2**20, "GI": 2**30, "TI": 2**40}
+
+VALIDATION_PREFIX = "validation-"
 
 
 def parse_size(size: str | int) -> int:
@@ -68,15 +78,22 @@ class ShardStage(Stage):
         return self.row_group_rows
 
     def plan(self, inputs: list[Input]) -> list[Task]:
-        files = []
+        # The mix stage writes its validation split to validation-*.parquet: those rows get shards of their
+        # own (validation-shard-*), so a training job never reads them by accident.
+        splits: dict[str, list[tuple[str, int, int]]] = {}
         for path in parquet_files([i.path for i in inputs]):
-            rows = pq.ParquetFile(path).metadata.num_rows
+            rows = parquet_rows(path)
             if rows:
-                files.append((str(path), rows, path.stat().st_size))
-        slices = plan_slices(files, parse_size(self.target_size))
+                prefix = VALIDATION_PREFIX if path.name.startswith(VALIDATION_PREFIX) else ""
+                splits.setdefault(prefix, []).append((str(path), rows, path.stat().st_size))
         return [
-            Task(name=f"shard-{n:05d}", inputs=tuple(dict.fromkeys(p for p, _, _ in s)), payload=tuple(s))
-            for n, s in enumerate(slices)
+            Task(
+                name=f"{prefix}shard-{n:05d}",
+                inputs=tuple(dict.fromkeys(p for p, _, _ in s)),
+                payload=tuple(s),
+            )
+            for prefix, files in sorted(splits.items())
+            for n, s in enumerate(plan_slices(files, parse_size(self.target_size)))
         ]
 
     def count_in(self, task: Task) -> int:
@@ -92,12 +109,60 @@ class ShardStage(Stage):
             kept=table, rejected=empty_rejected(table.schema), sidecars={f"{task.name}.stats.json": stats}
         )
 
-    def finish(self, out_dir: Path, manifest: dict[str, Any]) -> None:
+    def finish(self, out_dir: Path | StoragePath, manifest: dict[str, Any]) -> None:
         from curate.stats.compute import collect_stats
 
         shards = {Path(o["path"]).stem for o in manifest["outputs"]}
         for f in out_dir.glob("*.stats.json"):
             if f.name.removesuffix(".stats.json") not in shards:
                 f.unlink()
-        if shards:
-            write_json(collect_stats(out_dir), out_dir / "stats.json")
+        stats = collect_stats(out_dir) if shards else None
+        if stats is not None:
+            # Where it was computed is not a property of the corpus: a moved or re-run corpus keeps its bytes.
+            where = ("path", "sources_file")
+            write_json({k: v for k, v in stats.items() if k not in where}, out_dir / "stats.json")
+        manifest.update(corpus_manifest(out_dir, manifest, stats))
+
+
+def corpus_manifest(
+    out_dir: Path | StoragePath, manifest: dict[str, Any], stats: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What a training job needs to verify the shards it reads, added to the shard stage's manifest.json:
+    the schema field by field, totals, the stats files with checksums, and the pipeline YAML that made them
+    (the manifest already lists every shard with its rows, bytes and SHA-256, and the library versions)."""
+    schema = None
+    if manifest["outputs"]:
+        arrow = parquet_schema(out_dir / manifest["outputs"][0]["path"])
+        schema = [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in arrow]
+    stats_files = [out_dir / "stats.json"] + [
+        out_dir / f"{Path(o['path']).stem}.stats.json" for o in manifest["outputs"]
+    ]
+    totals = {
+        "shards": len(manifest["outputs"]),
+        "documents": sum(o["rows"] for o in manifest["outputs"]),
+        "bytes": sum(o["bytes"] for o in manifest["outputs"]),
+    }
+    if stats is not None:
+        totals.update({k: stats.get(k) for k in ("characters", "words", "tokens_approximate")})
+    return {
+        "schema_fields": schema,
+        "totals": totals,
+        "stats_files": [
+            {"path": f.name, "bytes": f.stat().st_size, "sha256": sha256_file(f)}
+            for f in stats_files
+            if f.exists()
+        ],
+        "pipeline": _pipeline_of(out_dir),
+    }
+
+
+def _pipeline_of(out_dir: Path | StoragePath) -> dict[str, Any] | None:
+    """The pipeline (name, file, YAML text, stage order) whose work directory holds out_dir, if any."""
+    path = out_dir.parent / "pipeline.json"
+    try:
+        pipeline = read_json(path)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(pipeline, dict) or out_dir.name not in (pipeline.get("stages") or []):
+        return None
+    return {k: pipeline.get(k) for k in ("pipeline", "file", "stages", "yaml")}

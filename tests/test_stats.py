@@ -113,9 +113,9 @@ def test_stage_dir_counts(filter_dir: Path) -> None:
     assert stats["tokens_approximate"] == round(CHARS / 4)
     assert "approximate" in stats["tokens_approximate_rule"]
     assert stats["by_source"] == {
-        "nice": {"documents": 2, "characters": 36, "words": 6},
-        "pmc": {"documents": 2, "characters": 5, "words": 3},
-        "who": {"documents": 1, "characters": 9, "words": 2},
+        "nice": {"documents": 2, "characters": 36, "words": 6, "tokens": None, "tokens_approximate": 9},
+        "pmc": {"documents": 2, "characters": 5, "words": 3, "tokens": None, "tokens_approximate": 1},
+        "who": {"documents": 1, "characters": 9, "words": 2, "tokens": None, "tokens_approximate": 2},
     }
     assert {k: v["documents"] for k, v in stats["by_lang"].items()} == {"en": 3, "fr": 1, "(none)": 1}
     assert {k: v["documents"] for k, v in stats["by_license"].items()} == {"OGL": 2, "CC-BY": 2, "(none)": 1}
@@ -136,6 +136,24 @@ def test_words_match_python_split() -> None:
     assert stats["characters"] == sum(len(t) for t in texts)
     assert stats["text_bytes"] == sum(len(t.encode()) for t in texts)
     assert "by_lang" not in stats  # no lang column, no language table
+
+
+def test_word_counts_split_like_python_on_every_space_character() -> None:
+    import sys
+
+    from curate.stats.compute import word_counts
+
+    spaces = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
+    texts = [f"a{w}b" for w in spaces] + [f"{w}a" for w in spaces] + [f"b{w}" for w in spaces]
+    texts += [f"a{chr(c)}b" for c in range(0x3100)]  # every other character below U+3100 joins words
+    texts += ["a\x00b\x08c\x0ed\x1be", "\u00e9", "x" * 5 + " " + "y", "\x1c\x1d a"]
+    array = pa.array(texts)
+    assert word_counts(array).to_pylist() == [len(t.split()) for t in texts]
+    # slices and chunked arrays keep their offsets; large_string works the same
+    assert word_counts(array.slice(100, 50)).to_pylist() == [len(t.split()) for t in texts[100:150]]
+    chunked = pa.chunked_array([array.slice(0, 7), array.slice(7)])
+    assert word_counts(chunked).to_pylist() == [len(t.split()) for t in texts]
+    assert word_counts(array.cast(pa.large_string())).to_pylist() == [len(t.split()) for t in texts]
 
 
 def test_percentiles(tmp_path: Path) -> None:
@@ -170,9 +188,12 @@ def test_samples(filter_dir: Path) -> None:
         "text": "Hello world",
     }
     assert set(samples["rejected"]) == {"lang", "gopher_repetition", "error"}
+    common = {"stage": "filter", "reason": "lang", "title": None}
     assert samples["rejected"]["lang"] == [
-        {"id": "nice:x", "stage": "filter", "reason": "lang", "detail": "lang=de score=0.98", "title": None},
-        {"id": "who:y", "stage": "filter", "reason": "lang", "detail": "lang=es score=0.91", "title": None},
+        {"id": "nice:x", "detail": "lang=de score=0.98", "source": "nice", "characters": 14, **common}
+        | {"text": "text of nice:x"},
+        {"id": "who:y", "detail": "lang=es score=0.91", "source": "who", "characters": 13, **common}
+        | {"text": "text of who:y"},
     ]
 
 
@@ -374,6 +395,10 @@ def test_html_report(workdir: Path, tmp_path: Path) -> None:
     for text in ("Funnel", "missing manifest", "near_duplicate", "pdf_encrypted", "Language mix", "p95"):
         assert text in page
     assert "Sample of kept documents" in page and "nice:a" in page and "lxml failed" in page
+    charts = ("funnel", "sources", "languages", "licences", "redistributable", "drop-reasons", "length-all")
+    for chart in (*charts, "length-source:nice", "length-source:pmc"):
+        assert f'data-chart="{chart}"' in page, chart
+    assert "Tokens (approx.)" in page and "≈" in page  # approximate tokens say so
 
 
 def test_html_escapes_every_data_string(tmp_path: Path) -> None:
@@ -422,3 +447,245 @@ def test_reports_accept_stats_read_back_from_json(filter_dir: Path, tmp_path: Pa
     print_stats(stats, console)
     write_html(stats, tmp_path / "r.html")
     assert "Documents by source" in console.export_text()
+
+
+# ------------------------------------------------------------------------------------ shards a trainer reads
+
+PIPELINE_YAML = "name: t\nstages:\n  - {name: dedup, step: dedup}\n  - {name: shard, step: shard}\n"
+
+
+@pytest.fixture
+def shard_run(tmp_path: Path) -> tuple[Path, dict, pa.Table]:
+    """The shard stage (in-process) over 300 records inside a work directory with a pipeline.json."""
+    from curate.runner import LocalExecutor, run_stage
+    from curate.shard import ShardStage
+    from curate.stage import Input
+
+    work = tmp_path / "work"
+    rows = [
+        {
+            "id": f"src{n % 3}:{n}",
+            "source": f"src{n % 3}",
+            "license": "CC-BY",
+            "title": f"Doc {n}",
+            "text": f"Document {n}. " + " ".join(f"w{(n * 7 + k) % 997}" for k in range(40 + n % 50)),
+        }
+        for n in range(300)
+    ]
+    table = records_table(rows)
+    table = table.append_column("lang", pa.array(["en"] * 300, pa.string()))
+    table = table.append_column("dup_cluster", pa.array([f"c{n}" for n in range(300)], pa.string()))
+    write_stage(work / "dedup", [table.slice(0, 170), table.slice(170)])
+    (work / "pipeline.json").write_text(
+        json.dumps({"pipeline": "t", "file": "t.yaml", "stages": ["dedup", "shard"], "yaml": PIPELINE_YAML})
+    )
+    stage = ShardStage(name="shard", target_size="16KB", row_group_rows=50)
+    manifest = run_stage(stage, [Input(str(work / "dedup"))], work / "shard", LocalExecutor())
+    return work / "shard", manifest, table
+
+
+def test_shard_manifest_lets_a_trainer_verify_what_it_reads(shard_run) -> None:
+    import hashlib
+
+    shard_dir, manifest, table = shard_run
+    on_disk = json.loads((shard_dir / "manifest.json").read_text())
+    assert on_disk == json.loads(json.dumps(manifest))
+    outputs = on_disk["outputs"]
+    assert len(outputs) > 1  # 16KB target: several shards
+    for entry in outputs:
+        path = shard_dir / entry["path"]
+        assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert entry["bytes"] == path.stat().st_size
+        assert entry["rows"] == pq.ParquetFile(path).metadata.num_rows
+        shard_stats = json.loads((shard_dir / f"{path.stem}.stats.json").read_text())
+        assert shard_stats["documents"] == entry["rows"]
+        assert shard_stats["tokens"] is None and shard_stats["tokens_approximate"] > 0
+    for entry in on_disk["stats_files"]:
+        data = (shard_dir / entry["path"]).read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (entry["bytes"], entry["sha256"])
+    assert {e["path"] for e in on_disk["stats_files"]} >= {"stats.json"}
+    assert [f["name"] for f in on_disk["schema_fields"]] == table.column_names
+    assert on_disk["schema_fields"][0] == {"name": "id", "type": "string", "nullable": False}
+    assert on_disk["pipeline"] == {
+        "pipeline": "t",
+        "file": "t.yaml",
+        "stages": ["dedup", "shard"],
+        "yaml": PIPELINE_YAML,
+    }
+    assert on_disk["versions"]["pyarrow"] == pa.__version__
+    characters = sum(len(t) for t in table.column("text").to_pylist())
+    assert on_disk["totals"]["documents"] == 300 and on_disk["totals"]["characters"] == characters
+    corpus = json.loads((shard_dir / "stats.json").read_text())
+    assert (corpus["documents"], corpus["characters"]) == (300, characters)
+    assert corpus["words"] == sum(len(t.split()) for t in table.column("text").to_pylist())
+    assert set(corpus["by_source"]) == {"src0", "src1", "src2"}
+
+
+def test_shards_load_with_pyarrow_dataset_and_datasets(shard_run, tmp_path: Path, monkeypatch) -> None:
+    import pyarrow.dataset as pads
+
+    shard_dir, manifest, table = shard_run
+    files = [str(shard_dir / o["path"]) for o in manifest["outputs"]]
+    read = pads.dataset(files, format="parquet").to_table()
+    assert read.num_rows == 300
+    assert sorted(read.column("id").to_pylist()) == sorted(table.column("id").to_pylist())
+    assert read.schema.names == table.column_names
+
+    # Offline: nothing may be fetched; the cache goes to the test's folder.
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import datasets
+
+    loaded = datasets.load_dataset(
+        "parquet", data_files=files, split="train", cache_dir=str(tmp_path / "hf-cache")
+    )
+    assert loaded.num_rows == 300
+    assert loaded.column_names == table.column_names
+    by_id = {r["id"]: r for r in table.to_pylist()}
+    for row in loaded.select(range(0, 300, 37)):
+        assert row == by_id[row["id"]]
+
+
+# ---------------------------------------------------------------------- histograms, clusters, redistributable
+
+
+def test_length_histogram_and_percentiles_per_source(tmp_path: Path) -> None:
+    # a: lengths 0, 5, 15, 15; b: 150, 2500. Bins: [0] [1,10) [10,20) ... [100,200) ... [2000,5000)
+    docs = [("a:0", "a", None, None, ""), ("a:1", "a", None, None, "x" * 5)]
+    docs += [("a:2", "a", None, None, "y" * 15), ("a:3", "a", None, None, "z" * 15)]
+    docs += [("b:0", "b", None, None, "w" * 150), ("b:1", "b", None, None, "v" * 2500)]
+    write_stage(tmp_path / "s", [kept_table(docs[:3]), kept_table(docs[3:])])
+    stats = collect_stats(tmp_path / "s")
+    hist = stats["length_histogram"]
+    edges = hist["edges"]
+    assert edges[:4] == [1, 10, 20, 50]
+
+    def bin_of(n: int) -> int:
+        return sum(1 for e in edges if e <= n)
+
+    expected_a = [0] * (len(edges) + 1)
+    for n in (0, 5, 15, 15):
+        expected_a[bin_of(n)] += 1
+    assert hist["by_source"]["a"] == expected_a
+    assert hist["by_source"]["b"][bin_of(150)] == 1 and hist["by_source"]["b"][bin_of(2500)] == 1
+    assert hist["all"] == [x + y for x, y in zip(hist["by_source"]["a"], hist["by_source"]["b"], strict=True)]
+    assert stats["length_percentiles_by_source"]["a"]["max"] == 15
+    assert stats["length_percentiles_by_source"]["a"]["min"] == 0
+    assert stats["length_percentiles_by_source"]["b"]["p50"] in (150, 2500)
+    assert stats["length_percentiles_by_source"]["b"]["mean"] == 1325.0
+
+
+def test_many_files_in_threads_equal_one_file(tmp_path: Path) -> None:
+    docs = [
+        (f"s{n % 4}:{n}", f"s{n % 4}", ["en", "fr", None][n % 3], None, "word " * (n % 37))
+        for n in range(400)
+    ]
+    table = kept_table(docs)
+    write_stage(tmp_path / "one", [table])
+    write_stage(tmp_path / "many", [table.slice(i, 25) for i in range(0, 400, 25)])
+    one, many = collect_stats(tmp_path / "one"), collect_stats(tmp_path / "many")
+    for key in ("documents", "characters", "words", "by_source", "by_lang", "length_percentiles"):
+        assert one[key] == many[key], key
+    assert one["length_histogram"] == many["length_histogram"]
+    assert one["length_percentiles_by_source"] == many["length_percentiles_by_source"]
+    assert one["samples"]["kept"] == many["samples"]["kept"]  # the first documents, whatever thread ran first
+
+
+def _with_cluster(table: pa.Table, clusters: list[str]) -> pa.Table:
+    return table.add_column(table.num_columns - 3, "dup_cluster", pa.array(clusters, pa.string()))
+
+
+def test_duplicate_cluster_sizes(tmp_path: Path) -> None:
+    kept = kept_table(DOCS).append_column("dup_cluster", pa.array(["A", "B", "C", "D", "E"], pa.string()))
+    drops = [(f"x:{n}", "exact_duplicate", "duplicate of nice:a") for n in range(3)]  # cluster A: size 4
+    drops += [("y:1", "near_duplicate", "near duplicate of who:c")]  # cluster C: size 2
+    drops += [("z:1", "lang", "de")]  # not a duplicate
+    rejected = _with_cluster(rejected_table("dedup", drops), ["A", "A", "A", "C", None])
+    write_stage(tmp_path / "d", [kept], [rejected])
+    clusters = collect_stats(tmp_path / "d")["dup_clusters"]
+    assert clusters["clusters"] == 2
+    assert clusters["sizes"] == {"2": 1, "4": 1}
+    assert clusters["duplicates_removed"] == 4
+    assert clusters["documents_in_clusters"] == 6
+    assert clusters["largest"][0] == {"stage": "dedup", "dup_cluster": "A", "size": 4, "example": "x:0"}
+    # no dup_cluster anywhere: no cluster section at all
+    write_stage(tmp_path / "plain", [kept_table(DOCS)])
+    assert collect_stats(tmp_path / "plain")["dup_clusters"] is None
+
+
+def test_redistributable_from_sources_yaml(tmp_path: Path) -> None:
+    sources = tmp_path / "sources.yaml"
+    entry = "{{title: {0}, homepage: 'https://{0}.example', content: html, license: x, redistributable: {1}}}"
+    sources.write_text(
+        "sources:\n"
+        + f"  nice: {entry.format('nice', 'true')}\n"
+        + f"  pmc: {entry.format('pmc', 'false')}\n"
+    )
+    write_stage(tmp_path / "s", [kept_table(DOCS)])
+    stats = collect_stats(tmp_path / "s", sources=sources)
+    assert stats["sources_file"] == str(sources)
+    assert {k: v["documents"] for k, v in stats["by_redistributable"].items()} == {
+        "yes": 2,
+        "no": 2,
+        "unknown (not in sources.yaml)": 1,
+    }
+    assert stats["by_redistributable"]["yes"]["characters"] == 36
+
+
+def test_funnel_characters_and_reasons_equal_manifests(workdir: Path) -> None:
+    m = json.loads((workdir / "filter" / "manifest.json").read_text())
+    m["drop_reasons"] = {"lang": 4}
+    m["characters"] = {"kept": CHARS, "rejected": 57}
+    (workdir / "filter" / "manifest.json").write_text(json.dumps(m))
+    funnel = {e["stage"]: e for e in collect_stats(workdir)["funnel"]}
+    assert funnel["filter"]["drop_reasons"] == {"lang": 4}
+    assert funnel["filter"]["characters_in"] == CHARS + 57
+    assert funnel["filter"]["characters_rejected"] == 57
+    assert funnel["pdf"]["characters_in"] is None  # no manifest
+
+
+# ------------------------------------------------------------------------------ the demo, as a user sees it
+
+
+def test_demo_stats_print_the_funnel_of_the_manifests(tmp_path: Path) -> None:
+    """`curate stats` on the demo's work directory (run in-process, no Ray): the printed funnel's numbers, and
+    the drop reasons under each stage, are those of the stage manifests."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from curate.cli import app
+    from curate.pipeline import load_pipeline, run_pipeline
+    from curate.runner import LocalExecutor
+
+    from .conftest import REPO
+
+    sys.path.insert(0, str(REPO / "pipelines" / "demo"))
+    from make_pdfs import make_demo_pdfs
+
+    make_demo_pdfs(REPO / "pipelines" / "demo" / "pdf")
+    pipeline, _ = load_pipeline(REPO / "pipelines" / "demo.yaml", REPO / "sources.yaml")
+    work = tmp_path / "demo"
+    run_pipeline(pipeline, work, LocalExecutor())
+    result = CliRunner().invoke(app, ["stats", str(work)])
+    assert result.exit_code == 0, result.output
+    lines = result.output[result.output.index("Funnel (from stage manifests)") :].splitlines()
+    stages = json.loads((work / "pipeline.json").read_text())["stages"]
+    for stage in stages:
+        m = json.loads((work / stage / "manifest.json").read_text())
+        row = next(line.split() for line in lines if line.split()[:1] == [stage])
+        numbers = [int(x.replace(",", "")) for x in row[1:7]]
+        c = m["counts"]
+        chars_in = m["characters"]["kept"] + m["characters"]["rejected"]
+        assert numbers == [c["in"], c["kept"], c["rejected"], c["errored"], chars_in, m["characters"]["kept"]]
+        assert row[7] == "ok"
+        start = lines.index(next(line for line in lines if line.split()[:1] == [stage]))
+        below = {}
+        for line in lines[start + 1 :]:
+            parts = line.split()
+            if len(parts) != 2 or not line.startswith("   "):
+                break
+            below[parts[0]] = int(parts[1])
+        assert below == m["drop_reasons"], stage
+    assert "exact_duplicate" in result.output and "lang" in result.output

@@ -8,11 +8,13 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from curate.io import write_bytes
+from curate.stats.compute import length_bin_labels
 
 # ----------------------------------------------------------------------------------------------- formats
 
@@ -48,6 +50,20 @@ def _tokens_label(stats: Mapping[str, Any]) -> tuple[str, str]:
     if stats.get("tokens") is not None:
         return _num(stats["tokens"]), f"Tokens ({stats.get('tokenizer') or 'tokenizer'})"
     return f"≈ {_num(stats.get('tokens_approximate'))}", "Tokens (approximate: characters / 4)"
+
+
+def _group_tokens_header(stats: Mapping[str, Any]) -> str:
+    return "Tokens" if stats.get("tokens") is not None else "Tokens (approx.)"
+
+
+def _group_tokens(stats: Mapping[str, Any], c: Mapping[str, Any]) -> str:
+    """A group's tokens: exact with a tokenizer, else characters / 4 marked with ≈ (older JSON: computed)."""
+    if stats.get("tokens") is not None and c.get("tokens") is not None:
+        return _num(c["tokens"])
+    approx = c.get("tokens_approximate")
+    if approx is None and c.get("characters") is not None:
+        approx = round(c["characters"] / 4)
+    return f"≈ {_num(approx)}"
 
 
 def _summary_rows(stats: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -95,13 +111,14 @@ def print_stats(stats: dict, console: Console | None = None) -> None:
         ("by_source", "Documents by source", "Source"),
         ("by_lang", "Documents by language", "Language"),
         ("by_license", "Documents by licence", "Licence"),
+        ("by_redistributable", "Documents by redistributable (sources.yaml)", "Redistributable"),
     ):
         groups = stats.get(key)
         if not groups:
             continue
         table = Table(title=title)
         table.add_column(column)
-        for name in ("Documents", "% docs", "Characters", "% chars"):
+        for name in ("Documents", "% docs", "Characters", "% chars", _group_tokens_header(stats)):
             table.add_column(name, justify="right")
         for name, c in _sorted_groups(groups):
             table.add_row(
@@ -110,16 +127,43 @@ def print_stats(stats: dict, console: Console | None = None) -> None:
                 _pct(c.get("documents"), documents),
                 _num(c.get("characters")),
                 _pct(c.get("characters"), characters),
+                _group_tokens(stats, c),
             )
         console.print(table)
 
     percentiles = stats.get("length_percentiles") or {}
     if percentiles:
         table = Table(title="Document length (characters)")
-        names = [k for k in ("min", "p5", "p25", "p50", "p75", "p95", "max", "mean") if k in percentiles]
+        table.add_column("Source")
+        names = [k for k in PERCENTILE_ORDER if k in percentiles]
         for name in names:
             table.add_column(name, justify="right")
-        table.add_row(*(_num(percentiles[n]) for n in names))
+        table.add_row(Text("all", style="bold"), *(_num(percentiles[n]) for n in names))
+        for source, p in (stats.get("length_percentiles_by_source") or {}).items():
+            table.add_row(Text(source), *(_num(p.get(n)) for n in names))
+        console.print(table)
+    histogram = stats.get("length_histogram") or {}
+    if histogram.get("all") and any(histogram["all"]):
+        table = Table(title="Length histogram (documents per length in characters)")
+        table.add_column("Characters")
+        table.add_column("Documents", justify="right")
+        table.add_column("", no_wrap=True)
+        top = max(histogram["all"]) or 1
+        for label, count in _histogram_rows(histogram["edges"], histogram["all"]):
+            table.add_row(label, _num(count), "█" * max(1 if count else 0, round(30 * count / top)))
+        console.print(table)
+
+    clusters = stats.get("dup_clusters")
+    if clusters:
+        table = Table(title="Duplicate clusters (survivor + removed copies)")
+        table.add_column("Cluster size", justify="right")
+        table.add_column("Clusters", justify="right")
+        for size, count in sorted((clusters.get("sizes") or {}).items(), key=lambda kv: int(kv[0])):
+            table.add_row(str(size), _num(count))
+        table.caption = (
+            f"clusters: {_num(clusters.get('clusters'))}, duplicates removed: "
+            f"{_num(clusters.get('duplicates_removed'))}"
+        )
         console.print(table)
 
     drops = _drop_rows(stats)
@@ -136,25 +180,45 @@ def print_stats(stats: dict, console: Console | None = None) -> None:
     funnel = stats.get("funnel")
     if funnel:
         table = Table(title="Funnel (from stage manifests)")
-        table.add_column(FUNNEL_COLUMNS[0])
-        for name in FUNNEL_COLUMNS[1:-1]:
-            table.add_column(name, justify="right")
-        table.add_column(FUNNEL_COLUMNS[-1])
+        # Drop reasons go on rows of their own under their stage: a column of them would not fit 80 columns.
+        table.box = box.SIMPLE_HEAD  # lighter rules: eight columns and the stage names fit 80 columns
+        table.pad_edge = False
+        table.add_column("Stage", no_wrap=True)
+        for name in ("In", "Kept", "Drops", "Errors", "Chars in", "Chars kept"):
+            table.add_column(name, justify="right", no_wrap=True)
+        table.add_column("", no_wrap=True)  # status
         for e in funnel:
-            stage, *numbers, status = _funnel_row(e)
+            stage, n_in, kept, rejected, errored, _, chars_in, chars_kept, _, status = _funnel_row(e)
             style = "" if status == "complete" else "yellow"
-            table.add_row(Text(str(stage)), *numbers, Text(str(status or ""), style=style))
+            numbers = (n_in, kept, rejected, errored, chars_in, chars_kept)
+            shown = "ok" if status == "complete" else str(status or "")  # short, to fit 80 columns
+            table.add_row(Text(str(stage), style="bold"), *numbers, Text(shown, style=style))
+            for reason, count in (e.get("drop_reasons") or {}).items():
+                table.add_row(Text(f"  {reason}", style="dim"), "", "", _num(count), "", "", "", "")
         console.print(table)
 
     for warning in stats.get("warnings") or []:
         console.print(Text(f"warning: {warning}", style="yellow"))
 
 
-FUNNEL_COLUMNS = ("Stage", "In", "Kept", "Rejected", "Errored", "Kept %", "Characters kept", "Status")
+FUNNEL_COLUMNS = (
+    "Stage",
+    "In",
+    "Kept",
+    "Rejected",
+    "Errored",
+    "Kept %",
+    "Characters in",
+    "Characters kept",
+    "Drop reasons",
+    "Status",
+)
+PERCENTILE_ORDER = ("min", "p5", "p25", "p50", "p75", "p95", "max", "mean")
 
 
 def _funnel_row(e: Mapping[str, Any]) -> tuple:
-    """One funnel entry as the cells of FUNNEL_COLUMNS (numbers formatted; stage and status raw)."""
+    """One funnel entry as the cells of FUNNEL_COLUMNS (numbers formatted; stage, reasons, status raw)."""
+    reasons = ", ".join(f"{r} {_num(n)}" for r, n in (e.get("drop_reasons") or {}).items())
     return (
         e.get("stage"),
         _num(e.get("in")),
@@ -162,9 +226,22 @@ def _funnel_row(e: Mapping[str, Any]) -> tuple:
         _num(e.get("rejected")),
         _num(e.get("errored")),
         _pct(e.get("kept"), e.get("in")),
+        _num(e.get("characters_in")),
         _num(e.get("characters_kept")),
+        reasons,
         e.get("status"),
     )
+
+
+def _histogram_rows(
+    edges: Sequence[int], counts: Sequence[int], span: Sequence[int] | None = None
+) -> list[tuple[str, int]]:
+    """(label, documents) per length bin, from the first non-empty bin to the last (of span's counts)."""
+    labels = length_bin_labels(edges)
+    used = [i for i, c in enumerate(span if span is not None else counts) if c]
+    if not used:
+        return []
+    return [(labels[i], counts[i]) for i in range(used[0], used[-1] + 1)]
 
 
 def _sorted_groups(groups: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -196,6 +273,8 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 .warn { color: #8a5a00; } .muted { color: #777; }
 pre.sample { white-space: pre-wrap; background: #f7f7f7; padding: .5rem; margin: 0; font-size: .85rem; }
 svg text { font-size: 12px; font-family: inherit; }
+.multiples { display: flex; flex-wrap: wrap; gap: 1rem; } figure { margin: 0; }
+figcaption { font-weight: 600; font-size: .9rem; }
 .legend span { display: inline-block; width: .8rem; height: .8rem; margin: 0 .3rem 0 1rem; }
 """
 
@@ -204,18 +283,22 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _svg_open(width: int, height: int) -> str:
-    return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">'
+def _svg_open(width: int, height: int, chart: str) -> str:
+    # class/data-chart name each plot, so a reader (or a test in a browser) can find it.
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" data-chart="{_e(chart)}" '
+        f'width="{width}" height="{height}" role="img" aria-label="{_e(chart)}">'
+    )
 
 
-def _bar_chart(rows: Sequence[tuple[str, float, str]], *, unit: str = "") -> str:
+def _bar_chart(rows: Sequence[tuple[str, float, str]], *, chart: str, unit: str = "") -> str:
     """A horizontal bar chart as inline SVG: one (label, value, caption) per bar."""
     if not rows:
         return '<p class="muted">nothing to show</p>'
     label_w, bar_w, row_h = 220, 560, 22
     top = max((v for _, v, _ in rows), default=0) or 1
     height = row_h * len(rows) + 6
-    parts = [_svg_open(label_w + bar_w + 160, height)]
+    parts = [_svg_open(label_w + bar_w + 160, height, chart)]
     for i, (label, value, caption) in enumerate(rows):
         y = 3 + i * row_h
         w = max(1.0, bar_w * value / top) if value else 0
@@ -234,7 +317,7 @@ def _funnel_chart(funnel: Sequence[Mapping[str, Any]]) -> str:
     label_w, bar_w, row_h = 160, 600, 26
     top = max((e.get("in") or 0 for e in funnel), default=0) or 1
     height = row_h * len(funnel) + 6
-    parts = [_svg_open(label_w + bar_w + 260, height)]
+    parts = [_svg_open(label_w + bar_w + 260, height, "funnel")]
     for i, e in enumerate(funnel):
         y = 3 + i * row_h
         stage = _e(_clip(e.get("stage")))
@@ -263,6 +346,99 @@ def _funnel_chart(funnel: Sequence[Mapping[str, Any]]) -> str:
     return "".join(parts) + f'<div class="legend">{legend}</div>'
 
 
+def _histogram_chart(
+    edges: Sequence[int], counts: Sequence[int], *, chart: str, span: Sequence[int] | None = None
+) -> str:
+    """Vertical bars, one per length bin (log-spaced edges), over the bins span (default counts) uses."""
+    rows = _histogram_rows(edges, counts, span)
+    if not rows or not any(c for _, c in rows):
+        return '<p class="muted">no documents</p>'
+    bar_w, plot_h, left, bottom = 34, 120, 50, 40
+    top = max(c for _, c in rows) or 1
+    width, height = left + bar_w * len(rows) + 10, plot_h + bottom + 10
+    parts = [_svg_open(width, height, chart)]
+    parts.append(f'<text x="4" y="14">{_e(_num(top))}</text>')
+    parts.append(f'<line x1="{left}" y1="{plot_h + 6}" x2="{width - 6}" y2="{plot_h + 6}" stroke="#999"/>')
+    for i, (label, count) in enumerate(rows):
+        h = plot_h * count / top
+        x = left + i * bar_w
+        short = _short_edge(label)  # the bin's lower edge (1k, 20k); the tooltip has the full range
+        parts.append(
+            f'<rect x="{x + 3}" y="{plot_h + 6 - h:.1f}" width="{bar_w - 6}" height="{h:.1f}" '
+            f'fill="{_COLORS["bar"]}"><title>{_e(label)} characters: {_num(count)} documents</title></rect>'
+            f'<text x="{x + bar_w / 2 + 4:.1f}" y="{plot_h + 18}" text-anchor="end" font-size="10" '
+            f'transform="rotate(-45 {x + bar_w / 2 + 4:.1f} {plot_h + 18})">{_e(short)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _short_edge(label: str) -> str:
+    """'1,000-1,999' -> '1k', '>= 10,000,000' -> '10M', '0' -> '0'."""
+    low = int(label.removeprefix(">= ").split("-")[0].replace(",", ""))
+    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if low >= size and low % size == 0:
+            return f"{low // size}{suffix}"
+    return str(low)
+
+
+def _lengths_section(stats: Mapping[str, Any]) -> str:
+    percentiles = stats.get("length_percentiles") or {}
+    histogram = stats.get("length_histogram") or {}
+    if not any(v is not None for v in percentiles.values()):
+        return ""
+    names = [k for k in PERCENTILE_ORDER if percentiles.get(k) is not None]
+    rows = [["all", *(_num(percentiles.get(n)) for n in names)]]
+    for source, p in (stats.get("length_percentiles_by_source") or {}).items():
+        rows.append([source, *(_num(p.get(n)) for n in names)])
+    parts = [
+        "<h2>Document length (characters)</h2>",
+        _table(["Source", *names], rows, numeric=tuple(range(1, len(names) + 1))),
+    ]
+    edges = histogram.get("edges")
+    if edges and histogram.get("all"):
+        parts.append("<h3>All sources</h3>")
+        parts.append(_histogram_chart(edges, histogram["all"], chart="length-all"))
+        by_source = histogram.get("by_source") or {}
+        if by_source:
+            parts.append('<h3>Per source</h3><div class="multiples">')
+            for source, counts in by_source.items():
+                # Every source on the bins of the whole corpus, so that the charts line up.
+                name = f"length-source:{source}"
+                chart = _histogram_chart(edges, counts, chart=name, span=histogram["all"])
+                parts.append(f"<figure><figcaption>{_e(source)}</figcaption>{chart}</figure>")
+            parts.append("</div>")
+    return "".join(parts)
+
+
+def _clusters_section(stats: Mapping[str, Any]) -> str:
+    clusters = stats.get("dup_clusters")
+    if not clusters:
+        return ""
+    sizes = sorted((clusters.get("sizes") or {}).items(), key=lambda kv: int(kv[0]))
+    summary = (
+        f"{_num(clusters.get('clusters'))} clusters holding {_num(clusters.get('documents_in_clusters'))} "
+        f"documents; {_num(clusters.get('duplicates_removed'))} duplicates removed (one survivor kept per "
+        "cluster)."
+    )
+    if not clusters.get("clusters"):
+        summary = (
+            "No rows dropped as duplicates here. In a work directory the dedup stages' rejected/ rows "
+            "give the clusters: run curate stats on the work directory."
+        )
+    parts = ["<h2>Duplicate clusters</h2>", f'<p class="muted">{_e(summary)}</p>']
+    if not clusters.get("clusters"):
+        return "".join(parts)
+    rows = [(f"size {size}", count, f"{_num(count)} clusters") for size, count in sizes]
+    parts.append(_bar_chart(rows, chart="clusters"))
+    largest = clusters.get("largest") or []
+    if largest:
+        rows = [(c["stage"], c["dup_cluster"], _num(c["size"]), c.get("example")) for c in largest]
+        parts.append("<h3>Largest clusters</h3>")
+        parts.append(_table(["Stage", "dup_cluster", "Size", "Example removed copy"], rows, numeric=(2,)))
+    return "".join(parts)
+
+
 def _clip(label: Any, width: int = 32) -> str:
     text = "" if label is None else str(label)
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -279,7 +455,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequen
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _groups_section(stats: Mapping[str, Any], key: str, title: str, column: str) -> str:
+def _groups_section(stats: Mapping[str, Any], key: str, title: str, column: str, chart: str) -> str:
     groups = stats.get(key)
     if not groups:
         return ""
@@ -293,7 +469,8 @@ def _groups_section(stats: Mapping[str, Any], key: str, title: str, column: str)
                 f"{_num(c.get('documents'))} ({_pct(c.get('documents'), documents)})",
             )
             for name, c in ordered
-        ]
+        ],
+        chart=chart,
     )
     rows = [
         (
@@ -302,11 +479,19 @@ def _groups_section(stats: Mapping[str, Any], key: str, title: str, column: str)
             _pct(c.get("documents"), documents),
             _num(c.get("characters")),
             _pct(c.get("characters"), characters),
+            _group_tokens(stats, c),
         )
         for name, c in ordered
     ]
-    table = _table([column, "Documents", "% docs", "Characters", "% chars"], rows, numeric=(1, 2, 3, 4))
+    header = [column, "Documents", "% docs", "Characters", "% chars", _group_tokens_header(stats)]
+    table = _table(header, rows, numeric=(1, 2, 3, 4, 5))
     return f"<h2>{_e(title)}</h2>{chart}{table}"
+
+
+def _sample_text(text: str | None) -> str:
+    if not text:
+        return '<span class="muted">(no text)</span>'
+    return f'<pre class="sample">{_e(text)}</pre>'
 
 
 def _samples_section(stats: Mapping[str, Any]) -> str:
@@ -326,10 +511,20 @@ def _samples_section(stats: Mapping[str, Any]) -> str:
         )
     rejected = samples.get("rejected") or {}
     if rejected:
-        out.append("<h2>Sample of dropped documents, by reason</h2>")
+        out.append(
+            "<h2>Sample of dropped documents, by reason</h2><p class='muted'>The first documents each reason "
+            "dropped, with the detail the step gave, first 300 characters.</p>"
+        )
         for reason, rows_ in sorted(rejected.items()):
-            rows = [(s.get("id"), s.get("stage"), s.get("reason"), s.get("detail")) for s in rows_]
-            out.append(f"<h3>{_e(reason)}</h3>" + _table(["Id", "Stage", "Reason", "Detail"], rows))
+            rows = "".join(
+                f"<tr><td>{_e(s.get('id'))}</td><td>{_e(s.get('stage'))}</td><td>{_e(s.get('detail'))}</td>"
+                f"<td>{_sample_text(s.get('text'))}</td></tr>"
+                for s in rows_
+            )
+            out.append(
+                f"<h3>{_e(reason)}</h3><table><thead><tr><th>Id</th><th>Stage</th><th>Detail</th>"
+                f"<th>Text</th></tr></thead><tbody>{rows}</tbody></table>"
+            )
     return "".join(out)
 
 
@@ -358,19 +553,18 @@ def render_html(stats: Mapping[str, Any]) -> str:
     if funnel:
         rows = [_funnel_row(e) for e in funnel]
         parts.append("<h2>Funnel</h2>" + _funnel_chart(funnel))
-        parts.append(
-            _table(
-                list(FUNNEL_COLUMNS),
-                rows,
-                numeric=(1, 2, 3, 4, 5, 6),
-            )
-        )
-    parts.append(_groups_section(stats, "by_source", "Documents by source", "Source"))
-    parts.append(_groups_section(stats, "by_lang", "Language mix", "Language"))
-    parts.append(_groups_section(stats, "by_license", "Documents by licence", "Licence"))
+        parts.append(_table(list(FUNNEL_COLUMNS), rows, numeric=(1, 2, 3, 4, 5, 6, 7)))
+    parts.append(_groups_section(stats, "by_source", "Documents by source", "Source", "sources"))
+    parts.append(_groups_section(stats, "by_lang", "Language mix", "Language", "languages"))
+    parts.append(_groups_section(stats, "by_license", "Documents by licence", "Licence", "licences"))
+    title = "Redistributable (sources.yaml)"
+    parts.append(_groups_section(stats, "by_redistributable", title, "Redistributable", "redistributable"))
     drops = _drop_rows(stats)
     parts.append("<h2>Drop reasons</h2>")
-    parts.append(_bar_chart([(r, c, _num(c)) for r, c in drops]) if drops else '<p class="muted">none</p>')
+    if drops:
+        parts.append(_bar_chart([(r, c, _num(c)) for r, c in drops], chart="drop-reasons"))
+    else:
+        parts.append('<p class="muted">none</p>')
     characters = stats.get("rejected_characters") or {}
     if drops:
         rows = [(r, _num(c), _num(characters.get(r))) for r, c in drops]
@@ -379,13 +573,8 @@ def render_html(stats: Mapping[str, Any]) -> str:
     if by_stage:
         rows = [(s, r, _num(c)) for s, reasons in by_stage.items() for r, c in reasons.items()]
         parts.append(_table(["Stage", "Reason", "Documents"], rows, numeric=(2,)))
-    percentiles = stats.get("length_percentiles") or {}
-    if any(v is not None for v in percentiles.values()):
-        order = ("min", "p5", "p25", "p50", "p75", "p95", "max")
-        names = [k for k in order if percentiles.get(k) is not None]
-        parts.append("<h2>Document length (characters)</h2>")
-        parts.append(_bar_chart([(n, percentiles[n], _num(percentiles[n])) for n in names], unit=" chars"))
-        parts.append(_table(names + ["mean"], [[_num(percentiles.get(n)) for n in names + ["mean"]]]))
+    parts.append(_lengths_section(stats))
+    parts.append(_clusters_section(stats))
     parts.append(_samples_section(stats))
     parts.append(
         "<h2>Raw stats</h2><details><summary>JSON</summary><pre>"
