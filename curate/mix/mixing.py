@@ -1,0 +1,185 @@
+"""The mixing arithmetic as plain functions: component specs, token targets, copies per document, splits.
+
+A component asks for either a `share` of the mixture's tokens or a number of `epochs` (passes over its own
+tokens). Documents are sampled whole: every document of a component gets floor(r) copies and a seeded random
+subset gets one more, where r = target tokens / available tokens; the subset is a prefix of a seeded
+permutation, cut where its tokens come closest to the fraction left over.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xxhash
+
+SHARE_TOLERANCE = 1e-6  # shares given as decimals (0.1 + 0.2 ...) do not sum exactly to 1
+SPLIT_SEED = 0  # the validation split never depends on the sampling seed, so it is stable across mixes
+_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMBGT]?)\s*$", re.IGNORECASE)
+_COUNT_UNITS = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One component of a mixture: a share of tokens or a number of epochs, and the source tags it takes."""
+
+    name: str
+    share: float | None = None
+    epochs: float | None = None
+    sources: tuple[str, ...] = ()
+
+
+def parse_count(value: Any) -> int:
+    """A token count such as 400M, 48.1B or a plain number."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a token count: {value!r} (use e.g. 400M, 48.1B or 1000000)")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        match = _COUNT.match(str(value))
+        if not match:
+            raise ValueError(f"not a token count: {value!r} (use e.g. 400M, 48.1B or 1000000)")
+        number = float(match.group(1)) * _COUNT_UNITS[match.group(2).upper()]
+    if not number > 0:
+        raise ValueError(f"total_tokens must be positive, not {value!r}")
+    return int(number)
+
+
+def _number(name: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValueError(f"component {name!r}: {key} must be a number, not {value!r}")
+    if value < 0:
+        raise ValueError(f"component {name!r}: {key} must not be negative (got {value})")
+    return float(value)
+
+
+def parse_components(raw: Any, total_tokens: int | None = None) -> list[ComponentSpec]:
+    """Check and normalise `components:` ({name: {share|epochs, sources}}); ValueError says what to fix."""
+    if not isinstance(raw, Mapping) or not raw:
+        raise ValueError(
+            "mix needs 'components': a mapping of component name to {share: 0.5} or {epochs: 2} "
+            "(e.g. components: {guidelines: {share: 0.5}, replay: {share: 0.5}})"
+        )
+    specs = []
+    owner: dict[str, str] = {}
+    for name, spec in raw.items():
+        name = str(name)
+        if spec is None or isinstance(spec, (int, float)) and not isinstance(spec, bool):
+            spec = {"share": spec}  # `guidelines: 0.5` is short for {share: 0.5}
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"component {name!r}: expected {{share: X}} or {{epochs: X}}, not {spec!r}")
+        unknown = sorted(set(spec) - {"share", "epochs", "sources"})
+        if unknown:
+            raise ValueError(
+                f"component {name!r}: unknown key(s) {', '.join(unknown)}; it takes share, epochs, sources"
+            )
+        if ("share" in spec) == ("epochs" in spec):
+            raise ValueError(f"component {name!r}: give exactly one of share (of tokens) or epochs")
+        share = _number(name, "share", spec["share"]) if "share" in spec else None
+        epochs = _number(name, "epochs", spec["epochs"]) if "epochs" in spec else None
+        if share is not None and share > 1:
+            raise ValueError(f"component {name!r}: share must be between 0 and 1 (got {share})")
+        sources = spec.get("sources") or []
+        if isinstance(sources, str):
+            sources = [sources]
+        for tag in map(str, sources):
+            if tag in owner:
+                raise ValueError(f"source {tag!r} is listed by both components {owner[tag]!r} and {name!r}")
+            owner[tag] = name
+        specs.append(ComponentSpec(name, share, epochs, tuple(map(str, sources))))
+    shares = [s.share for s in specs if s.share is not None]
+    total = sum(shares)
+    by_epochs = [s.name for s in specs if s.epochs is not None]
+    if not by_epochs and abs(total - 1) > SHARE_TOLERANCE:
+        listed = ", ".join(f"{s.name}={s.share:g}" for s in specs)
+        raise ValueError(f"component shares must sum to 1, but {listed} sum to {total:g}")
+    if by_epochs and shares and total >= 1 - SHARE_TOLERANCE:
+        raise ValueError(
+            f"the shares sum to {total:g}, leaving nothing for {', '.join(by_epochs)} (given in epochs); "
+            "with epochs for some components the shares of the others must sum to less than 1"
+        )
+    if total_tokens is not None and by_epochs:
+        raise ValueError(
+            "total_tokens needs a share for every component (components given in epochs fix their own "
+            f"tokens: {', '.join(by_epochs)})"
+        )
+    return specs
+
+
+def source_map(specs: Iterable[ComponentSpec]) -> dict[str, str]:
+    """Source tag -> component name: the tags each component lists, else a component named like the tag."""
+    specs = list(specs)
+    mapping = {s.name: s.name for s in specs}
+    for spec in specs:
+        mapping.update(dict.fromkeys(spec.sources, spec.name))
+    return mapping
+
+
+def targets(
+    specs: list[ComponentSpec], available: Mapping[str, float], total_tokens: int | None = None
+) -> dict[str, float]:
+    """Tokens each component contributes to the mixture.
+
+    Epoch components fix their own tokens; share components fill their shares of the total, which is
+    total_tokens if given, else what the epoch components leave, else (shares only) the largest mixture that
+    repeats no component.
+    """
+    fixed = {s.name: s.epochs * available[s.name] for s in specs if s.epochs is not None}
+    shared = {s.name: s.share for s in specs if s.share is not None}
+    if total_tokens is not None:
+        total = float(total_tokens)
+    elif fixed:
+        total = sum(fixed.values()) / (1 - sum(shared.values()))
+    else:
+        limits = [available[n] / share for n, share in shared.items() if share > 0]
+        total = min(limits) if limits else 0.0
+    for name, share in shared.items():
+        if share > 0 and available[name] <= 0:
+            raise ValueError(
+                f"component {name!r} has no tokens to sample (no documents reached it), but its share is "
+                f"{share:g}: check its inputs or sources"
+            )
+    return {**fixed, **{n: share * total for n, share in shared.items()}}
+
+
+def sampling_keys(ids: Iterable[str], seed: int) -> np.ndarray:
+    """A seeded 64-bit hash per document id: the order in which documents are drawn."""
+    return np.fromiter(
+        (xxhash.xxh3_64_intdigest(i.encode("utf-8", "surrogateescape"), seed) for i in ids), dtype=np.uint64
+    )
+
+
+def validation_mask(ids: Iterable[str], fraction: float) -> np.ndarray:
+    """True for documents in the validation split: the id's hash (independent of the seed) below fraction."""
+    ids = list(ids)
+    if fraction <= 0:
+        return np.zeros(len(ids), dtype=bool)
+    keys = sampling_keys(ids, SPLIT_SEED)
+    # Compare in float: fraction * 2**64 does not fit a uint64 exactly, and a 1e-19 error is irrelevant here.
+    return keys.astype(np.float64) < fraction * 2.0**64
+
+
+def choose_copies(tokens: np.ndarray, keys: np.ndarray, target: float) -> np.ndarray:
+    """Copies of each document so that their tokens come as close to target as whole documents allow."""
+    n = len(tokens)
+    available = float(tokens.sum())
+    if n == 0 or target <= 0 or available <= 0:
+        return np.zeros(n, dtype=np.uint32)
+    ratio = target / available
+    whole = math.floor(ratio + 1e-12)
+    rest = max(0.0, target - whole * available)
+    order = np.lexsort((np.arange(n), keys))  # by key; equal keys (repeated ids) by position
+    cumulative = np.cumsum(tokens[order])
+    cut = int(np.searchsorted(cumulative, rest, side="left"))  # first prefix reaching `rest`, or n
+    if cut < n:
+        below = float(cumulative[cut - 1]) if cut else 0.0
+        # Take the document that crosses the target only if that ends closer to it.
+        if float(cumulative[cut]) - rest < rest - below:
+            cut += 1
+    copies = np.full(n, whole, dtype=np.uint32)
+    copies[order[:cut]] += 1
+    return copies

@@ -1,0 +1,59 @@
+"""Token counts per document: exact with a `tokenizers` tokenizer.json, else approximate (characters / 4).
+
+Every number that comes from the approximation carries the label returned by `TokenCounter.label`, so a
+report never shows an estimate as if it were a tokenizer's count.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.io import sha256_file
+from curate.stats.compute import CHARS_PER_TOKEN, approximate_tokens, count_tokens, load_tokenizer
+
+APPROXIMATE_LABEL = f"approximate: characters / {CHARS_PER_TOKEN} (no tokenizer configured)"
+ENCODE_BATCH = 512  # texts per encode_batch call: bounds the memory of the encodings list
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_tokenizer(path: str, sha256: str) -> Any:
+    # Keyed by content hash too, so a tokenizer file replaced on disk is reloaded in a long-lived worker.
+    return load_tokenizer(path)
+
+
+class TokenCounter:
+    """Counts tokens of texts with a tokenizer file, or approximately when none is given."""
+
+    def __init__(self, tokenizer: str | os.PathLike | None = None, sha256: str | None = None):
+        self.path = str(tokenizer) if tokenizer else None
+        self.sha256 = (sha256 or sha256_file(self.path)) if self.path else None
+
+    @property
+    def approximate(self) -> bool:
+        """True when counts are estimates (no tokenizer)."""
+        return self.path is None
+
+    @property
+    def label(self) -> str:
+        """How the counts were made, for reports: the tokenizer file, or the approximation rule."""
+        return f"tokenizer: {self.path}" if self.path else APPROXIMATE_LABEL
+
+    def count(self, text: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Tokens per text as float64 (nulls count as empty texts)."""
+        # The same per-document rules as `curate stats`, so the two agree on the same rows.
+        text = pc.fill_null(text, "")
+        if self.path is None:
+            chars = pc.utf8_length(text).to_numpy(zero_copy_only=False)
+            return approximate_tokens(chars).astype(np.float64)
+        tokenizer = _cached_tokenizer(self.path, self.sha256)
+        counts = np.zeros(len(text), dtype=np.float64)
+        for start in range(0, len(text), ENCODE_BATCH):
+            batch = count_tokens(text.slice(start, ENCODE_BATCH), tokenizer)
+            counts[start : start + len(batch)] = batch.to_numpy()
+        return counts
