@@ -1,33 +1,49 @@
-"""HTML pages to clean text with trafilatura: capped reading, encoding repair, binary sniffing, markdown.
+"""HTML pages to clean text: trafilatura plus a fallback, capped reading, encoding repair, binary sniffing.
 
 `read_html_file` reads `.html`/`.htm` and gzip-compressed pages with a size cap that also holds for the
 decompressed size (a gzip bomb is refused while it inflates). `extract_html` turns page bytes into a
 `ParsedDoc` whose text uses `#`/`##`/`###` headings, `- ` list items and one blank line between blocks.
 Every way a page can be unusable becomes a `Rejection` with a reason code:
 
-- `html_too_large`: more than `max_bytes` (compressed or not);
+- `html_too_large`: more than `max_bytes` (compressed or not), or more than `max_text_chars` of main text;
 - `html_not_text`: binary served as HTML (PDF/zip/gzip/image magic, NUL bytes, mostly undecodable bytes);
-- `html_no_text`: trafilatura found no main text, or less than `MIN_TEXT_CHARS` characters of prose;
-- `html_broken`: a corrupt or truncated gzip file, or a page lxml/trafilatura cannot process.
+- `html_no_text`: no extractor found main text, or less than `MIN_TEXT_CHARS` characters of prose;
+- `html_broken`: a corrupt or truncated gzip file, or a page lxml/trafilatura cannot process;
+- `html_timeout`: extraction took longer than `max_seconds`.
 
-Extraction runs trafilatura's default (balanced) mode with its fallback extractors: on WCXB the fast mode
-lost most of the text of about one page in ten (mean token F1 0.822 vs 0.875 over 104 pages, 0.861 vs 0.919
-on its 62 health pages), for only 1.3x the speed here. The markdown is rendered here from trafilatura's
-XML body rather than taken from its markdown output, which escapes punctuation (`1\\.`, `\\*`) and wraps
-bold/italic runs in `**`/`*`.
+Extraction (see `choose_text` for the rule): trafilatura's default (balanced) mode with its own fallback
+extractors, then two other readings of the same page, trafilatura's favor_recall mode and resiliparse's
+main-content extraction, which replace it only when trafilatura's text looks truncated. The fast mode was
+not used: on WCXB it lost most of the text of about one page in ten. The markdown is rendered here from
+trafilatura's XML body (and resiliparse's minimal HTML) rather than taken from trafilatura's markdown
+output, which escapes punctuation (`1\\.`, `\\*`) and wraps bold/italic runs in `**`/`*`.
+
+Containment: every extractor works on the tree lxml parsed, and libxml2 stops nesting at 256 levels, so a
+page nested 100,000 deep costs no more than a flat one (resiliparse on the raw page slows down cubically
+with depth: 3 s at 10,000 levels). The time limit is a deadline checked between the steps and, in the
+main thread, a SIGALRM that interrupts a step; the main text is capped at `max_text_chars`.
 """
 
 from __future__ import annotations
 
 import codecs
+import copy
 import os
 import re
+import signal
+import threading
+import time
 import unicodedata
 import zlib
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import lxml.html
 from charset_normalizer import from_bytes
 from lxml.html import HtmlElement
+from resiliparse.extract.html2text import extract_plain_text
 from trafilatura import bare_extraction, load_html
 
 from curate.schema import ParsedDoc, Rejection
@@ -43,6 +59,19 @@ _SENTENCE_END = (".", "!", "?", ":", ";", "。", "！", "？", "…", '"', "”"
 
 # Fast mode skips trafilatura's fallback extractors (readability, jusText). Kept off: see the module doc.
 FAST = False
+
+# The fallback rule (choose_text). trafilatura keeps the one container it judges to be the article; when an
+# article is split over several containers (sections, tabs, cards, a CMS's blocks) it keeps one of them and
+# the text stops early. A second reading replaces the current text only when it is FULLER: at least
+# FULLER_GROWTH times as many tokens, and containing at least FULLER_CONTAINS of the current text's tokens,
+# i.e. the same text and more of it, never a different part of the page. Boilerplate is what the extra
+# text risks bringing in, so a candidate must add half as much again, not a caption or an author box.
+FULLER_GROWTH = 1.5
+FULLER_CONTAINS = 0.8
+# A page whose trafilatura text is a stub (under this much prose) has no article outside its comments: a
+# forum thread or a Q&A page. There the posts are the content, so a reading with comments also competes.
+STUB_CHARS = 2 * MIN_TEXT_CHARS
+_TOKEN = re.compile(r"\w+")
 
 # Chrome that trafilatura's own boilerplate rules keep: MediaWiki's "[edit]" links inside headings, its
 # "Retrieved from" line, category box and jump links. Pruned before extraction.
@@ -185,17 +214,71 @@ def _gunzip_capped(fh: Any, max_bytes: int) -> bytes:
     return bytes(out)
 
 
-def extract_html(raw: bytes, *, url: str | None = None, max_bytes: int = 50_000_000) -> ParsedDoc:
+def extract_html(
+    raw: bytes,
+    *,
+    url: str | None = None,
+    max_bytes: int = 50_000_000,
+    max_seconds: float = 60.0,
+    max_text_chars: int = 5_000_000,
+) -> ParsedDoc:
     """Extract a page's main text (markdown-style headings and lists), title and cheap metadata."""
+    deadline = _Deadline(max_seconds)
     try:
-        return _extract(raw, url, max_bytes)
+        with deadline.alarm():
+            return _extract(raw, url, max_bytes, max_text_chars, deadline)
+    except _Timeout:
+        raise Rejection("html_timeout", f"extraction took more than max_seconds={max_seconds:g}") from None
     except Rejection:
         raise
+    except RecursionError as exc:
+        raise Rejection("html_broken", "nesting too deep to render") from exc
     except Exception as exc:  # noqa: BLE001 - lxml/trafilatura failures of every kind mean a broken page
         raise Rejection("html_broken", f"{type(exc).__name__}: {exc}"[:300]) from exc
 
 
-def _extract(raw: bytes | str, url: str | None, max_bytes: int) -> ParsedDoc:
+class _Timeout(BaseException):
+    """Raised by the alarm; a BaseException so that the extractors' own `except Exception` cannot eat it."""
+
+
+class _Deadline:
+    """A time limit: checked between steps, and enforced inside a step by SIGALRM where that is possible."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.end:
+            raise _Timeout
+
+    @contextmanager
+    def alarm(self) -> Iterator[None]:
+        # Signals reach only the main thread, and an itimer someone else set is left alone: then the checks
+        # between steps are the limit.
+        usable = threading.current_thread() is threading.main_thread() and signal.getitimer(
+            signal.ITIMER_REAL
+        ) == (0.0, 0.0)
+        if not usable or self.seconds <= 0:
+            self.check()
+            yield
+            return
+
+        def on_alarm(signum: int, frame: Any) -> None:
+            raise _Timeout
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def _extract(
+    raw: bytes | str, url: str | None, max_bytes: int, max_text_chars: int, deadline: _Deadline
+) -> ParsedDoc:
     if len(raw) > max_bytes:
         raise Rejection("html_too_large", f"{len(raw)} bytes > max_bytes={max_bytes}")
     if isinstance(raw, str):
@@ -223,13 +306,51 @@ def _extract(raw: bytes | str, url: str | None, max_bytes: int) -> ParsedDoc:
         raise Rejection("html_broken", "lxml could not parse the page")
 
     head = _head_meta(tree)
-    meta: dict[str, Any] = {"extractor": "trafilatura", "encoding": encoding, **_page_meta(tree, head)}
+    meta: dict[str, Any] = {"encoding": encoding, **_page_meta(tree, head)}
     title = _page_title(tree, head)
+    deadline.check()
 
+    # resiliparse reads the page as lxml parsed it (depth capped by libxml2), not the raw string.
+    page_html = lxml.html.tostring(tree, encoding="unicode")
+    steps = [
+        ("trafilatura", lambda: _trafilatura(copy.deepcopy(tree), url, favor_recall=False)),
+        ("trafilatura-recall", lambda: _trafilatura(tree, url, favor_recall=True)),
+        ("resiliparse", lambda: _resiliparse(page_html, comments=False)),
+        ("resiliparse+comments", lambda: _resiliparse(page_html, comments=True)),
+    ]
+    candidates: dict[str, str] = {}
+    failures: list[Exception] = []
+    for name, step in steps:
+        if name == "resiliparse+comments" and _prose_chars(candidates.get("trafilatura", "")) >= STUB_CHARS:
+            continue  # only a stub page is read with its comments: see STUB_CHARS
+        deadline.check()
+        try:
+            candidates[name] = step()
+        except Exception as exc:  # noqa: BLE001 - one extractor failing leaves the others to read the page
+            failures.append(exc)
+            candidates[name] = ""
+    deadline.check()
+    if len(failures) == len(candidates):
+        raise failures[0]  # every extractor failed: the page is broken (html_broken, in extract_html)
+
+    extractor, text = choose_text(candidates)
+    meta = {"extractor": extractor, **meta}
+    prose = _prose_chars(text)
+    if prose < MIN_TEXT_CHARS:
+        raise Rejection("html_no_text", f"{prose} characters of prose in the main text (< {MIN_TEXT_CHARS})")
+    if len(text) > max_text_chars:
+        detail = f"{len(text)} characters of main text > max_text_chars={max_text_chars}"
+        raise Rejection("html_too_large", detail)
+    return ParsedDoc(text=text, title=title, meta=meta)
+
+
+def _trafilatura(tree: HtmlElement, url: str | None, *, favor_recall: bool) -> str:
+    """trafilatura's main text of a parsed page, rendered; '' when it finds none."""
     doc = bare_extraction(
         tree,
         url=url,
         fast=FAST,
+        favor_recall=favor_recall,
         output_format="python",
         include_comments=False,
         include_tables=False,
@@ -240,11 +361,51 @@ def _extract(raw: bytes | str, url: str | None, max_bytes: int) -> ParsedDoc:
         prune_xpath=PRUNE_XPATH,
     )
     body = getattr(doc, "body", None)
-    text = _render(body) if body is not None else ""
-    prose = _prose_chars(text)
-    if prose < MIN_TEXT_CHARS:
-        raise Rejection("html_no_text", f"{prose} characters of prose in the main text (< {MIN_TEXT_CHARS})")
-    return ParsedDoc(text=text, title=title, meta=meta)
+    return _render(body) if body is not None else ""
+
+
+def _resiliparse(page_html: str, *, comments: bool) -> str:
+    """resiliparse's main-content text of a page (its minimal HTML: headings, paragraphs, lists), rendered."""
+    markup = extract_plain_text(
+        page_html,
+        preserve_formatting="minimal_html",
+        main_content=True,
+        comments=comments,
+        alt_texts=False,
+        links=False,
+        form_fields=False,
+        noscript=False,
+    )
+    if not markup.strip():
+        return ""
+    return _render(lxml.html.fragment_fromstring(markup, create_parent="div"))
+
+
+def choose_text(candidates: dict[str, str]) -> tuple[str, str]:
+    """(extractor, text): trafilatura's text, replaced in turn by each later candidate that is fuller.
+
+    Candidates are tried in their order (trafilatura, its favor_recall mode, resiliparse, resiliparse with
+    comments); see FULLER_GROWTH for the rule. The comments reading is only offered for stub pages and is
+    not held to containment: a stub is usually the page's footer, which a thread's posts do not contain.
+    """
+    names = list(candidates)
+    best = names[0]
+    for name in names[1:]:
+        contains = 0.0 if name.endswith("+comments") else FULLER_CONTAINS
+        if _is_fuller(candidates[name], candidates[best], contains):
+            best = name
+    return best, candidates[best]
+
+
+def _is_fuller(candidate: str, current: str, contains: float) -> bool:
+    """True when candidate has FULLER_GROWTH x current's tokens and holds `contains` of them."""
+    new, old = Counter(_TOKEN.findall(candidate.lower())), Counter(_TOKEN.findall(current.lower()))
+    n_new, n_old = sum(new.values()), sum(old.values())
+    if not n_new:
+        return False
+    if not n_old:
+        return True
+    return n_new >= FULLER_GROWTH * n_old and sum((new & old).values()) >= contains * n_old
 
 
 def _prose_chars(text: str) -> int:
