@@ -82,14 +82,20 @@ def test_sources_file_found_upwards(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_demo_pipeline_loads_with_inputs_resolved():
     pipeline, _ = load_pipeline(REPO / "pipelines" / "demo.yaml")
-    assert [p.stage.name for p in pipeline.stages] == ["guidelines", "papers", "language", "dedup", "shard"]
-    html, pdf = pipeline.stages[0], pipeline.stages[1]
+    names = [p.stage.name for p in pipeline.stages]
+    assert names == ["guidelines", "papers", "scraped", "language", "dedup", "shard"]
+    html, pdf, scraped = pipeline.stages[0], pipeline.stages[1], pipeline.stages[2]
     assert isinstance(html.stage, HtmlStage) and isinstance(pdf.stage, PdfStage)
     assert {i.source for i in html.inputs} == {"demo-guidelines", "demo-wiki"}
     assert html.stage.licenses["demo-wiki"].startswith("CC0")
-    assert [i.path for i in pipeline.stages[2].inputs] == ["@guidelines", "@papers"]
-    assert pipeline.stages[3].inputs[0].path == "@language"  # default: the stage before
-    assert pipeline.stages[3].stage.priority["demo-guidelines"] == 10
+    # The scrape stage's inputs are local copies of the sites, resolved relative to the YAML file.
+    assert {i.source: Path(i.path).relative_to(REPO).as_posix() for i in scraped.inputs} == {
+        "nice": "tests/fixtures/sites/nice/site",
+        "who": "tests/fixtures/sites/who/site",
+    }
+    assert [i.path for i in pipeline.stages[3].inputs] == ["@guidelines", "@papers", "@scraped"]
+    assert pipeline.stages[4].inputs[0].path == "@language"  # default: the stage before
+    assert pipeline.stages[4].stage.priority["demo-guidelines"] == 10
 
 
 def _pipeline(tmp_path: Path, body: str) -> Path:

@@ -21,7 +21,8 @@ from curate.stage import Input
 from .conftest import REPO
 
 DEMO = REPO / "pipelines" / "demo.yaml"
-STAGES = ["guidelines", "papers", "language", "dedup", "shard"]
+STAGES = ["guidelines", "papers", "scraped", "language", "dedup", "shard"]
+SOURCES = {"demo-guidelines", "demo-wiki", "demo-papers", "nice", "who"}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_every_stage_accounts_for_every_document(demo_run):
         assert sum(o["rows"] for o in m["rejected_outputs"]) == c["rejected"] + c["errored"]
     by_stage = {m["stage"]: m["counts"] for m in manifests}
     # Each stage reads exactly what the stages it names kept.
-    assert by_stage["language"]["in"] == by_stage["guidelines"]["kept"] + by_stage["papers"]["kept"]
+    assert by_stage["language"]["in"] == sum(by_stage[s]["kept"] for s in ("guidelines", "papers", "scraped"))
     assert by_stage["dedup"]["in"] == by_stage["language"]["kept"]
     assert by_stage["shard"]["in"] == by_stage["dedup"]["kept"] == by_stage["shard"]["kept"]
 
@@ -108,11 +109,14 @@ def test_final_shards_are_clean_loadable_records(demo_run):
     assert table.num_rows == manifests[-1]["counts"]["kept"]
     rows = table.to_pylist()
     assert len({r["id"] for r in rows}) == len(rows)
-    assert {r["source"] for r in rows} == {"demo-guidelines", "demo-wiki", "demo-papers"}
+    assert {r["source"] for r in rows} == SOURCES
     for r in rows:
-        assert len(r["text"]) > 500 and r["lang"] == "en"
-        assert r["license"].startswith("CC0")
-        assert r["url"].startswith("file://")
+        assert len(r["text"]) > 300 and r["lang"] == "en"
+        if r["source"].startswith("demo-"):  # local files
+            assert r["license"].startswith("CC0") and r["url"].startswith("file://")
+        else:  # scraped from the local copy of a site: the real URL, the source's licence
+            assert r["url"].startswith(("https://www.nice.org.uk/", "https://iris.who.int/"))
+            assert r["license"].startswith(("NICE", "WHO"))
         json.loads(r["meta"])
     for path in shard_dir.glob("shard-*.parquet"):
         assert pq.ParquetFile(path).metadata.row_group(0).column(1).compression == "ZSTD"
@@ -145,7 +149,7 @@ def test_resume_after_a_kill_gives_identical_output(demo_run, tmp_path: Path):
     pipeline, _ = load_pipeline(DEMO)
     resumed = run_pipeline(pipeline, copy, RayExecutor())
     runs = {m["stage"]: m["tasks"]["run"] for m in resumed}
-    assert runs["guidelines"] == 0 and runs["papers"] == 0 and runs["language"] == 1
+    assert runs["guidelines"] == runs["papers"] == runs["scraped"] == 0 and runs["language"] == 1
     assert _shard_checksums(copy) == _shard_checksums(workdir)
     assert not list(copy.rglob("*.tmp-*"))
 
@@ -170,7 +174,7 @@ def test_cli_runs_the_demo_and_stats_agree_with_manifests(demo_pdfs, tmp_path: P
     final = json.loads((workdir / "shard" / "manifest.json").read_text())
     assert result["documents"] == final["counts"]["kept"]
     assert result["characters"] == final["characters"]["kept"]
-    assert set(result["by_source"]) == {"demo-guidelines", "demo-wiki", "demo-papers"}
+    assert set(result["by_source"]) == SOURCES
     assert set(result["by_lang"]) == {"en"}
     assert result["rejected"]["exact_duplicate"] == 1 and result["rejected"]["lang"] == 1
     funnel = {f["stage"]: f for f in result["funnel"]}

@@ -32,6 +32,9 @@ class Source:
     allowed_domains: tuple[str, ...] = ()
     notes: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    # The validated `scrape:` block (curate.sources.config.ScrapeConfig); None for local-only sources.
+    # extra["scrape"] keeps the raw block, whose politeness keys the fetcher reads (FetchSettings).
+    scrape: Any = field(default=None, compare=False)
 
 
 def find_sources_file(start: str | os.PathLike | None = None) -> Path:
@@ -104,6 +107,14 @@ def _parse_source(path: Path, name: str, entry: Any) -> Source:
     domains = entry.get("allowed_domains") or []
     if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
         raise ConfigError(f"{where}: 'allowed_domains' must be a list of host names")
+    extra = {k: v for k, v in entry.items() if k not in known}
+    scrape = None
+    if "scrape" in entry:
+        from curate.sources.config import parse_scrape  # imports this module: loaded on first use
+
+        if not domains:
+            raise ConfigError(f"{where}: a source with a 'scrape' block needs 'allowed_domains'")
+        scrape, extra["scrape"] = parse_scrape(where, entry["scrape"], entry.get("homepage"))
     return Source(
         name=name,
         title=str(entry.get("title") or name),
@@ -114,7 +125,8 @@ def _parse_source(path: Path, name: str, entry: Any) -> Source:
         priority=priority,
         allowed_domains=tuple(domains),
         notes=entry.get("notes"),
-        extra={k: v for k, v in entry.items() if k not in known},
+        extra=extra,
+        scrape=scrape,
     )
 
 

@@ -73,7 +73,7 @@ def test_driver_killed_at_a_random_point_then_rerun_is_identical(reference: Path
     # Wait until the run is inside a stage, then SIGKILL the driver after a random delay.
     driver = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    stage_started = workdir / ["guidelines", "papers", "language"][seed % 3] / ".curate-stage.json"
+    stage_started = workdir / ["guidelines", "scraped", "language"][seed % 3] / ".curate-stage.json"
     while not stage_started.exists() and driver.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     time.sleep(random.Random(seed).uniform(0.0, 0.5))
@@ -83,7 +83,7 @@ def test_driver_killed_at_a_random_point_then_rerun_is_identical(reference: Path
     driver.wait(timeout=60)
     rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    for stage in ("guidelines", "papers", "language", "dedup", "shard"):
+    for stage in ("guidelines", "papers", "scraped", "language", "dedup", "shard"):
         ours = json.loads((workdir / stage / "manifest.json").read_text())
         theirs = json.loads((reference / stage / "manifest.json").read_text())
         assert ours["counts"] == theirs["counts"]

@@ -1,0 +1,386 @@
+"""The one polite fetcher: robots.txt, per-host rate limit, retries with backoff and Retry-After, timeouts, a
+streamed size cap, content-type checks, allowed domains hop by hop, refused private addresses, conditional
+requests, and every exchange archived as WARC.
+
+`Fetcher.fetch(request)` returns a spider Response or raises curate.schema.Rejection with a `fetch_*` (or
+`robots_disallowed`) reason; it never raises anything else for a bad site.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx2 as httpx
+from protego import Protego
+
+from curate import __version__
+from curate.fetch.store import CacheEntry, CrawlState
+from curate.fetch.urls import canonical, check_url, is_ip_literal, refused_ip, resolve_location, to_mirror
+from curate.schema import Rejection
+from curate.sources.registry import ConfigError, Source
+
+log = logging.getLogger("curate.fetch")
+
+CONTACT = "https://github.com/curate-medical/curate"
+USER_AGENT = f"curate/{__version__} (medical corpus builder; +{CONTACT})"
+REDIRECTS = (301, 302, 303, 307, 308)
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+ROBOTS_MAX_BYTES = 500_000  # RFC 9309: crawlers must read at least 500 KiB
+_BINARY_MAGIC = (b"%PDF", b"PK\x03\x04", b"\x1f\x8b", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"\x7fELF")
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """Politeness and limits; sources.yaml sets them per source under `scrape:`."""
+
+    rate_limit: float = 1.0  # requests per second per host
+    user_agent: str = USER_AGENT
+    max_bytes: int = 20_000_000
+    timeout: float = 30.0  # read timeout, seconds
+    connect_timeout: float = 10.0
+    retries: int = 3  # after the first attempt, on 429/5xx, timeouts and connection errors
+    backoff: float = 1.0  # first wait; doubles per retry
+    max_retry_wait: float = 60.0  # cap on any wait, Retry-After included
+    max_redirects: int = 10
+    concurrency: int = 4  # requests in flight per source
+    allow_private: bool = False  # fetch loopback/private addresses (never needed on the real web)
+    robots: bool = True
+
+    @classmethod
+    def keys(cls) -> set[str]:
+        """The keys a source's `scrape:` block may set."""
+        return {f.name for f in fields(cls)}
+
+    @classmethod
+    def from_block(cls, block: Mapping[str, Any], where: str) -> FetchSettings:
+        """Settings from the politeness keys of a `scrape:` block (others are the spider's), each checked:
+        a ConfigError names the key at fault."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            value = block.get(f.name)
+            if value is None:
+                continue
+            kind, low = _KINDS[f.name]
+            if not _valid(kind, low, value):
+                want = {bool: "true or false", str: "a non-empty string"}.get(
+                    kind, f"a {'whole ' if kind is int else ''}number {'> 0' if low is None else f'>= {low}'}"
+                )
+                raise ConfigError(f"{where}.{f.name}: must be {want}, got {value!r}")
+            values[f.name] = kind(value)
+        return cls(**values)
+
+    @classmethod
+    def for_source(cls, source: Source) -> FetchSettings:
+        """Settings from the source's `scrape:` block (validated when sources.yaml was loaded)."""
+        block = source.extra.get("scrape") or {}
+        if not isinstance(block, Mapping):
+            raise ConfigError(f"source {source.name!r}: 'scrape' must be a mapping")
+        return cls.from_block(block, f"source {source.name!r}: scrape")
+
+
+# Each setting's type and least value (None: above zero).
+_KINDS: dict[str, tuple[type, Any]] = {
+    "rate_limit": (float, None),
+    "user_agent": (str, None),
+    "max_bytes": (int, 1),
+    "timeout": (float, None),
+    "connect_timeout": (float, None),
+    "retries": (int, 0),
+    "backoff": (float, 0),
+    "max_retry_wait": (float, 0),
+    "max_redirects": (int, 0),
+    "concurrency": (int, 1),
+    "allow_private": (bool, None),
+    "robots": (bool, None),
+}
+
+
+def _valid(kind: type, low: Any, value: Any) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is str:
+        return isinstance(value, str) and bool(value.strip())
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if kind is int and not float(value).is_integer():
+        return False
+    return value > 0 if low is None else value >= low
+
+
+class Fetcher:
+    """Fetches one source's requests politely; use as `async with Fetcher(...) as f: await f.fetch(req)`."""
+
+    def __init__(
+        self,
+        source: Source,
+        state: CrawlState,
+        settings: FetchSettings | None = None,
+        mirror: str | None = None,
+    ):
+        self.source = source
+        self.state = state
+        self.settings = settings or FetchSettings.for_source(source)
+        self.mirror = mirror.rstrip("/") if mirror else None
+        self.stats: dict[str, int] = {"network": 0, "replayed": 0, "not_modified": 0, "retries": 0}
+        self._robots: dict[str, Protego | None] = {}
+        self._robots_lock: dict[str, asyncio.Lock] = {}
+        self._next_slot: dict[str, float] = {}
+        self._host_lock: dict[str, asyncio.Lock] = {}
+        self._client: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> Fetcher:
+        s = self.settings
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(s.timeout, connect=s.connect_timeout),
+            follow_redirects=False,  # every hop is checked here
+            headers={"User-Agent": s.user_agent, "Accept-Encoding": "gzip, deflate"},
+            trust_env=False,  # no proxies from the environment: the address checks must hold
+            limits=httpx.Limits(max_connections=max(1, s.concurrency)),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    # ------------------------------------------------------------------------------------------ public
+    async def fetch(self, request: Any) -> Any:
+        """The Response to a spider Request (redirects followed and checked), or raise Rejection."""
+        from curate.sources.spider import Response
+
+        url = canonical(request.url)
+        seen = {url}
+        for _ in range(self.settings.max_redirects + 1):
+            check_url(url, self.source.allowed_domains)
+            status, headers, body = await self._get(url)
+            location = headers.get("location")
+            if status in REDIRECTS and location:
+                target = resolve_location(location, url, self.mirror)
+                if target in seen:
+                    raise Rejection("fetch_redirect_loop", f"{url} redirects back to {target}")
+                seen.add(target)
+                url = target
+                continue
+            if status != 200:
+                raise Rejection("fetch_http_error", f"HTTP {status}")
+            response = Response(url=url, request=request, status=status, headers=headers, body=body)
+            _check_content(request.kind, response.content_type, body)
+            return response
+        raise Rejection("fetch_too_many_redirects", f"more than {self.settings.max_redirects} redirects")
+
+    # ------------------------------------------------------------------------------------------ one URL
+    async def _get(self, url: str, is_robots: bool = False) -> tuple[int, dict[str, str], bytes]:
+        """One URL through the cache: replayed when fetched in this crawl, else fetched (conditionally)."""
+        entry = self.state.cached(url)
+        generation = self.state.generation
+        if entry is not None and entry.generation == generation:
+            replayed = self._replay(entry)
+            if replayed is not None:
+                self.stats["replayed"] += 1
+                return replayed
+            entry = None  # lost from the archive: fetched again, unconditionally
+        await self._check_address(url)
+        if self.settings.robots and not is_robots:
+            await self._check_robots(url)
+        conditional = {}
+        if entry is not None and entry.status == 200:
+            if entry.etag:
+                conditional["If-None-Match"] = entry.etag
+            if entry.last_modified:
+                conditional["If-Modified-Since"] = entry.last_modified
+        cap = ROBOTS_MAX_BYTES if is_robots else self.settings.max_bytes
+        status, headers, body, sent = await self._fetch_with_retries(url, conditional, cap)
+        name, offset = self.state.archive.write(url, sent, status, headers, body)
+        if status == 304 and entry is not None and conditional:
+            replayed = self._replay(entry)
+            if replayed is not None:
+                self.stats["not_modified"] += 1
+                self.state.remember(replace(entry, generation=generation))  # still valid in this crawl
+                return replayed
+            # Not modified, but our copy is lost from the archive: ask for the whole page.
+            status, headers, body, sent = await self._fetch_with_retries(url, {}, cap)
+            name, offset = self.state.archive.write(url, sent, status, headers, body)
+        if status == 304:  # no copy of ours to stand for: not a response
+            raise Rejection("fetch_http_error", "HTTP 304 to a request without validators")
+        self.state.remember(
+            CacheEntry(
+                url=url,
+                status=status,
+                headers=headers,
+                warc=name,
+                offset=offset,
+                etag=headers.get("etag"),
+                last_modified=headers.get("last-modified"),
+                generation=generation,
+            )
+        )
+        return status, headers, body
+
+    def _replay(self, entry: CacheEntry) -> tuple[int, dict[str, str], bytes] | None:
+        """The archived response of a cache entry; None (and the entry forgotten) when it cannot be read
+        back as that URL's response: a lost or truncated segment, or another URL's record at that offset."""
+        try:
+            return self.state.archive.read(entry.warc, entry.offset, entry.url)
+        except Exception as exc:  # noqa: BLE001 - any failure to read it back is a cache miss, never a crash
+            log.warning(
+                "%s: archived %s unreadable (%s): fetching it again", self.source.name, entry.url, exc
+            )
+            self.state.forget(entry.url)
+            return None
+
+    async def _fetch_with_retries(
+        self, url: str, extra: dict[str, str], cap: int
+    ) -> tuple[int, dict[str, str], bytes, dict[str, str]]:
+        s = self.settings
+        host = urlsplit(url).netloc
+        for attempt in range(s.retries + 1):
+            await self._wait_turn(host)
+            last = attempt == s.retries
+            try:
+                status, headers, body, sent = await self._stream(url, extra, cap)
+            except httpx.TimeoutException as exc:
+                if last:
+                    raise Rejection("fetch_timeout", f"{type(exc).__name__}, {attempt + 1} tries") from None
+                wait = self._backoff(attempt, None)
+            except httpx.TransportError as exc:
+                if last:
+                    raise Rejection("fetch_connection", f"{type(exc).__name__}: {exc}"[:300]) from None
+                wait = self._backoff(attempt, None)
+            else:
+                if status not in RETRY_STATUSES or last:
+                    return status, headers, body, sent
+                wait = self._backoff(attempt, headers.get("retry-after"))
+            self.stats["retries"] += 1
+            log.info("%s: retry %d of %s in %.2f s", self.source.name, attempt + 1, url, wait)
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
+
+    async def _stream(
+        self, url: str, extra: dict[str, str], cap: int
+    ) -> tuple[int, dict[str, str], bytes, dict[str, str]]:
+        """GET url (through the mirror if any), reading at most cap bytes of the decoded body."""
+        assert self._client is not None, "use the Fetcher as an async context manager"
+        wire = to_mirror(url, self.mirror) if self.mirror else url
+        self.stats["network"] += 1
+        async with self._client.stream("GET", wire, headers=extra) as response:
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            sent = dict(response.request.headers)
+            declared = headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > cap:
+                raise Rejection("fetch_too_large", f"Content-Length {declared} > max_bytes={cap}")
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > cap:
+                    raise Rejection("fetch_too_large", f"body over max_bytes={cap}: stopped reading")
+                chunks.append(chunk)
+            return response.status_code, headers, b"".join(chunks), sent
+
+    def _backoff(self, attempt: int, retry_after: str | None) -> float:
+        s = self.settings
+        wait = s.backoff * (2**attempt) * (1 + random.random() / 4)  # jitter spreads synchronised retries
+        if retry_after:
+            wait = max(wait, _retry_after_seconds(retry_after))
+        return min(wait, s.max_retry_wait)
+
+    async def _wait_turn(self, host: str) -> None:
+        """Space requests to one host by 1/rate_limit seconds (or the robots.txt Crawl-delay, if longer)."""
+        lock = self._host_lock.setdefault(host, asyncio.Lock())
+        async with lock:
+            interval = 1.0 / self.settings.rate_limit
+            robots = self._robots.get(host)
+            if robots is not None:
+                delay = robots.crawl_delay(self.settings.user_agent)
+                if delay:
+                    interval = max(interval, min(float(delay), self.settings.max_retry_wait))
+            now = time.monotonic()
+            slot = max(now, self._next_slot.get(host, 0.0))
+            self._next_slot[host] = slot + interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    # ------------------------------------------------------------------------------------------ checks
+    async def _check_address(self, url: str) -> None:
+        """Refuse loopback, private and link-local hosts (unless allowed): the mirror is the one exception."""
+        if self.settings.allow_private:
+            return
+        hostname = urlsplit(url).hostname or ""
+        if is_ip_literal(hostname):
+            if refused_ip(hostname):
+                raise Rejection("fetch_address_refused", f"{hostname} is not a public address")
+            return
+        if self.mirror:
+            return  # the real host is never contacted in mirror mode
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(hostname, None, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise Rejection("fetch_connection", f"cannot resolve {hostname}: {exc}") from None
+        bad = sorted({info[4][0] for info in infos if refused_ip(info[4][0])})
+        if bad:
+            raise Rejection("fetch_address_refused", f"{hostname} resolves to {', '.join(bad)}")
+
+    async def _check_robots(self, url: str) -> None:
+        scheme, host = urlsplit(url)[:2]
+        lock = self._robots_lock.setdefault(host, asyncio.Lock())
+        async with lock:
+            if host not in self._robots:
+                self._robots[host] = await self._load_robots(f"{scheme}://{host}/robots.txt")
+        robots = self._robots[host]
+        if robots is None:
+            raise Rejection("robots_disallowed", f"{host}/robots.txt could not be read: all of it disallowed")
+        if not robots.can_fetch(url, self.settings.user_agent):
+            log.info("%s: robots.txt disallows %s", self.source.name, url)
+            raise Rejection("robots_disallowed", f"{host}/robots.txt disallows this URL")
+
+    async def _load_robots(self, robots_url: str) -> Protego | None:
+        """The parsed robots.txt; allow-all when it is missing (4xx), None (disallow all) when unreachable."""
+        url = robots_url
+        try:
+            for _ in range(5):  # RFC 9309: follow at least five redirects
+                status, headers, body = await self._get(url, is_robots=True)
+                if status in REDIRECTS and headers.get("location"):
+                    url = resolve_location(headers["location"], url, self.mirror)
+                    check_url(url, self.source.allowed_domains)
+                    continue
+                break
+        except Rejection as exc:
+            log.warning("%s: %s unreachable (%s): host disallowed", self.source.name, url, exc)
+            return None
+        if 400 <= status < 500:
+            return Protego.parse("")
+        if status != 200:
+            log.warning("%s: %s answered HTTP %d: host disallowed", self.source.name, url, status)
+            return None
+        return Protego.parse(body.decode("utf-8", "replace"))
+
+
+def _retry_after_seconds(value: str) -> float:
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return 0.0
+
+
+def _check_content(kind: str, content_type: str, body: bytes) -> None:
+    """Refuse a PDF request answered with something else, and binary data that claims to be text."""
+    head = body[:1024].lstrip()
+    if kind == "pdf":
+        if not head.startswith(b"%PDF"):
+            raise Rejection("fetch_not_pdf", f"a PDF link answered {content_type or 'no content type'}")
+        return
+    textual = content_type.startswith("text/") or content_type in ("application/xhtml+xml", "")
+    if textual and (b"\x00" in body[:8192] or head.startswith(_BINARY_MAGIC)):
+        raise Rejection("fetch_not_text", f"binary data served as {content_type or 'no content type'}")

@@ -1,0 +1,94 @@
+"""Pages that break a spider's assumptions become rejection items with a reason, never a crash."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from curate.sources import load_sources
+from curate.sources.registry import find_sources_file
+from curate.sources.spider import Request, Response, spider_for
+from tests.sources.sitedriver import SITES, crawl, fixture_file
+
+
+@pytest.fixture(scope="module")
+def sources():
+    return load_sources(find_sources_file(SITES.parents[2]))
+
+
+def _copy(tmp_path, name):
+    shutil.copytree(SITES / name / "site", tmp_path / "site")
+    return tmp_path / "site"
+
+
+def test_pdf_link_that_returns_html_is_rejected_and_the_rest_kept(sources, tmp_path):
+    site = _copy(tmp_path, "cdc")
+    pdf = fixture_file(site, "https://stacks.cdc.gov/view/cdc/45123/cdc_45123_DS1.pdf")
+    pdf.write_bytes(b"<html><body><h1>Session expired</h1><p>Please log in.</p></body></html>")
+    # A .pdf name with an HTML body: the server's type says PDF; the bytes decide.
+    result = crawl(spider_for(sources["cdc"]), site)
+    assert [i.url for i in result.items] == ["https://stacks.cdc.gov/view/cdc/61002/cdc_61002_DS1.pdf"]
+    [bad] = result.rejected
+    assert bad.url.endswith("cdc_45123_DS1.pdf") and bad.rejection.reason == "pdf_not_pdf"
+
+
+def test_landing_page_without_pdf_link_and_selector_miss(sources, tmp_path):
+    site = _copy(tmp_path, "cco")
+    landing = fixture_file(site, "https://www.cancercareontario.ca/en/guidelines-advice/types-of-cancer/2156")
+    landing.write_text(landing.read_text().replace("pdfBTN", "button"), encoding="utf-8")
+    result = crawl(spider_for(sources["cco"]), site)
+    assert len(result.items) == 1
+    assert [r.rejection.reason for r in result.rejected] == ["pdf_link_missing"]
+
+    site = _copy(tmp_path / "idsa", "idsa")
+    article = fixture_file(site, "https://www.idsociety.org/practice-guideline/clostridioides-difficile/")
+    article.write_text(article.read_text().replace("<article>", "<div>").replace("</article>", "</div>"))
+    result = crawl(spider_for(sources["idsa"]), site)
+    assert len(result.items) == 1
+    [miss] = result.rejected
+    assert miss.rejection.reason == "extract_selector_miss" and "article" in miss.rejection.detail
+
+
+def test_empty_listing_and_binary_article(sources, tmp_path):
+    site = _copy(tmp_path, "rch")
+    index = fixture_file(
+        site,
+        "https://www.rch.org.au/clinicalguide/about_rch_cpgs/welcome_to_the_clinical_practice_guidelines/",
+    )
+    index.write_text("<html><body><p>Site maintenance: back soon.</p></body></html>", encoding="utf-8")
+    result = crawl(spider_for(sources["rch"]), site)
+    assert result.items == []
+    assert [r.rejection.reason for r in result.rejected] == ["listing_empty"]
+
+    spider = spider_for(sources["idsa"])
+    request = Request("https://www.idsociety.org/practice-guideline/x/", kind="article")
+    binary = Response(request.url, request, 200, {"content-type": "text/html"}, bytes(range(256)) * 64)
+    [item] = list(spider.parse(binary))
+    assert item.doc is None and item.rejection.reason == "html_not_text"
+
+
+def test_broken_json_and_xml_are_rejections(sources):
+    for name, kind in (("magic", "list"), ("wikidoc", "allpages"), ("pubmed", "esearch")):
+        spider = spider_for(sources[name])
+        request = Request(spider.start_requests()[0].url, kind=kind)
+        response = Response(
+            request.url, request, 200, {"content-type": "text/html"}, b"<html>Rate limited</html"
+        )
+        [item] = list(spider.parse(response))
+        assert item.doc is None and item.rejection.reason in ("api_broken", "xml_broken"), name
+
+
+def test_esearch_paging_stops_at_pubmeds_cap_with_a_reason(sources):
+    spider = spider_for(sources["pubmed"])
+    ids = "".join(f"<Id>{n}</Id>" for n in range(1, 501))
+    body = f"<eSearchResult><Count>25000</Count><IdList>{ids}</IdList></eSearchResult>".encode()
+    for start, more in ((9000, True), (9500, False)):
+        request = Request(spider.esearch_url(start), kind="esearch", meta={"start": start})
+        out = list(spider.parse(Response(request.url, request, 200, {"content-type": "text/xml"}, body)))
+        efetch = [r for r in out if isinstance(r, Request) and r.kind == "efetch"]
+        assert len(efetch) == 3  # 500 PMIDs in batches of 200
+        nxt = [r for r in out if isinstance(r, Request) and r.kind == "esearch"]
+        capped = [r for r in out if not isinstance(r, Request)]
+        assert bool(nxt) == more and bool(capped) != more
+    assert capped[0].rejection.reason == "eutils_capped" and "25000" in capped[0].rejection.detail
