@@ -16,9 +16,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from curate.pipeline import attach_sources, load_pipeline, make_stage, run_pipeline
-from curate.runner import AccountingError, DiskFullError, RayExecutor, run_stage, start_ray
+from curate.runner import AccountingError, DiskFullError, LocalExecutor, RayExecutor, run_stage, start_ray
 from curate.sources.registry import ConfigError, Source, load_sources
 from curate.stage import Input
+from curate.storage import as_path
 
 app = typer.Typer(
     help="Build pretraining corpora for medical language models: parse, filter, deduplicate, shard, on Ray.",
@@ -106,11 +107,12 @@ def _summarise(manifests: list[dict[str, Any]], where: Path) -> None:
         )
 
 
-def _execute(body) -> list[dict[str, Any]]:
-    """Run body(executor, progress) with Ray started, turning configuration problems into clear errors."""
+def _execute(body, executor: LocalExecutor | None = None) -> list[dict[str, Any]]:
+    """Run body(executor, progress) with Ray started (or the given executor), turning configuration problems
+    into clear errors."""
     try:
         with _progress() as progress:
-            return body(RayExecutor(), _progress_factory(progress))
+            return body(executor or RayExecutor(), _progress_factory(progress))
     except DiskFullError as exc:
         _fail(exc.strerror, code=1)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
@@ -128,6 +130,7 @@ def _run_single(
     sources_file: Path | None,
     address: str | None,
     num_cpus: int | None,
+    local: bool = False,
 ) -> None:
     try:
         sources = load_sources(sources_file) if sources_file else load_sources()
@@ -135,8 +138,12 @@ def _run_single(
         attach_sources(stage, inputs, sources)
     except ConfigError as exc:
         _fail(str(exc))
-    start_ray(address, num_cpus)
-    manifests = _execute(lambda executor, progress: [run_stage(stage, inputs, out_dir, executor, progress)])
+    if not local:
+        start_ray(address, num_cpus)
+    manifests = _execute(
+        lambda executor, progress: [run_stage(stage, inputs, out_dir, executor, progress)],
+        LocalExecutor() if local else None,
+    )
     _summarise(manifests, out_dir)
 
 
@@ -156,11 +163,12 @@ def main_options(
 def run(
     pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (see pipelines/).")],
     workdir: Annotated[
-        Path | None,
+        str | None,  # not Path: it would turn s3://bucket into s3:/bucket
         typer.Option(
             "--workdir",
             "-w",
-            help="Work directory (default: the YAML's 'workdir', else work/<pipeline name>).",
+            help="Work directory, a folder or s3://bucket/prefix (default: the YAML's 'workdir', "
+            "else work/<pipeline name>).",
         ),
     ] = None,
     address: AddressOpt = None,
@@ -172,9 +180,10 @@ def run(
         loaded, _ = load_pipeline(pipeline, sources)
     except ConfigError as exc:
         _fail(str(exc))
-    target = workdir or loaded.workdir or Path("work") / loaded.name
+    target = as_path(workdir) if workdir else loaded.workdir or Path("work") / loaded.name
     start_ray(address, num_cpus)
     manifests = _execute(lambda executor, progress: run_pipeline(loaded, target, executor, progress))
+    _print_mix_reports([target / m["stage"] for m in manifests if m.get("step") == "mix"])
     _summarise(manifests, target)
 
 
@@ -213,6 +222,36 @@ def html(
     _run_single(
         "html", {"source": source}, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus
     )
+
+
+@app.command()
+def scrape(
+    names: Annotated[list[str], typer.Argument(help="Source tags from sources.yaml.", show_default=False)],
+    out_dir: OutOpt,
+    limit: Annotated[int, typer.Option(help="Keep at most N documents per source (0: all).")] = 0,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue a killed scrape; what it fetched is not fetched again.")
+    ] = False,
+    mirror: Annotated[
+        str | None, typer.Option(help="Fetch https://HOST/PATH from MIRROR/HOST/PATH (a local fixture copy).")
+    ] = None,
+    state: Annotated[
+        Path | None, typer.Option(help="Crawl state and WARC folder (default: _crawl beside --out).")
+    ] = None,
+    local: Annotated[bool, typer.Option("--local", help="Crawl in this process, without Ray.")] = False,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    sources: SourcesOpt = None,
+) -> None:
+    """Crawl sources politely (robots.txt, rate limit, WARC archive) into records; one task per source."""
+    from curate.scrape.stage import forget_outputs
+
+    params = {"sources": names, "limit": limit, "resume": resume, "mirror": mirror or ""}
+    if state:
+        params["state"] = str(state)
+    if not resume:
+        forget_outputs(out_dir, names)  # a fresh scrape re-checks every page (conditional requests)
+    _run_single("scrape", params, [], out_dir, sources, address, num_cpus, local=local)
 
 
 @app.command()
@@ -283,15 +322,24 @@ def dedup(
     near: Annotated[bool, typer.Option(help="Near-duplicates (MinHash LSH) instead of exact ones.")] = False,
     threshold: Annotated[float, typer.Option(help="--near: word 5-gram Jaccard for a duplicate.")] = 0.8,
     within_source: Annotated[bool, typer.Option(help="--near: only within one source.")] = False,
+    against: Annotated[
+        Path | None, typer.Option(help="--near: also remove documents that duplicate this index's.")
+    ] = None,
+    write_index: Annotated[
+        Path | None, typer.Option(help="--near: add the survivors to this index (created if absent).")
+    ] = None,
     address: AddressOpt = None,
     num_cpus: CpusOpt = None,
     sources: SourcesOpt = None,
 ) -> None:
     """Remove exact (or with --near, near-) duplicates across sources; survivors by priority, length, id."""
     step, params = "dedup", {}
+    if (against or write_index) and not near:
+        _fail("--against and --write-index need --near")
     if near:
         step = "near_dedup"
         params = {"threshold": threshold, "within_source": within_source}
+        params.update({k: str(v) for k, v in (("against", against), ("write_index", write_index)) if v})
     _run_single(step, params, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
 
 
@@ -389,9 +437,102 @@ def shard(
     )
 
 
+def _named(values: list[str] | None, option: str, number: bool) -> list[tuple[str, Any]]:
+    """NAME=VALUE pairs of a repeatable option; exit 2 with a message on a malformed one."""
+    pairs = []
+    for value in values or []:
+        name, sep, rest = value.partition("=")
+        if not sep or not name or not rest:
+            example = f"{option} guidelines={'0.5' if number else 'work/shard'}"
+            _fail(f"{option} takes NAME=VALUE (e.g. {example}), not {value!r}")
+        if number:
+            try:
+                rest = float(rest)
+            except ValueError:
+                _fail(f"{option} {value!r}: {rest!r} is not a number")
+        pairs.append((name, rest))
+    return pairs
+
+
+@app.command()
+def mix(
+    out_dir: OutOpt,
+    component: Annotated[
+        list[str],
+        typer.Option(
+            "--component",
+            "-c",
+            help="NAME=PATH: a component's documents (stage dir, Parquet, JSONL file or folder); repeat.",
+        ),
+    ],
+    share: Annotated[
+        list[str] | None, typer.Option("--share", help="NAME=FRACTION of the mixture's tokens; repeat.")
+    ] = None,
+    epochs: Annotated[
+        list[str] | None, typer.Option("--epochs", help="NAME=PASSES over a component (instead of a share).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed: the same seed gives the same mixture.")] = 0,
+    validation: Annotated[float, typer.Option(help="Fraction of documents (by id hash) held out.")] = 0.0,
+    total_tokens: Annotated[
+        str | None, typer.Option(help="Mixture size, e.g. 48B (default: the largest that repeats nothing).")
+    ] = None,
+    tokenizer: Annotated[
+        Path | None, typer.Option(help="tokenizers JSON file for exact token counts (else approximate).")
+    ] = None,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+) -> None:
+    """Mix components to target shares of tokens (GAP-Replay's replay): seeded, whole documents, a report."""
+    from curate.mix.stage import MixStage
+
+    inputs = _named(component, "--component", number=False)
+    names = list(dict.fromkeys(name for name, _ in inputs))
+    specs: dict[str, dict[str, float]] = {}
+    for option, key, pairs in (("--share", "share", share), ("--epochs", "epochs", epochs)):
+        for name, value in _named(pairs, option, number=True):
+            if name not in names:
+                known = ", ".join(names)
+                _fail(f"unknown component {name!r} in {option}; components (from --component): {known}")
+            if name in specs:
+                _fail(f"component {name!r} has more than one --share/--epochs")
+            specs[name] = {key: value}
+    for name in names:
+        specs.setdefault(name, {})
+    try:
+        stage = MixStage(
+            name="mix",
+            components={name: specs[name] for name in names},
+            seed=seed,
+            validation=validation,
+            total_tokens=total_tokens,
+            tokenizer=str(tokenizer) if tokenizer else None,
+            input_components=[name for name, _ in inputs],
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    start_ray(address, num_cpus)
+    stage_inputs = [Input(str(path)) for _, path in inputs]
+    manifests = _execute(lambda ex, progress: [run_stage(stage, stage_inputs, out_dir, ex, progress)])
+    _print_mix_reports([out_dir] if manifests else [])
+    _summarise(manifests, out_dir)
+
+
+def _print_mix_reports(stage_dirs: list[Path]) -> None:
+    """The table of each mix stage's report (tokens per component, shares, epochs, documents)."""
+    from curate.io import read_json
+    from curate.mix.report import print_mix_report
+    from curate.mix.stage import REPORT
+
+    for stage_dir in stage_dirs:
+        if (stage_dir / REPORT).is_file():
+            print_mix_report(read_json(stage_dir / REPORT), out)
+
+
 @app.command()
 def stats(
-    path: Annotated[Path, typer.Argument(help="A stage directory or a pipeline work directory.")],
+    path: Annotated[  # not Path: it would turn s3://bucket into s3:/bucket
+        str, typer.Argument(help="A stage directory or a pipeline work directory (or s3://bucket/prefix).")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     html_path: Annotated[
         Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")
@@ -399,13 +540,14 @@ def stats(
     tokenizer: Annotated[
         Path | None, typer.Option(help="tokenizers JSON file for exact token counts (else approximate).")
     ] = None,
+    sources_file: SourcesOpt = None,
 ) -> None:
     """Documents, characters, words, tokens; by source, language, licence; lengths; drops; the funnel."""
     from curate.stats.compute import collect_stats
     from curate.stats.report import print_stats, write_html
 
     try:
-        result = collect_stats(path, tokenizer=str(tokenizer) if tokenizer else None)
+        result = collect_stats(path, tokenizer=str(tokenizer) if tokenizer else None, sources=sources_file)
     except (ValueError, RuntimeError, ImportError) as exc:
         _fail(str(exc))
     if as_json:
@@ -418,8 +560,51 @@ def stats(
 
 
 @app.command()
+def inspect(
+    path: Annotated[
+        Path, typer.Argument(help="A stage directory, its rejected/ folder, a work directory or a .parquet.")
+    ],
+    source: Annotated[str | None, typer.Option("--source", help="Only documents of this source tag.")] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Rejected documents dropped for this reason.")
+    ] = None,
+    doc_id: Annotated[
+        str | None, typer.Option("--id", help="The document with this id (kept or rejected).")
+    ] = None,
+    sample: Annotated[int, typer.Option("--sample", help="How many documents to show, drawn at random.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the random draw (same seed, same documents).")] = 0,
+    rejected: Annotated[bool, typer.Option("--rejected", help="Read rejected/ (any reason).")] = False,
+    max_chars: Annotated[
+        int | None, typer.Option("--max-chars", help="Cut each text after this many characters.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines (every column) instead.")] = False,
+    pager: Annotated[bool, typer.Option(help="Page the output when stdout is a terminal.")] = True,
+) -> None:
+    """Read documents from shards or rejected/ with their metadata, in a pager."""
+    from curate.stats.inspect import miss_message, print_selection, select_documents
+
+    try:
+        selection = select_documents(
+            path, source=source, reason=reason, doc_id=doc_id, sample=sample, seed=seed, rejected=rejected
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    if not selection.documents:
+        _fail(miss_message(selection, source, reason, doc_id), code=1)
+    if as_json:
+        for doc in selection.documents:
+            sys.stdout.write(json.dumps(doc, ensure_ascii=False, default=str) + "\n")
+        return
+    if pager and sys.stdout.isatty():
+        with out.pager(styles=True):
+            print_selection(selection, out, max_chars=max_chars)
+    else:
+        print_selection(selection, out, max_chars=max_chars)
+
+
+@app.command()
 def verify(
-    path: Annotated[Path, typer.Argument(help="A stage directory or a pipeline work directory.")],
+    path: Annotated[str, typer.Argument(help="A stage or pipeline work directory (or s3://bucket/prefix).")],
 ) -> None:
     """Re-check outputs against the manifests (files, sizes, SHA-256, rows, counts); exit 1 on problems."""
     from curate.verify import verify as verify_dir
@@ -460,16 +645,20 @@ def sources_list(
                 "license": s.license,
                 "redistributable": s.redistributable,
                 "priority": s.priority,
+                "discovery": s.scrape.discovery.type if s.scrape else None,
             }
             for s in found.values()
         ]
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     table = Table(title=f"{len(found)} sources")
-    for column in ("source", "content", "redistributable", "priority", "title"):
+    for column in ("source", "content", "discovery", "redistributable", "priority", "title"):
         table.add_column(column)
     for s in found.values():
-        table.add_row(s.name, s.content, "yes" if s.redistributable else "no", str(s.priority), s.title)
+        discovery = s.scrape.discovery.type if s.scrape else "-"  # "-": local files only, nothing to scrape
+        table.add_row(
+            s.name, s.content, discovery, "yes" if s.redistributable else "no", str(s.priority), s.title
+        )
     out.print(table)
 
 
@@ -496,6 +685,35 @@ def sources_show(
         *sorted(s.extra.items()),
     ]:
         out.print(f"[bold]{key:>16}[/]  {value if value is not None else '-'}")
+
+
+@sources_app.command("check")
+def sources_check(
+    name: Annotated[str, typer.Argument(help="Source tag.")],
+    live: Annotated[bool, typer.Option("--live", help="Check the live site, not its fixture.")] = False,
+    pages: Annotated[int, typer.Option(help="--live: documents to fetch.")] = 10,
+    sources: SourcesOpt = None,
+) -> None:
+    """Crawl a little of a source and report whether discovery and extraction still work (exit 1 if not)."""
+    from curate.scrape.check import check_source
+    from curate.sources.registry import find_sources_file
+
+    found = _load_sources_or_fail(sources)
+    if name not in found:
+        _fail(f"unknown source {name!r}; known: {', '.join(sorted(found))}")
+    try:
+        where = sources or find_sources_file()
+        report = check_source(found[name], live=live, pages=pages, sources_file=where)
+    except ConfigError as exc:
+        _fail(str(exc))
+    out.print(f"[bold]{name}[/] checked against {escape(report.where)}")
+    for key, value in report.summary().items():
+        out.print(f"[bold]{key:>18}[/]  {escape(str(value))}")
+    for problem in report.problems:
+        out.print(f"[red]problem[/] {escape(problem)}", soft_wrap=True)
+    if report.problems:
+        _fail(f"{name}: {len(report.problems)} problem(s): discovery or extraction is broken", code=1)
+    out.print(f"ok: {name} discovers and extracts as expected")
 
 
 def main() -> None:

@@ -15,9 +15,11 @@ from curate.filter.clean import CleanStage
 from curate.filter.language import LanguageFilter
 from curate.filter.quality import QualityFilter
 from curate.io import write_json
+from curate.mix.stage import MixStage, input_components
 from curate.parse.stages import FileStage, HtmlStage, PdfStage
 from curate.parse.xml_stages import PmcStage, PubmedStage
-from curate.runner import run_stage
+from curate.runner import Resources, check_storage, run_stage
+from curate.scrape.stage import ScrapeStage
 from curate.shard import ShardStage
 from curate.sources.registry import (
     ConfigError,
@@ -28,10 +30,12 @@ from curate.sources.registry import (
     require_source,
 )
 from curate.stage import Input, Stage
+from curate.storage import as_path
 
 STEPS: dict[str, type[Stage]] = {
     cls.step: cls
     for cls in (
+        ScrapeStage,
         PdfStage,
         HtmlStage,
         PmcStage,
@@ -42,11 +46,13 @@ STEPS: dict[str, type[Stage]] = {
         QualityClassifier,
         ExactDedup,
         MinHashDedup,
+        MixStage,
         ShardStage,
     )
 }
 # Filled from sources.yaml (or the model file), not written by users in pipeline YAML.
-DERIVED_FIELDS = {"name", "licenses", "priority", "model_sha256"}
+DERIVED_FIELDS = {"name", "licenses", "priority", "model_sha256", "tokenizer_sha256", "input_components"}
+DERIVED_FIELDS.add("catalog")  # scrape: the sources.yaml entries of its sources
 PIPELINE_FILE = "pipeline.json"
 
 
@@ -56,6 +62,7 @@ class PlannedStage:
 
     stage: Stage
     inputs: list[Input]
+    resources: Resources | None = None  # per task on a Ray node; not part of the stage's fingerprint
 
 
 @dataclass
@@ -95,7 +102,10 @@ def make_stage(step: str, name: str, params: dict[str, Any], sources: dict[str, 
 
 
 def attach_sources(stage: Stage, inputs: list[Input], sources: dict[str, Source]) -> None:
-    """Check every source tag a file stage uses and give it their licences."""
+    """Check every source tag a file stage uses and give it their licences (a scrape stage: its sources)."""
+    if isinstance(stage, ScrapeStage):
+        stage.catalog = {s: require_source(sources, s) for s in stage.sources}
+        return
     if not isinstance(stage, FileStage):
         return
     used = {i.source or stage.source for i in inputs}
@@ -129,10 +139,24 @@ def load_pipeline(
         if name in names:
             raise ConfigError(f"{path}: two stages are named {name!r}; give each a unique 'name:'")
         raw_inputs = entry.pop("inputs", None)
+        try:  # scheduling options, not the step's parameters: they never change its output
+            resources = Resources.parse(
+                entry.pop("num_cpus", None), entry.pop("memory", None), f"{path}: stage {name!r}"
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         stage = make_stage(step, name, entry, sources)
-        inputs = _resolve_inputs(path, name, raw_inputs, names, base)
+        if step == ScrapeStage.step and raw_inputs is None:
+            inputs = []  # a scrape reads the web (or, given inputs, local copies of the sites)
+        else:
+            inputs = _resolve_inputs(path, name, raw_inputs, names, base)
+        if isinstance(stage, MixStage):  # an input entry may name the mix component it feeds
+            try:
+                stage.set_input_components(input_components(raw_inputs))
+            except ValueError as exc:
+                raise ConfigError(f"{path}: stage {name!r}: {exc}") from exc
         attach_sources(stage, inputs, sources)
-        planned.append(PlannedStage(stage, inputs))
+        planned.append(PlannedStage(stage, inputs, resources))
         names.append(name)
     workdir = base / data["workdir"] if data.get("workdir") else None
     pipeline = Pipeline(
@@ -166,6 +190,13 @@ def _resolve_inputs(path: Path, name: str, raw: Any, earlier: list[str], base: P
 
 def run_pipeline(pipeline: Pipeline, workdir: Path, executor, progress=None) -> list[dict[str, Any]]:
     """Run every stage in order; a stage's output directory feeds the stages that name it."""
+    workdir = as_path(workdir)  # a local folder, or a storage URI such as s3://bucket/prefix
+    staged = [
+        (p, [Input(str(workdir / i.path[1:])) if i.path.startswith("@") else i for i in p.inputs])
+        for p in pipeline.stages
+    ]
+    for planned, inputs in staged:  # what cannot run on this storage stops the run before any work
+        check_storage(planned.stage, inputs, workdir / planned.stage.name)
     workdir.mkdir(parents=True, exist_ok=True)
     write_json(
         {
@@ -177,7 +208,7 @@ def run_pipeline(pipeline: Pipeline, workdir: Path, executor, progress=None) -> 
         workdir / PIPELINE_FILE,
     )
     manifests = []
-    for planned in pipeline.stages:
-        inputs = [Input(str(workdir / i.path[1:])) if i.path.startswith("@") else i for i in planned.inputs]
-        manifests.append(run_stage(planned.stage, inputs, workdir / planned.stage.name, executor, progress))
+    for planned, inputs in staged:
+        out = workdir / planned.stage.name
+        manifests.append(run_stage(planned.stage, inputs, out, executor, progress, planned.resources))
     return manifests
