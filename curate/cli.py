@@ -651,7 +651,8 @@ def sources_list(
         ]
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    table = Table(title=f"{len(found)} sources")
+    scraped = sum(1 for s in found.values() if s.scrape)
+    table = Table(title=f"{len(found)} sources, {scraped} with a scraper (`curate scrape NAME`)")
     for column in ("source", "content", "discovery", "redistributable", "priority", "title"):
         table.add_column(column)
     for s in found.values():

@@ -25,6 +25,34 @@ COMMANDS = [
     ["sources"],
     ["sources", "list"],
     ["sources", "show"],
+    ["sources", "check"],
+    ["scrape"],
+    ["mix"],
+    ["inspect"],
+    ["verify"],
+    ["pmc"],
+    ["pubmed"],
+    ["clean"],
+    ["quality"],
+]
+GAP_SOURCES = [
+    "aafp",
+    "cco",
+    "cdc",
+    "cma",
+    "cps",
+    "drugs",
+    "gc",
+    "icrc",
+    "idsa",
+    "magic",
+    "mayo",
+    "nice",
+    "rch",
+    "spor",
+    "who",
+    "wikidoc",
+    "pubmed",
 ]
 
 
@@ -38,8 +66,18 @@ def test_every_command_has_help(command: list[str]):
 def test_sources_list_shows_every_source_as_json():
     result = runner.invoke(app, ["sources", "list", "--json", "--sources", str(REPO / "sources.yaml")])
     assert result.exit_code == 0
-    names = {s["name"] for s in json.loads(result.output)}
-    assert {"nice", "who", "cdc", "wikidoc", "pubmed", "pmc"} <= names
+    rows = json.loads(result.output)
+    assert {"nice", "who", "cdc", "wikidoc", "pubmed", "pmc"} <= {s["name"] for s in rows}
+    # Meditron's 16 guideline sites and PubMed guidelines, each with a scraper; nothing else has one.
+    assert sorted(s["name"] for s in rows if s["discovery"]) == sorted(GAP_SOURCES)
+
+
+def test_sources_list_table_counts_the_scrapers():
+    result = runner.invoke(
+        app, ["sources", "list", "--sources", str(REPO / "sources.yaml")], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0
+    assert "17 with a scraper" in result.output
 
 
 def test_sources_show_unknown_source_is_a_clear_error():
