@@ -30,8 +30,8 @@ app = typer.Typer(
 sources_app = typer.Typer(help="What sources.yaml declares.", no_args_is_help=True)
 app.add_typer(sources_app, name="sources")
 
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 AddressOpt = Annotated[
     str | None,
