@@ -9,6 +9,26 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EVALDATA = REPO.parent / "shared" / "evaldata"
+# The 16 guideline sites and PubMed guidelines of Meditron's GAP-Replay.
+GAP_SOURCES = (
+    "aafp",
+    "cco",
+    "cdc",
+    "cma",
+    "cps",
+    "drugs",
+    "gc",
+    "icrc",
+    "idsa",
+    "magic",
+    "mayo",
+    "nice",
+    "rch",
+    "spor",
+    "who",
+    "wikidoc",
+    "pubmed",
+)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from curate.cli import app
 
-from .conftest import REPO
+from .conftest import GAP_SOURCES, REPO
 
 runner = CliRunner()
 COMMANDS = [
@@ -34,25 +34,6 @@ COMMANDS = [
     ["pubmed"],
     ["clean"],
     ["quality"],
-]
-GAP_SOURCES = [
-    "aafp",
-    "cco",
-    "cdc",
-    "cma",
-    "cps",
-    "drugs",
-    "gc",
-    "icrc",
-    "idsa",
-    "magic",
-    "mayo",
-    "nice",
-    "rch",
-    "spor",
-    "who",
-    "wikidoc",
-    "pubmed",
 ]
 
 

@@ -8,12 +8,8 @@ import yaml
 from curate.sources import load_sources
 from curate.sources.registry import find_sources_file
 from curate.sources.spider import spider_for
+from tests.conftest import GAP_SOURCES as GAP
 from tests.sources.sitedriver import SITES, crawl
-
-GAP = [
-    *("aafp", "cco", "cdc", "cma", "cps", "drugs", "gc", "icrc", "idsa"),
-    *("magic", "mayo", "nice", "rch", "spor", "who", "wikidoc", "pubmed"),
-]
 
 
 @pytest.fixture(scope="module")
