@@ -21,7 +21,7 @@ from curate.stage import Input
 from .conftest import REPO
 
 DEMO = REPO / "pipelines" / "demo.yaml"
-STAGES = ["guidelines", "papers", "scraped", "language", "dedup", "shard"]
+STAGES = ["guidelines", "papers", "scraped", "language", "clean", "quality", "dedup", "near_dedup", "shard"]
 SOURCES = {"demo-guidelines", "demo-wiki", "demo-papers", "nice", "who"}
 
 
@@ -70,8 +70,10 @@ def test_every_stage_accounts_for_every_document(demo_run):
     by_stage = {m["stage"]: m["counts"] for m in manifests}
     # Each stage reads exactly what the stages it names kept.
     assert by_stage["language"]["in"] == sum(by_stage[s]["kept"] for s in ("guidelines", "papers", "scraped"))
-    assert by_stage["dedup"]["in"] == by_stage["language"]["kept"]
-    assert by_stage["shard"]["in"] == by_stage["dedup"]["kept"] == by_stage["shard"]["kept"]
+    chain = STAGES[STAGES.index("language") :]
+    for before, after in zip(chain[:-1], chain[1:], strict=True):
+        assert by_stage[after]["in"] == by_stage[before]["kept"], after
+    assert by_stage["shard"]["kept"] == by_stage["shard"]["in"]
 
 
 def test_bad_inputs_are_rejected_with_their_reasons(demo_run):
@@ -94,9 +96,29 @@ def test_the_wiki_copy_of_a_guideline_is_removed_across_sources(demo_run):
     assert len(dropped) == 1
     assert dropped[0]["source"] == "demo-wiki" and dropped[0]["drop_reason"] == "exact_duplicate"
     survivor = dropped[0]["drop_detail"].removeprefix("duplicate of ")
-    assert survivor.startswith("demo-guidelines:")
+    assert survivor == "demo-guidelines:hypertension-in-adults"
     kept = {r["id"]: r for r in _rows(workdir / "dedup")}
     assert kept[survivor]["dup_cluster"] == dropped[0]["dup_cluster"]
+
+
+def test_the_edited_wiki_copy_is_a_near_duplicate_and_the_guideline_survives(demo_run):
+    workdir, _ = demo_run
+    dropped = _rows(workdir / "near_dedup" / "rejected")
+    assert [(r["id"], r["drop_reason"]) for r in dropped] == [
+        ("demo-wiki:sepsis-guideline-copy", "near_duplicate")
+    ]
+    assert dropped[0]["drop_detail"] == "near-duplicate of demo-guidelines:sepsis-recognition"
+    kept = {r["id"]: r for r in _rows(workdir / "shard")}
+    assert kept["demo-guidelines:sepsis-recognition"]["dup_cluster"] == dropped[0]["dup_cluster"]
+
+
+def test_quality_keeps_every_guideline_page_and_says_why_it_drops(demo_run):
+    workdir, manifests = demo_run
+    quality = next(m for m in manifests if m["stage"] == "quality")
+    dropped = _rows(workdir / "quality" / "rejected")
+    assert len(dropped) == quality["counts"]["rejected"]
+    assert not [r for r in dropped if r["source"].startswith("demo-")]
+    assert all(r["drop_stage"] == "quality" and r["drop_reason"] and r["drop_detail"] for r in dropped)
 
 
 def test_final_shards_are_clean_loadable_records(demo_run):
@@ -143,7 +165,7 @@ def test_resume_after_a_kill_gives_identical_output(demo_run, tmp_path: Path):
     # A kill during the language stage: one of its shards never renamed into place, later stages not run.
     victim = sorted((copy / "language").glob("*.parquet"))[0]
     victim.rename(victim.with_name(f".{victim.name}.tmp-0badc0de"))
-    for stage in ("language", "dedup", "shard"):
+    for stage in STAGES[STAGES.index("language") :]:
         (copy / stage / "manifest.json").unlink()
     shutil.rmtree(copy / "shard")
     pipeline, _ = load_pipeline(DEMO)
@@ -177,6 +199,7 @@ def test_cli_runs_the_demo_and_stats_agree_with_manifests(demo_pdfs, tmp_path: P
     assert set(result["by_source"]) == SOURCES
     assert set(result["by_lang"]) == {"en"}
     assert result["rejected"]["exact_duplicate"] == 1 and result["rejected"]["lang"] == 1
+    assert result["rejected"]["near_duplicate"] == 1
     funnel = {f["stage"]: f for f in result["funnel"]}
     for stage in STAGES:
         manifest = json.loads((workdir / stage / "manifest.json").read_text())
