@@ -127,7 +127,7 @@ def test_shares_are_met_within_one_percent_of_tokens(components, tokenizer, tmp_
     total = sum(written.values())
     by_name = {c["component"]: c for c in report["components"]}
     for name, share in SHARES.items():
-        assert abs(written[name] / total - share) <= 0.01, (name, written[name] / total)
+        assert abs(written[name] / total - share) <= 0.01 * share, (name, written[name] / total)
         assert by_name[name]["tokens"] == pytest.approx(written[name])
         assert by_name[name]["share"] == pytest.approx(written[name] / total)
         # Whole documents: the error is at most half of the component's longest document.
@@ -168,7 +168,7 @@ def test_upsampling_repeats_documents_and_reports_epochs(components, tmp_path: P
     ids = rows.column("id").to_pylist()
     assert len(ids) == len(set(ids))  # copies get distinct ids
     for name, share in SHARES.items():
-        assert abs(by_name[name]["share"] - share) <= 0.01
+        assert abs(by_name[name]["share"] - share) <= 0.01 * share
 
 
 def test_epochs_and_a_replay_share_like_meditron(components, tmp_path: Path):
@@ -341,7 +341,7 @@ def test_mix_command_prints_the_report_and_is_deterministic(ray_session, tmp_pat
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     report = json.loads((tmp_path / "a" / "mix.json").read_text())
     for c in report["components"]:
-        assert abs(c["share"] - SHARES[c["component"]]) <= 0.01
+        assert abs(c["share"] - SHARES[c["component"]]) <= 0.01 * SHARES[c["component"]]  # 1% of the share
     assert report["tokens"]["approximate"] is False
     assert (
         report["validation"]["rows"]

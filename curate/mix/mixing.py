@@ -2,8 +2,9 @@
 
 A component asks for either a `share` of the mixture's tokens or a number of `epochs` (passes over its own
 tokens). Documents are sampled whole: every document of a component gets floor(r) copies and a seeded random
-subset gets one more, where r = target tokens / available tokens; the subset is a prefix of a seeded
-permutation, cut where its tokens come closest to the fraction left over.
+subset gets one more, where r = target tokens / available tokens; the subset is the longest prefix of a seeded
+permutation that stays within the fraction left over, topped up with the remaining documents whose lengths
+best fill what is still missing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import xxhash
 
 SHARE_TOLERANCE = 1e-6  # shares given as decimals (0.1 + 0.2 ...) do not sum exactly to 1
 SPLIT_SEED = 0  # the validation split never depends on the sampling seed, so it is stable across mixes
+TOP_UP_ROUNDS = 8  # documents added after the seeded prefix to close the gap to a component's target
 _COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMBGT]?)\s*$", re.IGNORECASE)
 _COUNT_UNITS = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
 
@@ -174,12 +176,21 @@ def choose_copies(tokens: np.ndarray, keys: np.ndarray, target: float) -> np.nda
     rest = max(0.0, target - whole * available)
     order = np.lexsort((np.arange(n), keys))  # by key; equal keys (repeated ids) by position
     cumulative = np.cumsum(tokens[order])
-    cut = int(np.searchsorted(cumulative, rest, side="left"))  # first prefix reaching `rest`, or n
-    if cut < n:
-        below = float(cumulative[cut - 1]) if cut else 0.0
-        # Take the document that crosses the target only if that ends closer to it.
-        if float(cumulative[cut]) - rest < rest - below:
-            cut += 1
+    cut = int(np.searchsorted(cumulative, rest, side="right"))  # the longest prefix not above `rest`
+    taken = list(order[:cut])
+    gap = rest - (float(cumulative[cut - 1]) if cut else 0.0)
+    left = order[cut:]
+    # Top up with the not-yet-drawn documents whose lengths best fill the gap: a few long documents would
+    # otherwise leave it up to half a document wide, which for a small component is a visible share error.
+    for _ in range(TOP_UP_ROUNDS):
+        if gap <= 0 or len(left) == 0:
+            break
+        best = int(np.argmin(np.abs(tokens[left] - gap)))  # ties: the earliest in the seeded order
+        if abs(float(tokens[left[best]]) - gap) >= gap:
+            break
+        gap -= float(tokens[left[best]])
+        taken.append(left[best])
+        left = np.delete(left, best)
     copies = np.full(n, whole, dtype=np.uint32)
-    copies[order[:cut]] += 1
+    copies[np.asarray(taken, dtype=np.int64)] += 1
     return copies
