@@ -260,13 +260,13 @@ def workdir(tmp_path: Path) -> Path:
         root / "filter",
         [kept_table(DOCS)],
         [rejected_table("filter", [(f"nice:{n}", "lang", "de") for n in range(4)])],
-        manifest("filter", 9, 5, 4, 0, CHARS),
+        manifest("filter", 9, 5, 4, 0, CHARS, drop_reasons={"lang": 4}),
     )
     write_stage(
         root / "dedup",
         [kept_table(DOCS[:4])],
         [rejected_table("dedup", [("pmc:e", "near_duplicate", "cluster pmc:d")])],
-        manifest("dedup", 5, 4, 1, 0, CHARS - 5),
+        manifest("dedup", 5, 4, 1, 0, CHARS - 5, drop_reasons={"near_duplicate": 1}),
     )
     write_stage(root / "shard", [kept_table(DOCS[:4])], [], manifest("shard", 4, 4, 0, 0, CHARS - 5))
     (root / "pipeline.json").write_text(
@@ -395,6 +395,7 @@ def test_html_report(workdir: Path, tmp_path: Path) -> None:
     for text in ("Funnel", "missing manifest", "near_duplicate", "pdf_encrypted", "Language mix", "p95"):
         assert text in page
     assert "Sample of kept documents" in page and "nice:a" in page and "lxml failed" in page
+    assert "<td>lang 4</td>" in page and "<td>near_duplicate 1</td>" in page  # the funnel's drop reasons
     charts = ("funnel", "sources", "languages", "licences", "redistributable", "drop-reasons", "length-all")
     for chart in (*charts, "length-source:nice", "length-source:pmc"):
         assert f'data-chart="{chart}"' in page, chart
