@@ -692,7 +692,9 @@ def sources_show(
 def sources_check(
     name: Annotated[str, typer.Argument(help="Source tag.")],
     live: Annotated[bool, typer.Option("--live", help="Check the live site, not its fixture.")] = False,
-    pages: Annotated[int, typer.Option(help="--live: documents to fetch.")] = 10,
+    pages: Annotated[
+        int, typer.Option(help="--live: documents to fetch (and at most 4 pages per document).")
+    ] = 10,
     sources: SourcesOpt = None,
 ) -> None:
     """Crawl a little of a source and report whether discovery and extraction still work (exit 1 if not)."""

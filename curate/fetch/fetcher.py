@@ -35,6 +35,7 @@ USER_AGENT = f"curate/{__version__} (medical corpus builder; +{CONTACT})"
 REDIRECTS = (301, 302, 303, 307, 308)
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 ROBOTS_MAX_BYTES = 500_000  # RFC 9309: crawlers must read at least 500 KiB
+_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")  # UTF-16 LE/BE, UTF-32 BE (LE starts FF FE)
 _BINARY_MAGIC = (b"%PDF", b"PK\x03\x04", b"\x1f\x8b", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"\x7fELF")
 
 
@@ -173,7 +174,7 @@ class Fetcher:
             if status != 200:
                 raise Rejection("fetch_http_error", f"HTTP {status}")
             response = Response(url=url, request=request, status=status, headers=headers, body=body)
-            _check_content(request.kind, response.content_type, body)
+            _check_content(request.kind, response.content_type, body, response.charset)
             return response
         raise Rejection("fetch_too_many_redirects", f"more than {self.settings.max_redirects} redirects")
 
@@ -198,7 +199,7 @@ class Fetcher:
             if entry.last_modified:
                 conditional["If-Modified-Since"] = entry.last_modified
         cap = ROBOTS_MAX_BYTES if is_robots else self.settings.max_bytes
-        status, headers, body, sent = await self._fetch_with_retries(url, conditional, cap)
+        status, headers, body, sent = await self._fetch_with_retries(url, conditional, cap, is_robots)
         name, offset = self.state.archive.write(url, sent, status, headers, body)
         if status == 304 and entry is not None and conditional:
             replayed = self._replay(entry)
@@ -207,7 +208,7 @@ class Fetcher:
                 self.state.remember(replace(entry, generation=generation))  # still valid in this crawl
                 return replayed
             # Not modified, but our copy is lost from the archive: ask for the whole page.
-            status, headers, body, sent = await self._fetch_with_retries(url, {}, cap)
+            status, headers, body, sent = await self._fetch_with_retries(url, {}, cap, is_robots)
             name, offset = self.state.archive.write(url, sent, status, headers, body)
         if status == 304:  # no copy of ours to stand for: not a response
             raise Rejection("fetch_http_error", "HTTP 304 to a request without validators")
@@ -238,7 +239,7 @@ class Fetcher:
             return None
 
     async def _fetch_with_retries(
-        self, url: str, extra: dict[str, str], cap: int
+        self, url: str, extra: dict[str, str], cap: int, truncate: bool = False
     ) -> tuple[int, dict[str, str], bytes, dict[str, str]]:
         s = self.settings
         host = urlsplit(url).netloc
@@ -246,7 +247,10 @@ class Fetcher:
             await self._wait_turn(host)
             last = attempt == s.retries
             try:
-                status, headers, body, sent = await self._stream(url, extra, cap)
+                status, headers, body, sent = await self._stream(url, extra, cap, truncate)
+            except httpx.DecodingError as exc:  # a corrupt gzip/deflate/br body: the same bytes next time
+                detail = f"Content-Encoding not decodable: {exc}"[:300]
+                raise Rejection("fetch_bad_encoding", detail) from None
             except httpx.TimeoutException as exc:
                 if last:
                     raise Rejection("fetch_timeout", f"{type(exc).__name__}, {attempt + 1} tries") from None
@@ -265,9 +269,10 @@ class Fetcher:
         raise AssertionError("unreachable")
 
     async def _stream(
-        self, url: str, extra: dict[str, str], cap: int
+        self, url: str, extra: dict[str, str], cap: int, truncate: bool = False
     ) -> tuple[int, dict[str, str], bytes, dict[str, str]]:
-        """GET url (through the mirror if any), reading at most cap bytes of the decoded body."""
+        """GET url (through the mirror if any), reading at most cap bytes of the decoded body: a longer
+        body is refused, or with truncate (robots.txt, RFC 9309) cut at cap."""
         assert self._client is not None, "use the Fetcher as an async context manager"
         wire = to_mirror(url, self.mirror) if self.mirror else url
         self.stats["network"] += 1
@@ -275,13 +280,16 @@ class Fetcher:
             headers = {k.lower(): v for k, v in response.headers.items()}
             sent = dict(response.request.headers)
             declared = headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > cap:
+            if declared.isdigit() and int(declared) > cap and not truncate:
                 raise Rejection("fetch_too_large", f"Content-Length {declared} > max_bytes={cap}")
             chunks, size = [], 0
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > cap:
-                    raise Rejection("fetch_too_large", f"body over max_bytes={cap}: stopped reading")
+                    if not truncate:
+                        raise Rejection("fetch_too_large", f"body over max_bytes={cap}: stopped reading")
+                    chunks.append(chunk[: len(chunk) - (size - cap)])
+                    break
                 chunks.append(chunk)
             return response.status_code, headers, b"".join(chunks), sent
 
@@ -374,7 +382,7 @@ def _retry_after_seconds(value: str) -> float:
         return 0.0
 
 
-def _check_content(kind: str, content_type: str, body: bytes) -> None:
+def _check_content(kind: str, content_type: str, body: bytes, charset: str | None = None) -> None:
     """Refuse a PDF request answered with something else, and binary data that claims to be text."""
     head = body[:1024].lstrip()
     if kind == "pdf":
@@ -382,5 +390,8 @@ def _check_content(kind: str, content_type: str, body: bytes) -> None:
             raise Rejection("fetch_not_pdf", f"a PDF link answered {content_type or 'no content type'}")
         return
     textual = content_type.startswith("text/") or content_type in ("application/xhtml+xml", "")
-    if textual and (b"\x00" in body[:8192] or head.startswith(_BINARY_MAGIC)):
+    # UTF-16 and UTF-32 text is full of NUL bytes: only a BOM or a declared charset says it is text.
+    wide = body.startswith(_WIDE_BOMS) or (charset or "").lower().startswith(("utf-16", "utf-32"))
+    nul = b"\x00" in body[:8192] and not wide
+    if textual and (nul or head.startswith(_BINARY_MAGIC)):
         raise Rejection("fetch_not_text", f"binary data served as {content_type or 'no content type'}")

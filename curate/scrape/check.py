@@ -19,6 +19,8 @@ FIXTURES = Path("tests") / "fixtures" / "sites"
 # Reasons that mean "the page was there but the rules found nothing in it".
 EMPTY_REASONS = {EMPTY_TEXT, "html_no_text", "pdf_no_text", "pdf_empty", "xml_no_text"}
 MISS_REASONS = {NOTHING_FOUND, "listing_empty", "pdf_link_missing", "selector_missing", "main_missing"}
+# --live fetches at most this many pages per document asked for (listings, landing pages, retries' worth).
+LIVE_PAGES_PER_DOCUMENT = 4
 
 
 @dataclass
@@ -75,7 +77,9 @@ def check_source(
     spider = spider_for(source)  # a source without a scrape block fails here, before any fetch
     with tempfile.TemporaryDirectory(prefix="curate-check-") as tmp:
         if live:
-            result = crawl(source, spider, Path(tmp), limit=pages, settings=settings)
+            # A broken site keeps nothing: the page budget, not the document limit, ends such a check.
+            budget = pages * LIVE_PAGES_PER_DOCUMENT
+            result = crawl(source, spider, Path(tmp), limit=pages, max_pages=budget, settings=settings)
             report = CheckReport(source.name, source.homepage or "live site", result)
             expected = None
         else:

@@ -70,9 +70,14 @@ def crawl(
     limit: int = 0,
     mirror: str | None = None,
     settings: FetchSettings | None = None,
+    max_pages: int = 0,
 ) -> CrawlResult:
-    """Crawl one source into records; the frontier, cache and WARC archive persist in state_dir."""
-    return asyncio.run(_Crawl(source, spider, state_dir, resume, limit, mirror, settings).run())
+    """Crawl one source into records; the frontier, cache and WARC archive persist in state_dir.
+
+    `limit` stops after that many kept documents, `max_pages` after that many pages whatever they gave.
+    """
+    crawler = _Crawl(source, spider, state_dir, resume, limit, mirror, settings, max_pages=max_pages)
+    return asyncio.run(crawler.run())
 
 
 class _Crawl:
@@ -87,12 +92,14 @@ class _Crawl:
         limit: int,
         mirror: str | None,
         settings: FetchSettings | None,
+        max_pages: int = 0,
     ):
         self.source = source
         self.spider = spider
         self.state = CrawlState(Path(state_dir))
         self.resume = resume
         self.limit = limit
+        self.max_pages = max_pages
         self.mirror = mirror
         self.settings = settings or FetchSettings.for_source(source)
         self.result = CrawlResult()
@@ -164,6 +171,8 @@ class _Crawl:
                         len(queue) - done,
                     )
                 if self.limit and len(self.result.kept) >= self.limit:
+                    break
+                if self.max_pages and done >= self.max_pages:
                     break
         finally:
             for task in inflight.values():  # past the limit: fetched ones stay in the cache for next time

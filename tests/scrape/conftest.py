@@ -135,6 +135,17 @@ def _big(handler) -> None:
     handler.record(200)
 
 
+def _utf16(handler) -> None:
+    """A page in UTF-16 with its BOM and no charset: NUL bytes everywhere, and still text."""
+    handler.send(200, ARTICLE.decode("utf-8").encode("utf-16"), {"Content-Type": "text/html"})
+
+
+def _bad_gzip(handler) -> None:
+    """A body that claims gzip but is not: it cannot be decoded, now or on a retry."""
+    headers = {"Content-Type": "text/html", "Content-Encoding": "gzip"}
+    handler.send(200, b"\x1f\x8b\x08\x00 not gzip at all", headers)
+
+
 FAULT_ROUTES = {
     f"/{HOST}/faults/500": _always(500),
     f"/{HOST}/faults/503-once": _once_then_article(503, "1"),
@@ -145,6 +156,8 @@ FAULT_ROUTES = {
     f"/{HOST}/faults/offsite": _redirect("https://evil.test/x"),
     f"/{HOST}/faults/big.html": _big,
     f"/{HOST}/faults/fake.pdf": _article,
+    f"/{HOST}/faults/utf16.html": _utf16,
+    f"/{HOST}/faults/bad-gzip.html": _bad_gzip,
 }
 
 

@@ -15,7 +15,7 @@ from curate.scrape.crawl import crawl
 from curate.scrape.mirror import SiteServer, site_file
 from curate.sources.registry import load_sources
 from curate.sources.spider import Request, spider_for
-from tests.scrape.conftest import FAST, HOST, source_for
+from tests.scrape.conftest import FAST, FAULT_ROUTES, HOST, source_for
 
 
 def _by_url(rows: list[dict]) -> dict[str, dict]:
@@ -48,6 +48,10 @@ def test_faults_each_give_a_reason_and_never_stop_the_crawl(tmp_path: Path, serv
     assert rejected[f"{base}/faults/empty.html"][0] == "scrape_nothing_found"
     assert rejected[f"{base}/faults/fake.pdf"][0] == "fetch_not_pdf"
     assert rejected[f"{base}/faults/missing.html"] == ("fetch_http_error", "HTTP 404")
+    assert rejected[f"{base}/faults/bad-gzip.html"][0] == "fetch_bad_encoding"
+    assert server.paths().count(f"/{HOST}/faults/bad-gzip.html") == 1  # the same bytes again: not retried
+    # UTF-16 with a BOM is NUL bytes everywhere, and text: kept, with the article's words.
+    assert kept[f"{base}/faults/utf16.html"]["title"] == kept[f"{base}/articles/asthma.html"]["title"]
     # Links a page yields off the source (another host, file://, a private address) are logged skips.
     for url in ("https://elsewhere.test/page.html", "file:///etc/passwd", "http://10.1.2.3/admin"):
         assert url not in kept | rejected
@@ -63,7 +67,19 @@ def test_faults_each_give_a_reason_and_never_stop_the_crawl(tmp_path: Path, serv
     assert all("TOP SECRET" not in r["text"] for r in result.kept)
 
     # Accounting: every other link of the listing is one record.
-    assert len(result.kept) + len(result.rejected) == 19 - 3
+    assert len(result.kept) + len(result.rejected) == 21 - 3
+
+
+def test_a_robots_txt_over_500_kib_is_read_as_far_as_500_kib(tmp_path: Path, site: Path) -> None:
+    # RFC 9309: a crawler must parse at least the first 500 KiB; refusing the file would shut the whole host.
+    rules = b"User-agent: *\nDisallow: /private/\n" + b"# padding\n" * 80_000
+    routes = {f"/{HOST}/robots.txt": lambda h: h.send(200, rules, {"Content-Type": "text/plain"})}
+    source = source_for(tmp_path, start="faults.html")
+    with SiteServer(site, routes={**FAULT_ROUTES, **routes}) as server:
+        result = crawl(source, spider_for(source), tmp_path / "state", mirror=server.url, settings=FAST)
+    kept, rejected = _by_url(result.kept), _by_url(result.rejected)
+    assert f"https://{HOST}/articles/asthma.html" in kept
+    assert rejected[f"https://{HOST}/private/secret.html"]["drop_reason"] == "robots_disallowed"
 
 
 def test_refused_start_urls_are_records(tmp_path: Path, server: SiteServer) -> None:
@@ -140,6 +156,20 @@ def test_limit_keeps_the_first_documents_in_frontier_order(tmp_path: Path, serve
         f"https://{HOST}/articles/diabetes.html",
     ]
     assert result.kept[0]["id"] == f"testsite:{HOST}/articles/asthma.html"
+
+
+def test_page_budget_ends_a_crawl_that_keeps_nothing(tmp_path: Path, server: SiteServer) -> None:
+    # What `sources check --live` relies on when a redesign breaks extraction: no document is ever kept, so
+    # the document limit never stops the crawl; the page budget does.
+    source = source_for(tmp_path, start="index.html")
+    broken = dataclasses.replace(source.scrape.extract, main=("div.no-such-selector",))
+    source = dataclasses.replace(source, scrape=dataclasses.replace(source.scrape, extract=broken))
+    result = crawl(
+        source, spider_for(source), tmp_path / "state", mirror=server.url, settings=FAST, limit=1, max_pages=3
+    )
+    assert result.kept == [] and result.stats["processed"] == 3
+    paths = [entry[0] for entry in server.log]  # robots.txt, the budget, and fetches already in flight
+    assert len(paths) == len(set(paths)) <= 1 + 3 + FAST.concurrency
 
 
 def test_loopback_and_private_hosts_are_refused_without_a_mirror(tmp_path: Path, site: Path) -> None:
