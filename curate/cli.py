@@ -16,7 +16,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from curate.pipeline import attach_sources, load_pipeline, make_stage, run_pipeline
-from curate.runner import AccountingError, DiskFullError, LocalExecutor, RayExecutor, run_stage, start_ray
+from curate.runner import (
+    AccountingError,
+    DiskFullError,
+    LocalExecutor,
+    PreparationError,
+    RayExecutor,
+    run_stage,
+    start_ray,
+)
 from curate.sources.registry import ConfigError, Source, load_sources
 from curate.stage import Input
 from curate.storage import as_path
@@ -117,6 +125,8 @@ def _execute(body, executor: LocalExecutor | None = None) -> list[dict[str, Any]
         _fail(exc.strerror, code=1)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
+    except PreparationError as exc:
+        _fail(str(exc), code=1)
     except AccountingError as exc:
         _fail(f"accounting check failed (a bug, please report it): {exc}", code=3)
     return []

@@ -18,7 +18,7 @@ from curate.io import write_json
 from curate.mix.stage import MixStage, input_components
 from curate.parse.stages import FileStage, HtmlStage, PdfStage
 from curate.parse.xml_stages import PmcStage, PubmedStage
-from curate.runner import Resources, check_storage, run_stage
+from curate.runner import AccountingError, Resources, check_storage, run_stage
 from curate.scrape.stage import ScrapeStage
 from curate.shard import ShardStage
 from curate.sources.registry import (
@@ -31,6 +31,7 @@ from curate.sources.registry import (
 )
 from curate.stage import Input, Stage
 from curate.storage import as_path
+from curate.verify import flow_problems
 
 STEPS: dict[str, type[Stage]] = {
     cls.step: cls
@@ -211,4 +212,8 @@ def run_pipeline(pipeline: Pipeline, workdir: Path, executor, progress=None) -> 
     for planned, inputs in staged:
         out = workdir / planned.stage.name
         manifests.append(run_stage(planned.stage, inputs, out, executor, progress, planned.resources))
+        # Across stages too: each one read exactly what the earlier stages it names kept.
+        problems = flow_problems({m["stage"]: m for m in manifests})
+        if problems:
+            raise AccountingError(f"pipeline {pipeline.name!r}: {'; '.join(problems)}")
     return manifests

@@ -62,6 +62,10 @@ VERSIONED_PACKAGES = (
 )
 
 
+class PreparationError(RuntimeError):
+    """A task of a stage's global pass (dedup, near_dedup, mix, pubmed) failed: the stage cannot go on."""
+
+
 class AccountingError(RuntimeError):
     """A stage's documents in do not equal kept + rejected + errored: a bug, never a data problem."""
 
@@ -312,7 +316,14 @@ def run_stage(
     if todo:
         scratch = _scratch_dir(out)
         try:
-            prepared = stage.prepare(tasks, lambda fn, args: _map_all(executor, fn, args, resources), scratch)
+            prepared = stage.prepare(
+                tasks, lambda fn, args: _map_all(executor, fn, args, resources, out), scratch, out
+            )
+        except PreparationError as exc:
+            raise PreparationError(
+                f"stage {stage.name!r}: {exc}. Nothing of this stage was written; fix the cause and rerun "
+                "the same command (finished stages are skipped)"
+            ) from exc.__cause__
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         todo = [{t.name: t for t in prepared}[t.name] for t in todo]
@@ -340,11 +351,12 @@ def run_stage(
     manifest["nodes"] = dict(sorted(nodes.items()))
     manifest["node_seconds"] = {n: round(s, 3) for n, s in sorted(node_seconds.items())}
     manifest["resources"] = resources.ray_options() if resources else {}
-    stage.finish(out, manifest)
-    write_json(manifest, out / MANIFEST)
     counts = manifest["counts"]
     if counts["in"] != counts["kept"] + counts["rejected"] + counts["errored"]:
+        # No manifest: the stage counts as unfinished, and a rerun recomputes it.
         raise AccountingError(f"stage {stage.name!r}: counts do not add up: {counts}")
+    stage.finish(out, manifest)
+    write_json(manifest, out / MANIFEST)
     return manifest
 
 
@@ -353,12 +365,20 @@ def _map_all(
     fn: Callable[..., Any],
     args_list: Sequence[tuple],
     resources: Resources | None = None,
+    out: Path | StoragePath | None = None,
 ) -> list:
     results: list[Any] = [None] * len(args_list)
     for index, value, error in executor.map(fn, args_list, resources):
         if error is not None:
-            raise RuntimeError(
-                f"preparation task {index} failed on node {_failed_node(error)}: {describe_error(error)}"
+            if out is not None:
+                _raise_if_disk_full(error, out)
+            # The task's input files, if its arguments name any (not the scratch folder).
+            paths = [a for a in map(str, args_list[index]) if "/" in a and len(a) < 300]
+            what = ", ".join(a for a in paths if SCRATCH_DIR not in a and "curate-scratch-" not in a)
+            raise PreparationError(
+                f"its global pass ({getattr(fn, '__name__', 'a task')}"
+                f"{' on ' + what if what else ''}) failed on node {_failed_node(error)}: "
+                f"{describe_error(error)}"
             ) from error
         results[index] = value
     return results
@@ -506,7 +526,13 @@ def _record_failure(
     )
     rows = stage.error_rows(task, message)
     write_parquet(rows, out / "rejected" / f"{task.name}.parquet")
-    return {"task": task.name, "inputs": list(task.inputs), "node": node, "error": message}
+    return {
+        "task": task.name,
+        "inputs": list(task.inputs),
+        "node": node,
+        "error": message,
+        "documents": rows.num_rows,
+    }
 
 
 def _task_counts(
@@ -515,10 +541,7 @@ def _task_counts(
     kept_path = out / f"{task.name}.parquet"
     if task.name not in failed:
         return json.loads(parquet_schema(kept_path).metadata[TASK_META_KEY])
-    try:
-        documents = stage.count_in(task)
-    except Exception:  # noqa: BLE001 - an unreadable input counts as one errored document per file
-        documents = len(task.inputs)
+    documents = failed[task.name]["documents"]  # one error row each, in rejected/
     return {
         "in": documents,
         "kept": 0,

@@ -69,11 +69,11 @@ class Stage:
         """Split the inputs into tasks with deterministic names."""
         raise NotImplementedError
 
-    def prepare(self, tasks: list[Task], map_fn, scratch: Path) -> list[Task]:
+    def prepare(self, tasks: list[Task], map_fn, scratch: Path, out: Any = None) -> list[Task]:
         """A global pass before the tasks run (dedup uses it); map_fn(fn, [args...]) runs fn in parallel.
 
-        `scratch` is an empty directory inside the stage's output directory, seen by every worker that sees
-        the output; the runner removes it when the stage ends.
+        `scratch` is an empty directory, inside the stage's output directory `out` unless that is in object
+        storage (then a local or CURATE_SCRATCH folder); the runner removes it when the stage ends.
         """
         return tasks
 
@@ -87,15 +87,17 @@ class Stage:
 
     def error_rows(self, task: Task, error: str) -> pa.Table:
         """Rejected rows that stand for a task that failed as a whole, one per input."""
-        rows = [
-            {"id": f"error:{p}", "text": "", "source": "", "url": Path(p).resolve().as_uri()}
-            for p in task.inputs
-        ]
+        rows = [{"id": f"error:{p}", "text": "", "source": "", "url": _uri(p)} for p in task.inputs]
         table = records_table(rows)
         return with_drop(table, self.name, [ERROR_REASON] * len(rows), [error] * len(rows))
 
     def finish(self, out_dir: Path, manifest: dict[str, Any]) -> None:
         """Called when all tasks are done, before the manifest is written (shard writes stats.json)."""
+
+
+def _uri(path: str) -> str:
+    """A file:// URI for a local path; a storage URI (s3://...) as it is."""
+    return path if "://" in path else Path(path).resolve().as_uri()
 
 
 def short_hash(*parts: str) -> str:
@@ -133,6 +135,16 @@ class TableStage(Stage):
 
     def count_in(self, task: Task) -> int:
         return sum(parquet_rows(p) for p in task.inputs)
+
+    def error_rows(self, task: Task, error: str) -> pa.Table:
+        """The shard's own documents (text kept) as error rows, so that none is lost; one row per file when
+        the shard cannot be read."""
+        try:
+            tables = [read_parquet(p) for p in task.inputs]
+            table = conform(pa.concat_tables(tables, promote_options="default"))
+        except Exception:  # noqa: BLE001 - an unreadable shard is reported as a file
+            return super().error_rows(task, error)
+        return with_drop(table, self.name, [ERROR_REASON] * table.num_rows, [error] * table.num_rows)
 
     def process(self, task: Task) -> StageResult:
         table = conform(pa.concat_tables([read_parquet(p) for p in task.inputs], promote_options="default"))

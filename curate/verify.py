@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from curate.io import is_tmp, parquet_rows, read_json, sha256_file
 from curate.runner import MANIFEST
@@ -65,6 +67,30 @@ def verify_stage(stage_dir: Path | StoragePath) -> list[str]:
     return problems
 
 
+def flow_problems(manifests: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Where a stage that reads only earlier stages of the pipeline did not read exactly what they kept.
+
+    `manifests` maps stage name (the folder name in the work directory) to its manifest, in pipeline order.
+    """
+    problems = []
+    for name, manifest in manifests.items():
+        sources = [_stage_name(i.get("path", "")) for i in manifest.get("inputs", [])]
+        if not sources or not all(s in manifests and s != name for s in sources):
+            continue  # reads files from outside the pipeline (or nothing): its own count is the start
+        if manifest.get("step") == "mix":
+            continue  # each extra copy of a document counts as one more document in
+        kept = sum(manifests[s]["counts"]["kept"] for s in sources)
+        if manifest["counts"]["in"] != kept:
+            problems.append(
+                f"{name}: read {manifest['counts']['in']} documents but {', '.join(sources)} kept {kept}"
+            )
+    return problems
+
+
+def _stage_name(path: str) -> str:
+    return str(path).rstrip("/").rsplit("/", 1)[-1]
+
+
 def verify(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     """(stages checked, problems) for a stage directory or a work directory (with pipeline.json); or a URI."""
     root = as_path(path)
@@ -78,9 +104,15 @@ def verify(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     else:
         raise ValueError(f"not a curate stage or work directory: {root} (no pipeline.json or manifest.json)")
     problems = []
+    manifests = {}
     for stage_dir in stages:
         if not stage_dir.is_dir():
             problems.append(f"{stage_dir.name}: stage directory missing; rerun the pipeline")
             continue
-        problems.extend(verify_stage(stage_dir))
+        found = verify_stage(stage_dir)
+        problems.extend(found)
+        if not found:
+            manifests[stage_dir.name] = read_json(stage_dir / MANIFEST)
+    if len(stages) > 1 and len(manifests) == len(stages):
+        problems.extend(flow_problems(manifests))
     return [s.name for s in stages], problems

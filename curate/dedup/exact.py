@@ -11,7 +11,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -86,7 +86,7 @@ class ExactDedup(TableStage):
     step: ClassVar[str] = "dedup"
     priority: dict[str, int] = field(default_factory=dict)  # source -> rank, from sources.yaml
 
-    def prepare(self, tasks: list[Task], map_fn, scratch: Path) -> list[Task]:
+    def prepare(self, tasks: list[Task], map_fn, scratch: Path, out: Any = None) -> list[Task]:
         keys = map_fn(_shard_keys, [(t.inputs[0], self.priority, n) for n, t in enumerate(tasks)])
         dropped = choose_survivors(pa.concat_tables(keys)) if keys else {}
         by_shard: list[dict[int, str]] = [{} for _ in tasks]

@@ -40,9 +40,14 @@ def index_params(stage: Any) -> dict[str, Any]:
     }
 
 
-def out_key(out_dir: Path) -> str:
+def out_name(out_dir: Any) -> str:
+    """An output directory's full name: a resolved local path, or a storage URI as it is."""
+    return str(out_dir) if "://" in str(out_dir) else str(Path(out_dir).resolve())
+
+
+def out_key(out_dir: Any) -> str:
     """The name under which a stage output directory's survivors live in an index."""
-    return short_hash(str(Path(out_dir).resolve()))
+    return short_hash(out_name(out_dir))
 
 
 def read_index(root: Path, stage: Any | None = None) -> dict[str, Any]:
@@ -68,12 +73,12 @@ def index_files(root: Path, index: dict[str, Any], skip_out: str | None = None) 
     return files
 
 
-def pending_dir(root: Path, out_dir: Path) -> Path:
+def pending_dir(root: Path, out_dir: Any) -> Path:
     """Where a run into out_dir writes its survivors before it has finished."""
     return Path(root) / "pending" / out_key(out_dir)
 
 
-def commit(root: Path, out_dir: Path, stage: Any) -> bool:
+def commit(root: Path, out_dir: Any, stage: Any) -> bool:
     """Make out_dir's pending survivors a generation of the index (replacing its earlier one); idempotent."""
     root = Path(root)
     pending = pending_dir(root, out_dir)
@@ -96,7 +101,7 @@ def commit(root: Path, out_dir: Path, stage: Any) -> bool:
         shutil.rmtree(target)  # not live: left by a run killed before it wrote index.json
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(pending, target)
-    entry = {"out_key": key, "out": str(Path(out_dir).resolve()), "folder": folder, **info}
+    entry = {"out_key": key, "out": out_name(out_dir), "folder": folder, **info}
     generations = [g for g in index["generations"] if g["out_key"] != key]
     position = next((i for i, g in enumerate(index["generations"]) if g["out_key"] == key), len(generations))
     generations.insert(position, entry)

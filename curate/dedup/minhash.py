@@ -26,7 +26,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -351,9 +351,9 @@ class MinHashDedup(TableStage):
         """Whether signatures are written to scratch (to compare with or to extend an index)."""
         return bool(self.against or self.write_index)
 
-    def prepare(self, tasks: list[Task], map_fn, scratch: Path) -> list[Task]:
+    def prepare(self, tasks: list[Task], map_fn, scratch: Path, out: Any = None) -> list[Task]:
         paths = [t.inputs[0] for t in tasks]
-        out_dir = scratch.parent  # the runner puts scratch inside the stage's output directory
+        out_dir = out if out is not None else scratch.parent  # the index names survivors by output folder
         clock = [(time.perf_counter(), time.process_time())]
         seconds: dict[str, float] = {}
         cpu_seconds: dict[str, float] = {}  # of this process: all the work with an in-process executor
@@ -490,5 +490,5 @@ class MinHashDedup(TableStage):
         if manifest["status"] != "complete":
             log.warning("stage %s: not adding to index %s: some tasks failed", self.name, self.write_index)
             return
-        if commit(Path(self.write_index), Path(out_dir), self):
+        if commit(Path(self.write_index), out_dir, self):
             log.info("stage %s: survivors added to index %s", self.name, self.write_index)

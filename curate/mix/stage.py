@@ -355,7 +355,7 @@ class MixStage(Stage):
             raise ValueError(f"stage {self.name!r}: no input files")
         return tasks
 
-    def prepare(self, tasks: list[Task], map_fn, scratch: Path) -> list[Task]:
+    def prepare(self, tasks: list[Task], map_fn, scratch: Path, out: Any = None) -> list[Task]:
         train = [t for t in tasks if t.payload.split == "train"]
         scans = map_fn(_scan, [(self, t) for t in train])
         good = [s for s in scans if "error" not in s]

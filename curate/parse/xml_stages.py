@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from curate.parse.stages import FileStage
 from curate.schema import ERROR_REASON, ParsedDoc, Rejection, clean_str, dumps_meta, records_table, with_drop
@@ -171,7 +171,7 @@ class PubmedStage(_MultiDocStage):
     batch_size: int = 1
     min_abstract_chars: int = 0
 
-    def prepare(self, tasks: list[Task], map_fn, scratch: Path) -> list[Task]:
+    def prepare(self, tasks: list[Task], map_fn, scratch: Path, out: Any = None) -> list[Task]:
         """Index every file's PMIDs and deletions, so that a later file's version or deletion wins."""
         paths = sorted({p for t in tasks for p in t.inputs}, key=lambda p: (Path(p).name, p))
         indexes = map_fn(_pubmed_index, [(p,) for p in paths])

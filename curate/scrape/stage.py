@@ -86,7 +86,7 @@ class ScrapeStage(Stage):
         names = dict.fromkeys(self.sources)
         return [Task(name=s, inputs=(mirrors[s],) if s in mirrors else ()) for s in names]
 
-    def prepare(self, tasks: list[Task], map_fn, scratch: Path) -> list[Task]:
+    def prepare(self, tasks: list[Task], map_fn, scratch: Path, out: Any = None) -> list[Task]:
         from curate.runner import SCRATCH_DIR
 
         if not self.state and scratch.name != SCRATCH_DIR:

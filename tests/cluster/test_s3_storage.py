@@ -17,6 +17,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from curate import storage
+from curate.dedup.minhash import MinHashDedup
 from curate.io import read_json, read_parquet, write_bytes
 from curate.mix.stage import MixStage
 from curate.pipeline import load_pipeline, run_pipeline
@@ -277,3 +278,19 @@ def test_raw_inputs_on_s3_are_refused_before_any_work(s3, tmp_path: Path):
     with pytest.raises(ValueError, match="reads its input files from a local or shared-mount folder"):
         run_stage(stage, [Input(f"s3://{BUCKET}/raw")], f"s3://{BUCKET}/refused/h", LocalExecutor())
     assert _keys("refused") == []  # refused before any work
+
+
+def test_near_dedup_into_s3_builds_and_queries_a_local_index(
+    s3, local_run: dict, local_workdir: Path, tmp_path: Path
+):
+    """The index names a generation by its output folder: an s3:// one too, so that its commit is found."""
+    index = tmp_path / "index"
+    source = [Input(str(local_workdir / "language"))]
+    first = f"s3://{BUCKET}/near-a"
+    built = run_stage(MinHashDedup(name="near", write_index=str(index)), source, first, LocalExecutor())
+    [generation] = read_json(index / "index.json")["generations"]
+    assert generation["out"] == first and generation["documents"] == built["counts"]["kept"]
+    # The same documents again, against the index: every one that survived the first run is a duplicate.
+    second = f"s3://{BUCKET}/near-b"
+    again = run_stage(MinHashDedup(name="near", against=str(index)), source, second, LocalExecutor())
+    assert again["counts"]["kept"] == 0 and again["drop_reasons"] == {"near_duplicate": again["counts"]["in"]}

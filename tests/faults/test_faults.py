@@ -15,15 +15,17 @@ from pathlib import Path
 from typing import ClassVar
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from curate.dedup.minhash import MinHashDedup
 from curate.filter.language import LanguageFilter
 from curate.io import sha256_file, write_parquet
 from curate.pipeline import load_pipeline, run_pipeline
-from curate.runner import DiskFullError, LocalExecutor, RayExecutor, run_stage
+from curate.runner import DiskFullError, LocalExecutor, PreparationError, RayExecutor, run_stage
 from curate.schema import records_table
 from curate.stage import Input, TableStage, Task
-from curate.verify import verify
+from curate.verify import flow_problems, verify
 
 from ..conftest import REPO
 
@@ -150,6 +152,52 @@ def test_poisonous_input_is_quarantined_and_the_stage_finishes(ray_session, tmp_
     [failure] = manifest["failed_tasks"]
     assert failure["task"] == "part-2" and "RecursionError: parser looped" in failure["error"]
     assert "part-2.parquet" in failure["inputs"][0]
+    # Quarantined, not lost: each of the shard's documents is an error row with its text.
+    errors = pq.read_table(out / "rejected" / "part-2.parquet")
+    source = pq.read_table(src / "part-2.parquet")
+    assert errors.column("id").to_pylist() == source.column("id").to_pylist()
+    assert errors.column("text").to_pylist() == source.column("text").to_pylist()
+    assert set(errors.column("drop_reason").to_pylist()) == {"error"}
+    assert verify(out)[1] == [f"{out.name}: status 'incomplete': 1 failed task(s)"]
+
+
+def test_a_failed_global_pass_names_the_stage_and_input_and_the_cli_says_so(tmp_path: Path):
+    src = _shards(tmp_path / "src")
+    (src / "part-1.parquet").write_bytes(b"PAR1 this shard was truncated")
+    with pytest.raises(PreparationError, match=r"stage 'near'.*part-1\.parquet.*rerun the same command"):
+        run_stage(MinHashDedup(name="near"), [Input(str(src))], tmp_path / "near", LocalExecutor())
+    assert not (tmp_path / "near" / "manifest.json").exists()  # unfinished: the next run recomputes it
+    run = subprocess.run(
+        [sys.executable, "-m", "curate", "dedup", str(src), "--near", "--out", str(tmp_path / "cli")]
+        + ["--num-cpus", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1
+    assert "error: stage 'near_dedup'" in run.stderr and "part-1.parquet" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_pipeline_accounting_across_stages_is_checked():
+    def manifest(step: str, counts: tuple[int, int, int], inputs: list[str]) -> dict:
+        n_in, kept, rejected = counts
+        return {
+            "step": step,
+            "counts": {"in": n_in, "kept": kept, "rejected": rejected, "errored": 0},
+            "inputs": [{"path": p} for p in inputs],
+        }
+
+    manifests = {
+        "html": manifest("html", (9, 7, 2), ["/data/pages"]),
+        "pdf": manifest("pdf", (6, 3, 3), ["/data/pdf"]),
+        "language": manifest("filter", (10, 9, 1), ["/w/html", "/w/pdf"]),
+        "dedup": manifest("dedup", (9, 8, 1), ["/w/language"]),
+    }
+    assert flow_problems(manifests) == []
+    manifests["dedup"]["counts"].update({"in": 8, "kept": 7})  # a document lost between two stages
+    assert flow_problems(manifests) == ["dedup: read 8 documents but language kept 9"]
 
 
 def test_damaged_outputs_are_found_and_recomputed(tmp_path: Path):
