@@ -199,12 +199,45 @@ def test_pipeline_on_a_two_node_cluster_matches_a_local_run(cluster: Cluster, tm
     assert manifest["counts"] == local["counts"]
 
 
-def test_ray_job_submit_runs_the_demo_pipeline(cluster: Cluster, tmp_path: Path):
-    """`ray job submit --working-dir .` as the README shows it: the job ships the checkout to the cluster."""
+@pytest.fixture(scope="module")
+def local_demo(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """The demo pipeline's manifests from a run without Ray: what every cluster run must reproduce."""
     sys.path.insert(0, str(REPO / "pipelines" / "demo"))
     from make_pdfs import make_demo_pdfs
 
     make_demo_pdfs(REPO / "pipelines" / "demo" / "pdf")
+    local, _ = load_pipeline(DEMO)
+    return run_pipeline(local, tmp_path_factory.mktemp("local-demo"), LocalExecutor())
+
+
+def test_curate_run_of_the_demo_uses_both_nodes_and_matches_a_local_run(
+    cluster: Cluster, local_demo: list[dict], tmp_path: Path
+):
+    workdir = tmp_path / "demo-on-cluster"
+    command = [sys.executable, "-m", "curate", "run", str(DEMO), "--workdir", str(workdir)]
+    run = subprocess.run(
+        [*command, "--address", cluster.address],
+        env=CLUSTER_ENV,
+        capture_output=True,
+        text=True,
+        timeout=480,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    nodes = set()
+    for theirs in local_demo:
+        ours = json.loads((workdir / theirs["stage"] / "manifest.json").read_text())
+        assert ours["counts"] == theirs["counts"], theirs["stage"]
+        assert [(o["path"], o["sha256"]) for o in ours["outputs"] + ours["rejected_outputs"]] == [
+            (o["path"], o["sha256"]) for o in theirs["outputs"] + theirs["rejected_outputs"]
+        ], theirs["stage"]
+        nodes |= set(ours["nodes"])
+    assert len(nodes) == 2, nodes  # the stages' tasks ran on both nodes of the cluster
+    assert verify(workdir)[1] == []
+
+
+def test_ray_job_submit_runs_the_demo_pipeline(cluster: Cluster, local_demo: list[dict], tmp_path: Path):
+    """`ray job submit --working-dir .` as the README shows it: the job ships the checkout to the cluster."""
     workdir = tmp_path / "job-work"
     job_id = f"curate-test-{os.getpid()}"
     submit = subprocess.run(
@@ -239,9 +272,7 @@ def test_ray_job_submit_runs_the_demo_pipeline(cluster: Cluster, tmp_path: Path)
     assert status == JobStatus.SUCCEEDED, submit.stdout[-4000:] + submit.stderr[-4000:]
     assert verify(workdir)[1] == []
     # The job read the uploaded copy of the checkout, not this one: same documents as a local run.
-    local, _ = load_pipeline(DEMO)
-    reference = run_pipeline(local, tmp_path / "local-work", LocalExecutor())
-    for theirs in reference:
+    for theirs in local_demo:
         ours = json.loads((workdir / theirs["stage"] / "manifest.json").read_text())
         assert ours["counts"] == theirs["counts"], theirs["stage"]
         assert ours["status"] == "complete"
