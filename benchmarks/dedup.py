@@ -506,11 +506,11 @@ def print_table(report: dict) -> None:
         stages = ", ".join(
             f"{k} {v:,.0f} ({per_cpu.get(k) or 0:,.0f})" for k, v in f["docs_per_s"].items() if v
         )
-        recall, precision = f.get("recall") or 0, f.get("precision") or 0
-        cluster_precision = f.get("cluster_precision") or 0
+        scores = [f.get(k) for k in ("recall", "precision", "cluster_precision")]
+        recall, precision, cluster_precision = ("-" if v is None else f"{v:.3f}" for v in scores)
         print(
             f"{tool:<11}{f['docs_per_s_total']:>9,.0f}{f.get('docs_per_cpu_s_total', 0):>11,.0f}"
-            f"{f['peak_rss_mib']:>10,.0f}{recall:>8.3f}{precision:>7.3f}{cluster_precision:>9.3f}  {stages}"
+            f"{f['peak_rss_mib']:>10,.0f}{recall:>8}{precision:>7}{cluster_precision:>9}  {stages}"
         )
     tools = report["tools"]
     memory = tools.get("curate", {}).get("memory")
