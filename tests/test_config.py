@@ -63,7 +63,9 @@ def test_sources_file_found_upwards(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_demo_pipeline_loads_with_inputs_resolved():
     pipeline, _ = load_pipeline(REPO / "pipelines" / "demo.yaml")
     names = [p.stage.name for p in pipeline.stages]
-    assert names == ["guidelines", "papers", "scraped", "language", "dedup", "shard"]
+    assert names == [
+        *("guidelines", "papers", "scraped", "language", "clean", "quality", "dedup", "near_dedup", "shard")
+    ]
     html, pdf, scraped = pipeline.stages[0], pipeline.stages[1], pipeline.stages[2]
     assert isinstance(html.stage, HtmlStage) and isinstance(pdf.stage, PdfStage)
     assert {i.source for i in html.inputs} == {"demo-guidelines", "demo-wiki"}
@@ -75,7 +77,9 @@ def test_demo_pipeline_loads_with_inputs_resolved():
     }
     assert [i.path for i in pipeline.stages[3].inputs] == ["@guidelines", "@papers", "@scraped"]
     assert pipeline.stages[4].inputs[0].path == "@language"  # default: the stage before
-    assert pipeline.stages[4].stage.priority["demo-guidelines"] == 10
+    by_name = {p.stage.name: p.stage for p in pipeline.stages}
+    for dedup in ("dedup", "near_dedup"):  # survivors by source priority, from sources.yaml
+        assert by_name[dedup].priority["demo-guidelines"] == 10
 
 
 def _pipeline(tmp_path: Path, body: str) -> Path:
