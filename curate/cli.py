@@ -431,6 +431,9 @@ def shard(
     inputs: ShardsArg,
     out_dir: OutOpt,
     target_size: Annotated[str, typer.Option(help="Approximate shard size, e.g. 256MB, 1GB.")] = "256MB",
+    tokenizer: Annotated[
+        Path | None, typer.Option(help="tokenizers JSON file for exact token counts (else approximate).")
+    ] = None,
     address: AddressOpt = None,
     num_cpus: CpusOpt = None,
     sources: SourcesOpt = None,
@@ -438,7 +441,7 @@ def shard(
     """Write final pretraining shards (zstd Parquet) with stats.json per shard and for the corpus."""
     _run_single(
         "shard",
-        {"target_size": target_size},
+        {"target_size": target_size, **({"tokenizer": str(tokenizer)} if tokenizer else {})},
         [Input(str(p)) for p in inputs],
         out_dir,
         sources,

@@ -69,9 +69,19 @@ class ShardStage(Stage):
     step: ClassVar[str] = "shard"
     target_size: str = "256MB"
     row_group_rows: int = 1000
+    tokenizer: str | None = None  # a tokenizers JSON file: exact token counts in the stats, else approximate
+    tokenizer_sha256: str = ""  # filled from the file, so another tokenizer recomputes the stats
 
     def __post_init__(self) -> None:
         parse_size(self.target_size)  # fail when the pipeline is loaded, not after the stages before it ran
+        if self.tokenizer:
+            path = Path(self.tokenizer)
+            if not path.is_file():
+                raise ValueError(
+                    f"tokenizer file not found: {path} (expected a tokenizer.json saved by tokenizers)"
+                )
+            self.tokenizer = str(path.resolve())
+            self.tokenizer_sha256 = sha256_file(path)
 
     @property
     def row_group_size(self) -> int:  # type: ignore[override]
@@ -100,11 +110,12 @@ class ShardStage(Stage):
         return sum(length for _, _, length in task.payload)
 
     def process(self, task: Task) -> StageResult:
-        from curate.stats.compute import table_stats
+        from curate.stats.compute import load_tokenizer, table_stats
 
         parts = [conform(read_parquet(p).slice(offset, length)) for p, offset, length in task.payload]
         table = pa.concat_tables(parts, promote_options="default")
-        stats = json.dumps(table_stats(table), indent=2, sort_keys=True).encode()
+        tokenizer = load_tokenizer(self.tokenizer) if self.tokenizer else None
+        stats = json.dumps(table_stats(table, tokenizer), indent=2, sort_keys=True).encode()
         return StageResult(
             kept=table, rejected=empty_rejected(table.schema), sidecars={f"{task.name}.stats.json": stats}
         )
@@ -116,10 +127,10 @@ class ShardStage(Stage):
         for f in out_dir.glob("*.stats.json"):
             if f.name.removesuffix(".stats.json") not in shards:
                 f.unlink()
-        stats = collect_stats(out_dir) if shards else None
+        stats = collect_stats(out_dir, tokenizer=self.tokenizer) if shards else None
         if stats is not None:
             # Where it was computed is not a property of the corpus: a moved or re-run corpus keeps its bytes.
-            where = ("path", "sources_file")
+            where = ("path", "sources_file", "tokenizer")
             write_json({k: v for k, v in stats.items() if k not in where}, out_dir / "stats.json")
         manifest.update(corpus_manifest(out_dir, manifest, stats))
 
@@ -143,7 +154,8 @@ def corpus_manifest(
         "bytes": sum(o["bytes"] for o in manifest["outputs"]),
     }
     if stats is not None:
-        totals.update({k: stats.get(k) for k in ("characters", "words", "tokens_approximate")})
+        # tokens: exact, with the stage's tokenizer; None without one (tokens_approximate is always there).
+        totals.update({k: stats.get(k) for k in ("characters", "words", "tokens", "tokens_approximate")})
     return {
         "schema_fields": schema,
         "totals": totals,

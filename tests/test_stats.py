@@ -522,6 +522,28 @@ def test_shard_manifest_lets_a_trainer_verify_what_it_reads(shard_run) -> None:
     assert set(corpus["by_source"]) == {"src0", "src1", "src2"}
 
 
+def test_shard_stats_count_exact_tokens_with_a_tokenizer(shard_run, tmp_path: Path) -> None:
+    from curate.runner import LocalExecutor, run_stage
+    from curate.shard import ShardStage
+    from curate.stage import Input
+
+    shard_dir, _, table = shard_run
+    texts = table.column("text").to_pylist()
+    _train_tokenizer(tmp_path / "tokenizer.json", texts)
+    stage = ShardStage(
+        name="shard", target_size="16KB", row_group_rows=50, tokenizer=str(tmp_path / "tokenizer.json")
+    )
+    manifest = run_stage(stage, [Input(str(shard_dir.parent / "dedup"))], tmp_path / "exact", LocalExecutor())
+    words = sum(len(t.split()) for t in texts)  # the word-level tokenizer: one token per word
+    assert manifest["totals"]["tokens"] == words and manifest["totals"]["tokens_approximate"] != words
+    per_shard = [
+        json.loads((tmp_path / "exact" / f"{Path(o['path']).stem}.stats.json").read_text())
+        for o in manifest["outputs"]
+    ]
+    assert sum(s["tokens"] for s in per_shard) == words
+    assert json.loads((tmp_path / "exact" / "stats.json").read_text())["tokens"] == words
+
+
 def test_shards_load_with_pyarrow_dataset_and_datasets(shard_run, tmp_path: Path, monkeypatch) -> None:
     import pyarrow.dataset as pads
 

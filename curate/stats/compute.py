@@ -580,9 +580,11 @@ def _rejected_bytes(path: Path | StoragePath) -> int:
 # ---------------------------------------------------------------------------------------------- public API
 
 
-def table_stats(table: pa.Table) -> dict:
-    """Stats of one table of records (used per shard by the shard stage): deterministic, no paths or times."""
-    kept = _KeptStats()
+def table_stats(table: pa.Table, tokenizer: Any = None) -> dict:
+    """Stats of one table of records (used per shard by the shard stage): deterministic, no paths or times.
+
+    tokenizer: a loaded tokenizers.Tokenizer for exact token counts, else they are approximate."""
+    kept = _KeptStats(tokenizer)
     for batch in table.to_batches(max_chunksize=BATCH_ROWS):
         kept.add(batch)
     _scratch.__dict__.clear()  # a long-lived worker should not keep the word-count buffers
