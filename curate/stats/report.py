@@ -303,7 +303,7 @@ def _bar_chart(rows: Sequence[tuple[str, float, str]], *, chart: str, unit: str 
         y = 3 + i * row_h
         w = max(1.0, bar_w * value / top) if value else 0
         parts.append(
-            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{_e(_clip(label))}</text>'
+            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{_e(_clip(label, 28))}</text>'
             f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" fill="{_COLORS["bar"]}">'
             f"<title>{_e(label)}: {_e(caption)}</title></rect>"
             f'<text x="{label_w + w + 6:.1f}" y="{y + 15}">{_e(caption)}{_e(unit)}</text>'
