@@ -121,6 +121,7 @@ class PdfStage(FileStage):
     max_pages: int = 2000
     max_seconds: float = 120.0
     max_memory_mb: int = 4096
+    max_bytes: int = 500_000_000  # larger files are refused before PyMuPDF opens them
     isolate: bool = (
         True  # parse in a killable child process: a looping or exploding PDF cannot take the worker
     )
@@ -128,6 +129,9 @@ class PdfStage(FileStage):
     def parse(self, path: Path) -> ParsedDoc:
         from curate.parse.pdf import parse_pdf, parse_pdf_isolated
 
+        size = path.stat().st_size
+        if size > self.max_bytes:
+            raise Rejection("pdf_too_large", f"{size} bytes > max_bytes={self.max_bytes}")
         if self.isolate:
             return parse_pdf_isolated(
                 path, max_pages=self.max_pages, max_seconds=self.max_seconds, max_memory_mb=self.max_memory_mb

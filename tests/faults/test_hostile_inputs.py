@@ -51,6 +51,32 @@ def test_symlinks_odd_names_and_empty_files_each_get_a_record(tmp_path: Path):
     assert "passwd" not in "".join(r["text"] for r in kept.values())  # the link target was never read
 
 
+def test_2_gb_files_are_refused_without_being_read(tmp_path: Path):
+    from curate.parse.stages import PdfStage
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(PAGE, src / "good.html")
+    for name, head in (("huge.html", b"<html><body><p>"), ("huge.pdf", b"%PDF-1.7\n")):
+        with open(src / name, "wb") as fh:  # sparse: 2 GB on paper, a few bytes on disk
+            fh.write(head)
+            fh.truncate(2 * 1024**3)
+    html = run_stage(
+        HtmlStage(name="html", licenses={"local-html": None}),
+        [Input(str(src))],
+        tmp_path / "h",
+        LocalExecutor(),
+    )
+    assert html["counts"] == {"in": 2, "kept": 1, "rejected": 1, "errored": 0}
+    assert _rows(tmp_path / "h" / "rejected")["local-html:huge"]["drop_reason"] == "html_too_large"
+    pdf = run_stage(
+        PdfStage(name="pdf", licenses={"local-pdf": None}), [Input(str(src))], tmp_path / "p", LocalExecutor()
+    )
+    assert pdf["counts"] == {"in": 1, "kept": 0, "rejected": 1, "errored": 0}
+    detail = _rows(tmp_path / "p" / "rejected")["local-pdf:huge"]
+    assert detail["drop_reason"] == "pdf_too_large" and "2147483648 bytes" in detail["drop_detail"]
+
+
 def test_pdf_over_its_time_limit_is_rejected_and_the_stage_goes_on(ray_session, tmp_path: Path):
     import sys
 
