@@ -75,13 +75,9 @@ class ShardStage(Stage):
     def __post_init__(self) -> None:
         parse_size(self.target_size)  # fail when the pipeline is loaded, not after the stages before it ran
         if self.tokenizer:
-            path = Path(self.tokenizer)
-            if not path.is_file():
-                raise ValueError(
-                    f"tokenizer file not found: {path} (expected a tokenizer.json saved by tokenizers)"
-                )
-            self.tokenizer = str(path.resolve())
-            self.tokenizer_sha256 = sha256_file(path)
+            from curate.mix.tokens import tokenizer_file
+
+            self.tokenizer, self.tokenizer_sha256 = tokenizer_file(self.tokenizer)
 
     @property
     def row_group_size(self) -> int:  # type: ignore[override]

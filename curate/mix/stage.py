@@ -34,7 +34,6 @@ from curate.io import (
     parquet_files,
     parquet_schema,
     read_parquet,
-    sha256_file,
     write_json,
 )
 from curate.mix.mixing import (
@@ -47,7 +46,7 @@ from curate.mix.mixing import (
     targets,
     validation_mask,
 )
-from curate.mix.tokens import TokenCounter
+from curate.mix.tokens import TokenCounter, tokenizer_file
 from curate.runner import MANIFEST, STATE_FILE
 from curate.schema import RECORD_COLUMNS, conform, dumps_meta, records_table, with_drop
 from curate.stage import Input, Stage, StageResult, Task, describe_error
@@ -292,13 +291,7 @@ class MixStage(Stage):
             for s in self.specs
         }
         if self.tokenizer:
-            path = Path(self.tokenizer)
-            if not path.is_file():
-                raise ValueError(
-                    f"tokenizer file not found: {path} (expected a tokenizer.json saved by tokenizers)"
-                )
-            self.tokenizer = str(path.resolve())
-            self.tokenizer_sha256 = sha256_file(path)
+            self.tokenizer, self.tokenizer_sha256 = tokenizer_file(self.tokenizer)
         self.set_input_components(self.input_components)
 
     @property

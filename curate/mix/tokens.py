@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,14 @@ from curate.stats.compute import CHARS_PER_TOKEN, approximate_tokens, count_toke
 
 APPROXIMATE_LABEL = f"approximate: characters / {CHARS_PER_TOKEN} (no tokenizer configured)"
 ENCODE_BATCH = 512  # texts per encode_batch call: bounds the memory of the encodings list
+
+
+def tokenizer_file(path: str | os.PathLike) -> tuple[str, str]:
+    """(absolute path, SHA-256) of a tokenizer.json named in a stage's options; ValueError when missing."""
+    found = Path(path)
+    if not found.is_file():
+        raise ValueError(f"tokenizer file not found: {found} (expected a tokenizer.json saved by tokenizers)")
+    return str(found.resolve()), sha256_file(found)
 
 
 @functools.lru_cache(maxsize=4)
