@@ -106,11 +106,12 @@ class ShardStage(Stage):
         return sum(length for _, _, length in task.payload)
 
     def process(self, task: Task) -> StageResult:
-        from curate.stats.compute import load_tokenizer, table_stats
+        from curate.mix.tokens import cached_tokenizer
+        from curate.stats.compute import table_stats
 
         parts = [conform(read_parquet(p).slice(offset, length)) for p, offset, length in task.payload]
         table = pa.concat_tables(parts, promote_options="default")
-        tokenizer = load_tokenizer(self.tokenizer) if self.tokenizer else None
+        tokenizer = cached_tokenizer(self.tokenizer, self.tokenizer_sha256) if self.tokenizer else None
         stats = json.dumps(table_stats(table, tokenizer), indent=2, sort_keys=True).encode()
         return StageResult(
             kept=table, rejected=empty_rejected(table.schema), sidecars={f"{task.name}.stats.json": stats}

@@ -24,7 +24,7 @@ from curate.schema import (
     rejected_schema,
     with_drop,
 )
-from curate.storage import as_path
+from curate.storage import as_path, is_uri
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class Stage:
 
 def _uri(path: str) -> str:
     """A file:// URI for a local path; a storage URI (s3://...) as it is."""
-    return path if "://" in path else Path(path).resolve().as_uri()
+    return path if is_uri(path) else Path(path).resolve().as_uri()
 
 
 def short_hash(*parts: str) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 
 from curate.io import read_json, write_json
 from curate.stage import short_hash
+from curate.storage import is_uri
 
 INDEX_FILE = "index.json"
 INDEX_VERSION = 1
@@ -42,7 +43,7 @@ def index_params(stage: Any) -> dict[str, Any]:
 
 def out_name(out_dir: Any) -> str:
     """An output directory's full name: a resolved local path, or a storage URI as it is."""
-    return str(out_dir) if "://" in str(out_dir) else str(Path(out_dir).resolve())
+    return str(out_dir) if is_uri(out_dir) else str(Path(out_dir).resolve())
 
 
 def out_key(out_dir: Any) -> str:

@@ -31,7 +31,8 @@ def tokenizer_file(path: str | os.PathLike) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_tokenizer(path: str, sha256: str) -> Any:
+def cached_tokenizer(path: str, sha256: str) -> Any:
+    """The loaded tokenizer of a file, kept per worker process (a few, keyed by path and content)."""
     # Keyed by content hash too, so a tokenizer file replaced on disk is reloaded in a long-lived worker.
     return load_tokenizer(path)
 
@@ -60,7 +61,7 @@ class TokenCounter:
         if self.path is None:
             chars = pc.utf8_length(text).to_numpy(zero_copy_only=False)
             return approximate_tokens(chars).astype(np.float64)
-        tokenizer = _cached_tokenizer(self.path, self.sha256)
+        tokenizer = cached_tokenizer(self.path, self.sha256)
         counts = np.zeros(len(text), dtype=np.float64)
         for start in range(0, len(text), ENCODE_BATCH):
             batch = count_tokens(text.slice(start, ENCODE_BATCH), tokenizer)
