@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pymupdf
 import pytest
 
-from curate.parse.jats import parse_jats, read_jats
-from curate.parse.pmc import iter_tarball, parse_package, read_dir
+from curate.parse.jats import parse_jats, read_jats, read_jats_file
+from curate.parse.pmc import iter_folder, iter_tarball
 from curate.parse.pubmed import Deleted, PubmedRecord, iter_pubmed
 from curate.parse.xml_stages import PmcStage, PubmedStage
 from curate.runner import LocalExecutor, run_stage
@@ -252,10 +252,9 @@ def test_pubmed_later_files_supersede_and_delete_earlier_citations(tmp_path: Pat
     reasons = sorted((r["id"], r["drop_reason"], r["drop_detail"]) for r in rejected)
     assert reasons == [
         ("pubmed:2", "pubmed_superseded", "a later version is in pubmed26n0002.xml.gz"),
-        ("pubmed:3", "pubmed_deleted", "<DeleteCitation> in pubmed26n0003.xml.gz"),
-        ("pubmed:3", "pubmed_deleted", "<DeleteCitation> in pubmed26n0003.xml.gz"),
+        ("pubmed:3", "pubmed_deleted", "<DeleteCitation> in pubmed26n0003.xml.gz"),  # one row, not two
     ]
-    assert manifest["counts"] == {"in": 6, "kept": 3, "rejected": 3, "errored": 0}
+    assert manifest["counts"] == {"in": 5, "kept": 3, "rejected": 2, "errored": 0}
 
 
 def test_pubmed_stage_accounts_for_every_citation(tmp_path: Path) -> None:
@@ -336,16 +335,15 @@ def test_pmc_xml_wins_and_pdf_only_packages_parse(tmp_path: Path) -> None:
             "PMC2222222/readme.txt": b"nothing here",
         },
     )
-    packages = list(iter_tarball(tarball))
-    assert [p.key for p in packages] == ["PMC7654321", "PMC1111111", "PMC2222222"]
-    xml_doc = parse_package(packages[0])
+    items = list(iter_tarball(tarball, "oa", read_jats_file))
+    assert [i.key for i in items] == ["oa/PMC7654321/article", "oa/PMC1111111", "oa/PMC2222222"]
+    xml_doc = items[0].doc
     assert xml_doc.title == "Walking after knee surgery"
     assert xml_doc.meta["pdf_skipped"] == ["article.pdf"]
-    pdf_doc = parse_package(packages[1])
+    assert items[0].where == f"{tarball.resolve().as_uri()}#PMC7654321/article.nxml"
+    pdf_doc = items[1].doc
     assert pdf_doc.meta["format"] == "pdf" and "shortens recovery" in pdf_doc.text
-    with pytest.raises(Rejection) as caught:
-        parse_package(packages[2])
-    assert caught.value.reason == "pmc_no_article"
+    assert items[2].doc is None and items[2].problem.reason == "pmc_no_article"
 
 
 def test_pmc_stage_on_folders_and_damaged_tarball(tmp_path: Path) -> None:
@@ -355,7 +353,9 @@ def test_pmc_stage_on_folders_and_damaged_tarball(tmp_path: Path) -> None:
     whole = _tar(tmp_path / "whole.tar.gz", {"PMC1/a.nxml": JATS, "PMC2/b.nxml": JATS * 40})
     data = whole.read_bytes()
     (tmp_path / "in" / "cut.tar.gz").write_bytes(data[: len(data) // 2])
-    assert read_dir(folder).xml
+    assert [i.doc.title for i in iter_folder(folder, "PMC7654321", read_jats_file)] == [
+        "Walking after knee surgery"
+    ]
     stage = PmcStage(name="pmc")
     tasks = stage.plan([Input(str(tmp_path / "in"))])
     result = stage.process(tasks[0])
@@ -413,19 +413,20 @@ def test_pmc_tarball_bomb_is_skipped_without_reading_it_into_memory(tmp_path: Pa
     assert stage.count_in(task) == 2
 
 
-def test_pmc_package_total_is_capped(tmp_path: Path) -> None:
+def test_pmc_pdfs_held_for_a_package_are_capped(tmp_path: Path) -> None:
     tarball = _tar(
         tmp_path / "many.tar.gz",
-        {f"PMC5/supplement{n}.xml": b"<x>" + b"a" * 1000 + b"</x>" for n in range(5)} | {"PMC5/a.nxml": JATS},
+        {f"PMC5/supplement{n}.pdf": b"%PDF" + b"a" * 1000 for n in range(5)} | {"PMC5/a.nxml": JATS},
     )
-    [package] = iter_tarball(tarball, max_package_bytes=3_500)
-    assert len(package.xml) == 3 and "a.nxml" not in package.xml
-    assert len(package.skipped) == 3 and "package would hold" in package.skipped[0]
+    [item] = iter_tarball(tarball, "many", read_jats_file, max_package_bytes=3_500)
+    assert item.doc.meta["pdf_skipped"] == ["supplement0.pdf", "supplement1.pdf", "supplement2.pdf"]
+    assert len(item.doc.meta["skipped"]) == 2 and "would hold" in item.doc.meta["skipped"][0]
 
 
 def test_pmc_real_packages_use_the_xml(evaldata: Path) -> None:
     root = evaldata / "pmc_pdf_jats"
     folder = next(p.parent for p in sorted(root.rglob("fulltext.xml")))
-    doc = parse_package(read_dir(folder))
+    [item] = iter_folder(folder, folder.name, read_jats_file)
+    doc = item.doc
     assert doc.meta["format"] == "jats" and doc.meta["pmcid"] == folder.name
     assert doc.meta["pdf_skipped"] == ["fulltext.pdf"]
