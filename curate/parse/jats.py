@@ -255,7 +255,7 @@ class _Reader:
         self.formulas_without_text = 0
         self.handlers = {
             "sec": lambda el, level, depth: self.section(el, level + 1, None),
-            "app": lambda el, level, depth: self.section(el, level + 1, None),
+            "app": lambda el, level, depth: self.section(el, level + 1, None, labelled=True),
             "app-group": self.app_group,
             "p": self.paragraph,
             "address": self.paragraph,
@@ -327,10 +327,17 @@ class _Reader:
         else:  # an element this reader does not know: read what it holds, in order
             self.flow(el, level, depth=depth)
 
-    def section(self, el: etree._Element, level: int, heading: str | None) -> None:
-        """A section, abstract, appendix or body: its title as a heading, then its content in order."""
+    def section(self, el: etree._Element, level: int, heading: str | None, labelled: bool = False) -> None:
+        """A section, abstract, appendix or body: its title as a heading, then its content in order.
+
+        Section numbers (labels) are left out, except an appendix's ("Appendix 1"), which names it.
+        """
         title_el = _child(el, "title")
         title = self.inline(title_el) if title_el is not None else heading
+        label_el = _child(el, "label") if labelled else None
+        label = self.inline(label_el) if label_el is not None else ""
+        if label:
+            title = f"{label}: {title}" if title else label
         if title and level >= 2:
             self.heading(level, title)
         self.flow(el, level, skip=_HEAD)
@@ -351,7 +358,7 @@ class _Reader:
             elif name == "ref-list":
                 self.ref_list(child, 1)
             elif name == "sec" and _is_appendix(child):
-                self.section(child, 2, None)
+                self.section(child, 2, None, labelled=True)
             elif name in _BACK_MATTER:
                 self.drop("footnotes" if name == "fn-group" else "back_matter", child)
 
@@ -418,8 +425,10 @@ class _Reader:
             pass
         elif name == "inline-supplementary-material":
             para.parts.append(self.flat(el))
+        elif name == "disp-formula":  # a display formula inside a sentence: set apart by spaces
+            para.parts.append(f" {self.formula(el, display=True)} ")
         else:
-            para.parts.append(f" {self.formula(el, display=name == 'disp-formula')} ")
+            para.parts.append(self.formula(el))
 
     def inline(self, el: etree._Element) -> str:
         """The text of a title-like element, on one line."""
@@ -687,8 +696,11 @@ def article_license(meta_el: etree._Element) -> dict[str, object]:
     `redistributable` is true only for an open licence (Creative Commons, CC0, public domain) stated by the
     article itself; a copyright line alone grants nothing.
     """
+    # NLM 2.x puts the licence and copyright statement in article-meta itself; JATS in its <permissions>.
     permissions = _child(meta_el, "permissions")
-    lic = next(permissions.iter("license", "{*}license"), None) if permissions is not None else None
+    if permissions is None:
+        permissions = meta_el
+    lic = next(permissions.iterchildren("license"), None)
     if lic is not None:
         href = lic.get(XLINK_HREF) or lic.get("href")
         text = collapse("".join(lic.itertext()))
@@ -706,7 +718,7 @@ def article_license(meta_el: etree._Element) -> dict[str, object]:
                 "license_source": "license",
                 "redistributable": bool(_OPEN_LICENSE.search(f"{value} {text}")),
             }
-    statement = next(permissions.iter("copyright-statement"), None) if permissions is not None else None
+    statement = next(permissions.iterchildren("copyright-statement"), None)
     text = collapse("".join(statement.itertext())) if statement is not None else ""
     if text:
         url = _URL.search(text)

@@ -55,6 +55,7 @@ class PubmedRecord:
     language: str | None = None
     copyright: str | None = None
     other_abstracts: int = 0
+    unresolved_entities: dict[str, int] = field(default_factory=dict)  # undeclared, dropped from the text
 
     @property
     def text(self) -> str:
@@ -75,6 +76,7 @@ class PubmedRecord:
             "language": self.language,
             "copyright": self.copyright,
             "other_abstracts": self.other_abstracts,
+            "unresolved_entities": self.unresolved_entities,
         }
         return {k: v for k, v in fields.items() if v}
 
@@ -208,7 +210,7 @@ def _item(
     """One top-level element of the file, parsed on its own inside a copy of the file's root tag (so that
     namespaces and entities declared there still apply)."""
     try:
-        root, _ = parse_xml(splitter.prolog + data + splitter.root_end)
+        root, unresolved = parse_xml(splitter.prolog + data + splitter.root_end)
     except Rejection as rejection:
         pmid = _PMID.search(data)
         detail = f"citation number {position}: {rejection.detail}"
@@ -226,7 +228,11 @@ def _item(
     else:
         detail = f"<{name}> in <{splitter.root_name}> is not a citation"
         return Broken(position, None, "xml_not_pubmed", detail)
-    return record if record is not None else NoPmid(position)
+    if record is None:
+        return NoPmid(position)
+    if unresolved:
+        record.unresolved_entities = dict(sorted(unresolved.items()))
+    return record
 
 
 class _Splitter:
@@ -269,9 +275,9 @@ class _Splitter:
         if pos is None:
             return
         while True:
-            # Drop what has been read, so the buffer holds one citation (and one block) at most.
-            self.buf, pos = self.buf[pos:], 0
-            start = self._find(b"<", 0)
+            if pos > _BLOCK:  # drop what has been read: the buffer holds one citation and a block or two
+                self.buf, pos = self.buf[pos:], 0
+            start = self._find(b"<", pos)
             if start < 0:
                 raise _Truncated(f"file ends before </{self.root_name}>")
             if self.buf.startswith(b"</", start):
@@ -435,6 +441,8 @@ def _text(el) -> str:
     """The text of an element on one line; MathML as linear text."""
     if el is None:
         return ""
+    if not len(el):
+        return collapse(el.text or "")
     if next(el.iter(_MATH), None) is None:
         return collapse(etree.tostring(el, method="text", encoding=str, with_tail=False))
     parts: list[str] = []
@@ -519,7 +527,7 @@ def _book_record(article) -> PubmedRecord | None:
     if not pmid:
         return None
     title = _text(book.find("ArticleTitle")) or _text(book.find("Book/BookTitle"))
-    year = _YEAR.search(_text(book.find("Book/PubDate")))
+    year = _YEAR.search(_text(book.find("Book/PubDate/Year")) or _text(book.find("Book/PubDate/MedlineDate")))
     abstract = book.find("Abstract")
     return PubmedRecord(
         pmid=pmid,
