@@ -137,20 +137,18 @@ def ngrams(tokens: list[str], n: int = NGRAM) -> set[tuple[str, ...]]:
     return {tuple(tokens[i : i + n]) for i in range(max(0, len(tokens) - n + 1))}
 
 
-def presence(paragraphs: list[tuple[str, str]], text: str) -> dict[str, list[int]]:
-    """kind -> [present, total] for reference paragraphs against one output text."""
+def text_grams(text: str) -> dict[int, set[tuple[str, ...]]]:
+    """The word n-grams of an output text, n from 1 to NGRAM (short paragraphs are matched whole)."""
     tokens = words(text)
-    grams = {n: ngrams(tokens, n) for n in range(1, NGRAM + 1)}
-    counts: dict[str, list[int]] = {}
-    for kind, para in paragraphs:
-        segments = [words(s) for s in para.split(_BREAK)]
-        n = min(NGRAM, max(len(s) for s in segments))
-        wanted = [g for s in segments for g in ngrams(s, n)]
-        found = sum(1 for g in wanted if g in grams[n]) / len(wanted)
-        entry = counts.setdefault(kind, [0, 0])
-        entry[0] += found >= PRESENT
-        entry[1] += 1
-    return counts
+    return {n: ngrams(tokens, n) for n in range(1, NGRAM + 1)}
+
+
+def is_present(paragraph: str, grams: dict[int, set[tuple[str, ...]]]) -> bool:
+    """Whether at least 80% of a reference paragraph's word 4-grams are in the output."""
+    segments = [words(s) for s in paragraph.split(_BREAK)]
+    n = min(NGRAM, max(len(s) for s in segments))
+    wanted = [g for s in segments for g in ngrams(s, n)]
+    return sum(1 for g in wanted if g in grams[n]) >= PRESENT * len(wanted)
 
 
 def score_jats(files: list[Path]) -> dict[str, object]:
@@ -164,26 +162,21 @@ def score_jats(files: list[Path]) -> dict[str, object]:
     missed: list[str] = []
     for path in files:
         data = path.read_bytes()
-        docs = [d for d in read_jats_file(data) if hasattr(d, "text")]
-        text = "\n\n".join(d.text for d in docs)
+        grams = text_grams("\n\n".join(d.text for d in read_jats_file(data) if hasattr(d, "text")))
         root = etree.fromstring(data, parser)
         articles = [root] if _local(root.tag) == "article" else list(root.iter("{*}article"))
         for article in articles:
-            paragraphs = reference_paragraphs(article)
-            for kind, (present, total) in presence(paragraphs, text).items():
+            for kind, paragraph in reference_paragraphs(article):
+                present = is_present(paragraph, grams)
                 entry = totals.setdefault(kind, [0, 0])
                 entry[0] += present
-                entry[1] += total
-            for kind, para in paragraphs:
-                if presence([(kind, para)], text)[kind][0] == 0:
-                    missed.append(f"{path.name} [{kind}] {' '.join(words(para))[:100]}")
-    return {
-        "by_kind": {
-            k: {"present": p, "paragraphs": t, "share": round(p / t, 4)}
-            for k, (p, t) in sorted(totals.items())
-        },
-        "missed": missed,
+                entry[1] += 1
+                if not present:
+                    missed.append(f"{path.name} [{kind}] {' '.join(words(paragraph))[:100]}")
+    by_kind = {
+        k: {"present": p, "paragraphs": t, "share": round(p / t, 4)} for k, (p, t) in sorted(totals.items())
     }
+    return {"by_kind": by_kind, "missed": missed}
 
 
 # ------------------------------------------------------------------------------------- generated PubMed

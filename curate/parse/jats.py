@@ -621,8 +621,9 @@ class _Reader:
             if rows:
                 self.emit("\n".join(rows), prose=False)
                 kept = True
-        for foot in el.iter("table-wrap-foot"):
-            self.emit(self.flat(foot), prose=False)
+        for foot in el.iter("table-wrap-foot"):  # the table's notes (abbreviations, footnotes) go with it
+            for note in foot.iter("p"):
+                self.emit(self.flat(note), prose=False)
         return kept
 
     def ref_list(self, el: etree._Element, level: int = 1, depth: int = 0) -> None:

@@ -85,14 +85,14 @@ class PmcStage(_MultiDocStage):
             if root.is_file():
                 units.setdefault(str(root), (source, _strip_tarball(root.name)))
             elif root.is_dir():
-                base = root.absolute().parent
                 for f in sorted(root.rglob("*")):
                     # Symlinks are listed, then rejected (as in FileStage): never followed, never lost.
                     if (f.is_symlink() or f.is_file()) and is_tarball(f.name):
-                        key = _strip_tarball(f.absolute().relative_to(base).as_posix())
-                        units.setdefault(str(f), (source, key))
+                        units.setdefault(str(f), (source, _strip_tarball(f.relative_to(root).as_posix())))
                 for d in package_dirs(root):
-                    units.setdefault(d, (source, Path(d).absolute().relative_to(base).as_posix()))
+                    # Keys are paths inside the input; its own files are named after it.
+                    relative = Path(d).relative_to(root).as_posix()
+                    units.setdefault(d, (source, root.absolute().name if relative == "." else relative))
             else:
                 raise FileNotFoundError(f"stage {self.name!r}: input not found: {root}")
         if not units:

@@ -341,6 +341,8 @@ class _KeptStats:
             "tokens_approximate_rule": APPROXIMATE_RULE,
             "by_source": by_source,
             "by_license": self.by_license.result(exact),
+            # Documents whose licence is unknown (null): not to be redistributed until someone finds it.
+            "without_license": int(self.by_license.counts.get(NULL_KEY, {}).get("documents", 0)),
             "length_percentiles": _percentiles(lengths),
             "length_percentiles_by_source": per_source,
             "length_histogram": {

@@ -71,6 +71,7 @@ def _summary_rows(stats: Mapping[str, Any]) -> list[tuple[str, str]]:
     rejected = sum((stats.get("rejected") or {}).values())
     return [
         ("Documents", _num(stats.get("documents"))),
+        ("Without a known licence", _num(stats.get("without_license"))),
         ("Characters", _num(stats.get("characters"))),
         ("Words", _num(stats.get("words"))),
         (token_label, tokens),
