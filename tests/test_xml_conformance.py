@@ -329,12 +329,20 @@ def test_no_glued_words_at_block_edges() -> None:
                     assert left[-1] + right[0] not in words, (path.name, left[-1], right[0])
 
 
-def test_nesting_thousands_deep_is_a_rejection_not_a_crash() -> None:
-    data = b"<article><body><sec>" + b"<list><list-item>" * 1000 + b"x" + b"</list-item></list>" * 1000
-    data += b"</sec></body></article>"
+@pytest.mark.parametrize(
+    ("opening", "closing", "depth", "says"),
+    [
+        (b"<list><list-item>", b"</list-item></list>", 1000, "excessive depth"),  # 2,000 elements deep
+        (b"<sec><title>t</title><p>p</p>", b"</sec>", 200, "nested too deeply"),  # parsed, too deep to walk
+    ],
+)
+def test_deep_nesting_is_a_rejection_not_a_crash(
+    opening: bytes, closing: bytes, depth: int, says: str
+) -> None:
+    data = b"<article><body>" + opening * depth + b"x" + closing * depth + b"</body></article>"
     with pytest.raises(Rejection) as caught:
         parse_jats(data)
-    assert caught.value.reason == "xml_broken" and "depth" in caught.value.detail.lower()
+    assert caught.value.reason == "xml_broken" and says in caught.value.detail.lower()
 
 
 @pytest.mark.parametrize(

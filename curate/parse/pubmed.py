@@ -216,6 +216,17 @@ def _item(
         detail = f"citation number {position}: {rejection.detail}"
         return Broken(position, pmid.group(1).decode() if pmid else None, rejection.reason, detail)
     element = root[0] if splitter.wrapped and len(root) else root
+    try:
+        return _citation(element, splitter, position, unresolved)
+    except RecursionError:  # MathML nested some hundred levels deep
+        pmid = _PMID.search(data)
+        detail = f"citation number {position}: elements nested too deeply to read"
+        return Broken(position, pmid.group(1).decode() if pmid else None, "xml_broken", detail)
+
+
+def _citation(
+    element, splitter: _Splitter, position: int, unresolved
+) -> PubmedRecord | Deleted | NoPmid | Broken:
     name = element.tag
     if name == "DeleteCitation":
         return Deleted([_text(p) for p in element.iter("PMID") if _text(p)])
