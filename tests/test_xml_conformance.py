@@ -438,6 +438,8 @@ def test_licence_is_never_the_source_default(tmp_path: Path) -> None:
     }
     stats = collect_stats(tmp_path / "out")
     assert stats["without_license"] == 1
+    shown = runner.invoke(app, ["stats", str(tmp_path / "out")], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and re.search(r"Without a known licence\W+1\b", shown.output), shown.output
 
 
 def test_one_pmcid_in_two_inputs_is_kept_once(tmp_path: Path) -> None:

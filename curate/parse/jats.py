@@ -30,6 +30,9 @@ _URL = re.compile(r"https?://[^\s<>\"]+")
 _OPEN_LICENSE = re.compile(r"creativecommons\.org|creative commons|\bcc[ -]?(by|0)\b|public domain", re.I)
 _MATH = f"{{{MATHML_NS}}}math"
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+_SCAN_FIRST_BYTES = 4_000_000
+_ARTICLE_TAG = re.compile(rb"<(?:[\w.-]+:)?article[\s>]")
+_ROOT_TAG = re.compile(rb"<([A-Za-z_][\w.:-]*)")  # the first start tag (<? and <! never match)
 
 # Elements that end the paragraph they stand in and are read as blocks of their own.
 _BLOCKS = frozenset(
@@ -127,6 +130,15 @@ def read_articles(source: str | os.PathLike | bytes, options: JatsOptions) -> li
                 data = f.read()
         except OSError as exc:
             raise Rejection("xml_broken", f"cannot read: {exc}") from None
+    if len(data) > _SCAN_FIRST_BYTES and not _ARTICLE_TAG.search(data):
+        # A large XML file without a single <article> tag (a data supplement) is not worth a parse.
+        root_tag = _ROOT_TAG.search(data)
+        if root_tag:
+            raise Rejection(
+                "xml_not_jats",
+                f"root element is <{root_tag.group(1).decode(errors='replace')}>, "
+                f"not <article>, and the file ({len(data)} bytes) holds no <article> at all",
+            )
     root, unresolved = parse_xml(data)
     articles = find_articles(root)
     out: list[JatsArticle | Rejection] = []
