@@ -128,6 +128,7 @@ def test_jats_ignores_external_entities(tmp_path: Path) -> None:
     except Rejection:
         return  # refusing the file is fine too; reading the file is not
     assert "TOPSECRET" not in doc.text
+    assert doc.meta["unresolved_entities"] == {"x": 1}  # not read, and said so
 
 
 def test_jats_real_articles(evaldata: Path) -> None:

@@ -27,6 +27,7 @@ _XML_SPACE = re.compile(r"[ \t\r\n]+")  # XML's whitespace only: a no-break spac
 _OTHER_SPACE = re.compile("[\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
 _ENTITY_REF = re.compile(r"&(#x[0-9a-fA-F]+|#[0-9]+|[A-Za-z_:][\w.:-]*);")
 _ENTITY_REF_BYTES = re.compile(rb"&([A-Za-z_:][\w.:-]*);")
+_NAMED_REFERENCE = re.compile(rb"&(?!(?:amp|lt|gt|quot|apos);)[A-Za-z_:]")
 _DECLARED_BYTES = re.compile(rb"<!ENTITY\s+([A-Za-z_:][\w.:-]*)\s")
 _TAG = re.compile(r"<[^>]*>")
 _PREDEFINED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
@@ -74,7 +75,8 @@ def parse_xml(data: bytes, parser: etree.XMLParser = PARSER) -> tuple[etree._Ele
         raise Rejection("xml_broken", f"malformed XML: {exc}") from None
     if root is None:
         raise Rejection("xml_broken", "empty document")
-    resolve_entities(root, unresolved)
+    if _NAMED_REFERENCE.search(data):  # most documents have none: no need to walk the tree for them
+        resolve_entities(root, unresolved)
     return root, unresolved
 
 
@@ -84,7 +86,9 @@ def resolve_entities(root: etree._Element, unresolved: Counter) -> None:
     if not references:
         return
     dtd = root.getroottree().docinfo.internalDTD
-    declared = {e.name: e.content or "" for e in dtd.iterentities()} if dtd is not None else {}
+    # External entities (SYSTEM/PUBLIC) are never read: they count as unresolved.
+    entities = dtd.iterentities() if dtd is not None else ()
+    declared = {e.name: e.content or "" for e in entities if not e.system_url}
     budget = [MAX_ENTITY_CHARS]
     cache: dict[str, str | None] = {}
     for ref in references:
