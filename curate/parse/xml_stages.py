@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from curate.parse.stages import FileStage
+from curate.parse.stages import FileStage, _strip_suffix
 from curate.schema import ERROR_REASON, ParsedDoc, Rejection, clean_str, dumps_meta, records_table, with_drop
 from curate.stage import Input, StageResult, Task, describe_error
 
@@ -83,12 +83,14 @@ class PmcStage(_MultiDocStage):
             source = item.source or self.source
             root = Path(item.path)
             if root.is_file():
-                units.setdefault(str(root), (source, _strip_tarball(root.name)))
+                units.setdefault(str(root), (source, _strip_suffix(root.name, self.suffixes)))
             elif root.is_dir():
                 for f in sorted(root.rglob("*")):
                     # Symlinks are listed, then rejected (as in FileStage): never followed, never lost.
                     if (f.is_symlink() or f.is_file()) and is_tarball(f.name):
-                        units.setdefault(str(f), (source, _strip_tarball(f.relative_to(root).as_posix())))
+                        units.setdefault(
+                            str(f), (source, _strip_suffix(f.relative_to(root).as_posix(), self.suffixes))
+                        )
                 for d in package_dirs(root):
                     # Keys are paths inside the input; its own files are named after it.
                     relative = Path(d).relative_to(root).as_posix()
@@ -116,7 +118,9 @@ class PmcStage(_MultiDocStage):
         def read_xml(data: bytes):
             return read_jats_file(data, options)
 
-        payload, losers = task.payload if isinstance(task.payload[-1], dict) else (task.payload, {})
+        # After the index pass the payload is (the units' payload, losers); a task run without it has none.
+        prepared = isinstance(task.payload[-1], dict)
+        payload, losers = task.payload if prepared else (task.payload, {})
         rows = _Rows(self.name)
         seen: dict[str, str] = {}  # id -> where, for ids repeated in this task that the index did not see
         for path, (source, key) in zip(task.inputs, payload, strict=True):
@@ -156,13 +160,6 @@ class PmcStage(_MultiDocStage):
         # PMC as a source holds articles under many licences.
         row["license"] = doc.meta.get("license")
         rows.keep(row, doc, doc.meta)
-
-
-def _strip_tarball(name: str) -> str:
-    for suffix in (".tar.gz", ".tgz"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def _pmc_row(source: str, key: str, url: str) -> dict:
