@@ -345,6 +345,12 @@ def test_pmc_xml_wins_and_pdf_only_packages_parse(tmp_path: Path) -> None:
     pdf_doc = items[1].doc
     assert pdf_doc.meta["format"] == "pdf" and "shortens recovery" in pdf_doc.text
     assert items[2].doc is None and items[2].problem.reason == "pmc_no_article"
+    folder = tmp_path / "PMC1111111"
+    folder.mkdir()
+    (folder / "paper.pdf").write_bytes(_pdf_bytes(prose))
+    (folder / "supplement.pdf").write_bytes(_pdf_bytes("A short supplement."))
+    [item] = iter_folder(folder, "PMC1111111", read_jats_file)
+    assert item.key == "PMC1111111" and item.doc.meta["pdf_supplements"] == ["supplement.pdf"]
 
 
 def test_pmc_stage_on_folders_and_damaged_tarball(tmp_path: Path) -> None:

@@ -139,6 +139,7 @@ def iter_folder(
         max_member_bytes,
         max_package_bytes,
         max_pages,
+        folder_input=True,
     )
     yield from reader.read(_folder_files(folder))
 
@@ -213,7 +214,10 @@ class _Documents:
 
     def damaged(self, exc: BaseException) -> PmcItem:
         self.damage_reported = True
-        problem = Rejection("pmc_truncated", f"tarball ends early or is damaged: {exc}")
+        if self.folder_input:
+            problem = Rejection("pmc_unreadable", f"cannot read the folder's files: {exc}")
+        else:
+            problem = Rejection("pmc_truncated", f"tarball ends early or is damaged: {exc}")
         return PmcItem(f"{self.key_prefix}#damaged", self.url("").rstrip("#"), problem=problem)
 
 
