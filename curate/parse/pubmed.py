@@ -90,15 +90,15 @@ class Deleted:
 
 @dataclass
 class NoPmid:
-    """A citation without a PMID (cannot be identified): its position in the file, counting from 1."""
+    """A citation without a PMID (cannot be identified): its position among the file's elements, from 1."""
 
     position: int
 
 
 @dataclass
 class Broken:
-    """A citation that could not be read (damaged, too large, or not a citation): its position, its PMID
-    when its bytes name one, and why."""
+    """An element that could not be read (a damaged or too large citation, or not a citation at all): its
+    position among the file's elements (from 1), its PMID when its bytes name one, and why."""
 
     position: int
     pmid: str | None
@@ -106,30 +106,30 @@ class Broken:
     detail: str
 
 
+def _broken(position: int, data: bytes, reason: str, detail: str) -> Broken:
+    pmid = _PMID.search(data)
+    return Broken(position, pmid.group(1).decode() if pmid else None, reason, f"element {position}: {detail}")
+
+
 def iter_pubmed(
     path: str | os.PathLike, *, max_citation_bytes: int = MAX_CITATION_BYTES
 ) -> Iterator[PubmedRecord | Deleted | NoPmid | Broken]:
     """Citations and deletions of a PubMed XML file (`.xml` or `.xml.gz`), in file order, streamed."""
-    read = 0
+    read = position = 0
     try:
         with _open(path) as stream:
             splitter = _Splitter(stream, max_citation_bytes)
             for kind, tag, data in splitter:
-                if tag in _CITATIONS:
-                    read += 1
+                position += 1
+                read += tag in _CITATIONS
                 if kind == "element":
-                    yield _item(tag, data, splitter, read)
+                    yield _item(data, splitter, position)
                 elif kind == "too_large":
-                    pmid = _PMID.search(data)
-                    size = splitter.skipped_bytes
-                    detail = f"citation number {read} is {size} bytes > {max_citation_bytes}"
-                    yield Broken(read, pmid.group(1).decode() if pmid else None, "pubmed_too_large", detail)
+                    detail = f"<{tag.decode()}> of {splitter.skipped_bytes} bytes > {max_citation_bytes}"
+                    yield _broken(position, data, "pubmed_too_large", detail)
                 elif kind == "cut":
-                    pmid = _PMID.search(data)
-                    detail = (
-                        f"citation number {read} is cut short: <{tag.decode()}> starts again before it ends"
-                    )
-                    yield Broken(read, pmid.group(1).decode() if pmid else None, "xml_broken", detail)
+                    detail = f"<{tag.decode()}> is cut short: it starts again before it ends"
+                    yield _broken(position, data, "xml_broken", detail)
     except (EOFError, zlib.error) as exc:
         if not read and isinstance(exc, zlib.error):
             raise Rejection("xml_broken", f"not a gzip file, or damaged from the start: {exc}") from None
@@ -204,24 +204,18 @@ class _Truncated(Exception):
     pass
 
 
-def _item(
-    tag: bytes, data: bytes, splitter: _Splitter, position: int
-) -> PubmedRecord | Deleted | NoPmid | Broken:
+def _item(data: bytes, splitter: _Splitter, position: int) -> PubmedRecord | Deleted | NoPmid | Broken:
     """One top-level element of the file, parsed on its own inside a copy of the file's root tag (so that
     namespaces and entities declared there still apply)."""
     try:
         root, unresolved = parse_xml(splitter.prolog + data + splitter.root_end)
     except Rejection as rejection:
-        pmid = _PMID.search(data)
-        detail = f"citation number {position}: {rejection.detail}"
-        return Broken(position, pmid.group(1).decode() if pmid else None, rejection.reason, detail)
+        return _broken(position, data, rejection.reason, rejection.detail)
     element = root[0] if splitter.wrapped and len(root) else root
     try:
         return _citation(element, splitter, position, unresolved)
     except RecursionError:  # MathML nested some hundred levels deep
-        pmid = _PMID.search(data)
-        detail = f"citation number {position}: elements nested too deeply to read"
-        return Broken(position, pmid.group(1).decode() if pmid else None, "xml_broken", detail)
+        return _broken(position, data, "xml_broken", "elements nested too deeply to read")
 
 
 def _citation(
@@ -237,7 +231,7 @@ def _citation(
     elif name == "PubmedBookArticle":
         record = _book_record(element)
     else:
-        detail = f"<{name}> in <{splitter.root_name}> is not a citation"
+        detail = f"element {position}: <{name}> in <{splitter.root_name}> is not a citation"
         return Broken(position, None, "xml_not_pubmed", detail)
     if record is None:
         return NoPmid(position)

@@ -248,7 +248,7 @@ class PubmedStage(_MultiDocStage):
                             # else the file that holds the citation rejects it: one row per citation.
                         continue
                     if isinstance(item, NoPmid):
-                        detail = f"citation number {item.position} has no PMID"
+                        detail = f"element {item.position} of the file is a citation without a PMID"
                         rows.drop(file_row(f"#{item.position}"), "pubmed_no_pmid", detail)
                         continue
                     if isinstance(item, Broken):
