@@ -130,7 +130,8 @@ def read_articles(source: str | os.PathLike | bytes, options: JatsOptions) -> li
                 data = f.read()
         except OSError as exc:
             raise Rejection("xml_broken", f"cannot read: {exc}") from None
-    if len(data) > _SCAN_FIRST_BYTES and not _ARTICLE_TAG.search(data):
+    ascii_compatible = b"\x00" not in data[:64]  # not UTF-16 or UTF-32, where a byte scan means nothing
+    if len(data) > _SCAN_FIRST_BYTES and ascii_compatible and not _ARTICLE_TAG.search(data):
         # A large XML file without a single <article> tag (a data supplement) is not worth a parse.
         root_tag = _ROOT_TAG.search(data)
         if root_tag:
