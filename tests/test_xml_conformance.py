@@ -158,6 +158,7 @@ def test_formulas_keep_a_linear_form() -> None:
         in blocks
     )
     assert "E = mc2" in blocks  # a display formula between paragraphs is a block of its own
+    assert "All solutions used water (H2O) that was deionised." in blocks  # a formula of plain text
     assert "The constant was taken from the literature." in blocks  # an image-only formula: counted
     assert doc.meta["formulas_without_text"] == 1
     assert "(1)" not in doc.text and "usepackage" not in doc.text and "documentclass" not in doc.text

@@ -562,12 +562,13 @@ class _Reader:
         return text
 
     def flat_without(self, el: etree._Element, names: tuple[str, ...]) -> str:
+        """An element's text on one line, without the children named (a formula's label and images)."""
         parts = [el.text or ""]
         for child in el:
             if child.tag not in names and isinstance(child.tag, str):
                 parts.append(self.flat(child))
             parts.append(child.tail or "")
-        return collapse(" ".join(parts))
+        return collapse("".join(parts))
 
     def display_formula(self, el: etree._Element, level: int, depth: int = 0) -> None:
         self.emit(self.formula(el, display=True), prose=False)
