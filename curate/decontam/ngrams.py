@@ -1,0 +1,242 @@
+"""Test-item n-gram index and the matching of documents against it, vectorised with numpy.
+
+Words are normalised as near_dedup does (NFKC, case folded, everything but letters and digits is a space)
+and hashed once per distinct word of a batch; an n-gram's hash mixes its words' hashes (see
+curate.dedup.signatures), so no n-gram string is ever built. The index is two parallel arrays sorted by hash
+(uint64 n-gram hash, int32 item): 12 bytes per indexed n-gram, so 10 million test n-grams take 120 MB.
+
+Why a share of n-grams within a window rather than "any 13-gram" (GPT-3, datatrove): an item copied with a
+word changed every 6 to 13 words keeps few or no 13-word runs, while a long clean article shares scattered
+common phrases with many items. A document is contaminated by an item when one stretch of it (the item's
+length plus a quarter) holds at least `min_share` of the item's distinct n-grams. N-grams found in more than
+COMMON_ITEMS items are templates ("which of the following is the most likely diagnosis"), not evidence of one
+item: they are left out of the index and of the items' counts. With `min_share: 0` any single n-gram is
+enough, which with `ngram: 13` is GPT-3's rule.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from curate.dedup.signatures import shingle_hashes, spaced_words, word_hashes
+
+COMMON_ITEMS = 20  # an n-gram in more items than this is benchmark boilerplate, not one item's text
+ITEM_BATCH = 5000  # items hashed per batch: bounds the memory of building the index
+WINDOW_SLACK = 0.25  # a match window is the item's length plus this share (inserted words, reordering)
+_GROUP_SHIFT = np.int64(32)  # (doc, item) group id and word position packed in one int64 sort key
+
+
+@dataclass
+class ItemIndex:
+    """Sorted n-gram hashes of test items with, per item: benchmark, id, n-gram count, words, PMID."""
+
+    ngram: int
+    keys: np.ndarray  # uint64, sorted
+    items: np.ndarray  # int32, the item of each key
+    item_ngrams: np.ndarray  # int32: distinct indexed n-grams of each item (0: it cannot be matched)
+    item_words: np.ndarray  # int32
+    item_benchmark: np.ndarray  # int16, into benchmarks
+    item_ids: list[str]
+    benchmarks: list[str]
+    pmids: dict[str, list[int]] = field(default_factory=dict)  # PMID -> items (PubMedQA)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory of the arrays (what grows with the number of test n-grams)."""
+        arrays = (self.keys, self.items, self.item_ngrams, self.item_words, self.item_benchmark)
+        return sum(a.nbytes for a in arrays)
+
+
+def item_hashes(texts: list[str], ngram: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hashes, item of each, words of each item): the distinct n-gram hashes of every text, by item.
+
+    A text with fewer than `ngram` words gets none (it cannot be told from common phrases)."""
+    words, offsets = word_hashes(texts)
+    shingles, shingle_offsets = shingle_hashes(words, offsets, ngram)
+    lengths = np.diff(offsets).astype(np.int32)
+    counts = np.diff(shingle_offsets)
+    owner = np.repeat(np.arange(len(texts), dtype=np.int32), counts)
+    full = lengths[owner] >= ngram  # shingle_hashes gives a short text one shingle of all its words
+    shingles, owner = shingles[full], owner[full]
+    order = np.lexsort((shingles, owner))
+    shingles, owner = shingles[order], owner[order]
+    first = np.ones(len(shingles), bool)
+    first[1:] = (shingles[1:] != shingles[:-1]) | (owner[1:] != owner[:-1])
+    return shingles[first], owner[first], lengths
+
+
+def build_index(
+    batches: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    item_ids: list[str],
+    item_benchmark: np.ndarray,
+    benchmarks: list[str],
+    pmids: dict[str, list[int]],
+    ngram: int,
+) -> ItemIndex:
+    """The index from item_hashes() results of consecutive item batches (their item numbers are local)."""
+    hashes, owners, words = [], [], []
+    base = 0
+    for h, o, w in batches:
+        hashes.append(h)
+        owners.append(o + np.int32(base))
+        words.append(w)
+        base += len(w)
+    keys = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
+    items = np.concatenate(owners) if owners else np.zeros(0, np.int32)
+    item_words = np.concatenate(words) if words else np.zeros(0, np.int32)
+    order = np.argsort(keys, kind="stable")
+    keys, items = keys[order], items[order]
+    del order
+    if len(keys):
+        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+        runs = np.diff(np.append(starts, len(keys)))
+        common = np.repeat(runs > COMMON_ITEMS, runs)
+        keys, items = keys[~common], items[~common]
+    item_ngrams = np.bincount(items, minlength=base).astype(np.int32)
+    return ItemIndex(ngram, keys, items, item_ngrams, item_words, item_benchmark, item_ids, benchmarks, pmids)
+
+
+@dataclass(frozen=True)
+class Match:
+    """An item found in a document: the stretch of words (start, end) where most of its n-grams are."""
+
+    doc: int
+    item: int
+    found: int  # distinct n-grams of the item in the window
+    share: float  # found / the item's indexed n-grams
+    start: int  # first word of the window in the document
+    end: int  # one past its last word
+
+
+def required(index: ItemIndex, min_share: float, min_ngrams: int) -> np.ndarray:
+    """N-grams an item needs in one window to count as found: min_share of its own, and min_ngrams."""
+    need = np.ceil(index.item_ngrams * min_share - 1e-9).astype(np.int64)
+    return np.maximum(need, max(1, min_ngrams))
+
+
+def find_matches(texts: list[str], index: ItemIndex, min_share: float, min_ngrams: int = 1) -> list[Match]:
+    """Every (document, item) where the item is found, with its best window; documents are batch rows."""
+    if not len(index.keys) or not texts:
+        return []
+    n = index.ngram
+    words, offsets = word_hashes(texts)
+    shingles, shingle_offsets = shingle_hashes(words, offsets, n)
+    lo = np.searchsorted(index.keys, shingles, "left")
+    clipped = np.minimum(lo, len(index.keys) - 1)
+    hit = np.flatnonzero(index.keys[clipped] == shingles)
+    if not len(hit):
+        return []
+    hi = np.searchsorted(index.keys, shingles[hit], "right")
+    per_hit = hi - lo[hit]
+    flat = np.repeat(hit, per_hit)  # one row per (document n-gram, item holding it)
+    within = np.arange(len(flat)) - np.repeat(np.cumsum(per_hit) - per_hit, per_hit)
+    item = index.items[np.repeat(lo[hit], per_hit) + within].astype(np.int64)
+    doc = np.searchsorted(shingle_offsets, flat, "right") - 1
+    lengths = np.diff(offsets)
+    keep = lengths[doc] >= n  # a document shorter than n words is one shingle of all of them: no n-gram
+    flat, item, doc = flat[keep], item[keep], doc[keep]
+    pos = flat - shingle_offsets[doc]
+    key = shingles[flat]
+    # Each distinct n-gram counts once per (document, item): its first occurrence.
+    order = np.lexsort((pos, key, item, doc))
+    doc, item, pos, key = doc[order], item[order], pos[order], key[order]
+    first = np.ones(len(doc), bool)
+    first[1:] = (doc[1:] != doc[:-1]) | (item[1:] != item[:-1]) | (key[1:] != key[:-1])
+    doc, item, pos = doc[first], item[first], pos[first]
+    order = np.lexsort((pos, item, doc))
+    doc, item, pos = doc[order], item[order], pos[order]
+    new_group = np.ones(len(doc), bool)
+    new_group[1:] = (doc[1:] != doc[:-1]) | (item[1:] != item[:-1])
+    group = np.cumsum(new_group) - 1
+    starts = np.flatnonzero(new_group)
+    words_of = index.item_words[item].astype(np.int64)
+    window = words_of + np.ceil(words_of * WINDOW_SLACK).astype(np.int64)
+    packed = (group << _GROUP_SHIFT) + pos
+    end = np.searchsorted(packed, packed + window, "left")  # first hit past each hit's window
+    count = end - np.arange(len(packed))
+    best = np.maximum.reduceat(count, starts)
+    need = required(index, min_share, min_ngrams)[item[starts]]
+    found = np.flatnonzero(best >= need)
+    if not len(found):
+        return []
+    # The first hit of each found group whose window holds the best count.
+    rows = np.flatnonzero(count == np.repeat(best, np.diff(np.append(starts, len(count)))))
+    _, first_of = np.unique(group[rows], return_index=True)  # rows are in order: the first of each group
+    first_best = rows[first_of]
+    matches = []
+    for g in found:
+        row = first_best[g]
+        last = end[row] - 1
+        d, i = int(doc[row]), int(item[row])
+        matches.append(
+            Match(
+                doc=d,
+                item=i,
+                found=int(best[g]),
+                share=round(int(best[g]) / max(int(index.item_ngrams[i]), 1), 4),
+                start=int(pos[row]),
+                end=int(pos[last]) + n,
+            )
+        )
+    return matches
+
+
+_WORD_RUN = re.compile(r"[^\W_]+")
+
+
+def word_spans(text: str) -> list[tuple[int, int]] | None:
+    """Character (start, end) of each normalised word of text, in order; None if they cannot be aligned.
+
+    Words are runs of letters and digits; a run whose normalisation splits it (NFKC of a ligature or a
+    fraction) gives each of its words the run's span. None when the count differs from word_hashes'."""
+    spans: list[tuple[int, int]] = []
+    for m in _WORD_RUN.finditer(text):
+        k = len(spaced_words(m.group()).split()) if not m.group().isascii() else 1
+        spans.extend([m.span()] * k)
+    if len(spans) != len(spaced_words(text).split()):
+        return None
+    return spans
+
+
+def ngram_text(text: str, start: int, n: int) -> str:
+    """The normalised words [start, start + n) of text, joined by spaces (a match's overlapping n-gram)."""
+    words = spaced_words(text).split()[start : start + n]
+    return b" ".join(words).decode("utf-8", "replace")
+
+
+def cut_spans(text: str, windows: list[tuple[int, int]], margin: int) -> list[tuple[int, int]] | None:
+    """Character spans to remove: each word window widened by `margin` characters to whitespace, merged."""
+    spans = word_spans(text)
+    if spans is None:
+        return None
+    wide = []
+    for start, end in windows:
+        a = max(0, spans[start][0] - margin)
+        b = min(len(text), spans[min(end, len(spans)) - 1][1] + margin)
+        # Widen to whitespace so that no word is cut in half.
+        while a > 0 and not text[a - 1].isspace():
+            a -= 1
+        while b < len(text) and not text[b].isspace():
+            b += 1
+        wide.append((a, b))
+    wide.sort()
+    merged: list[tuple[int, int]] = []
+    for a, b in wide:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def remove_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    """text without the spans; the pieces left are separate paragraphs."""
+    pieces, last = [], 0
+    for a, b in spans:
+        pieces.append(text[last:a])
+        last = b
+    pieces.append(text[last:])
+    return "\n\n".join(p.strip() for p in pieces if p.strip())
