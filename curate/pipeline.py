@@ -33,6 +33,7 @@ from curate.sources.registry import (
 )
 from curate.stage import Input, Stage
 from curate.storage import as_path
+from curate.train.tokenize import TokenizeStage
 from curate.verify import flow_problems
 
 STEPS: dict[str, type[Stage]] = {
@@ -52,6 +53,7 @@ STEPS: dict[str, type[Stage]] = {
         MixStage,
         ShardStage,
         DecontaminateStage,
+        TokenizeStage,
     )
 }
 # Filled from sources.yaml (or the model file), not written by users in pipeline YAML.
