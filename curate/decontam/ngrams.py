@@ -20,11 +20,16 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
 
-from curate.dedup.signatures import shingle_hashes, spaced_words, word_hashes
+from curate.dedup.signatures import shingle_hashes, spaced_words
 
 COMMON_ITEMS = 20  # an n-gram in more items than this is benchmark boilerplate, not one item's text
 ITEM_BATCH = 5000  # items hashed per batch: bounds the memory of building the index
+LONG_WORD = 3  # characters (UTF-8 bytes) of a word that counts towards an informative n-gram
+MIN_LONG_WORDS = 2  # an n-gram with fewer such words is not indexed nor matched
 WINDOW_SLACK = 0.25  # a match window is the item's length plus this share (inserted words, reordering)
 _GROUP_SHIFT = np.int64(32)  # (doc, item) group id and word position packed in one int64 sort key
 
@@ -50,22 +55,56 @@ class ItemIndex:
         return sum(a.nbytes for a in arrays)
 
 
-def item_hashes(texts: list[str], ngram: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(hashes, item of each, words of each item): the distinct n-gram hashes of every text, by item.
+def _words(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hashes and UTF-8 lengths of the normalised words of every text (flat), and each text's offsets.
 
-    A text with fewer than `ngram` words gets none (it cannot be told from common phrases)."""
-    words, offsets = word_hashes(texts)
+    The words and hashes of curate.dedup.signatures.word_hashes, with the lengths that tell a word from the
+    one- and two-character pieces numbers and chemical names fall into."""
+    normalised = [spaced_words(t) if t else b"" for t in texts]
+    data = pa.array([t or None for t in normalised], pa.large_binary()).view(pa.large_string())
+    split = pc.ascii_split_whitespace(data)
+    offsets = split.offsets.to_numpy().astype(np.int64)
+    flat = split.flatten()
+    if len(flat) == 0:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int32), offsets
+    encoded = pc.dictionary_encode(flat)
+    vocabulary = encoded.dictionary.cast(pa.large_binary())
+    digest = xxhash.xxh3_64_intdigest
+    hashes = np.fromiter((digest(w) for w in vocabulary.to_pylist()), np.uint64, len(vocabulary))
+    lengths = pc.binary_length(vocabulary).to_numpy().astype(np.int32)
+    indices = encoded.indices.to_numpy()
+    return hashes[indices], lengths[indices], offsets
+
+
+def text_ngrams(texts: list[str], ngram: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(hash, text, word position) of every informative n-gram of the texts, and each text's word count.
+
+    An n-gram is informative when at least MIN_LONG_WORDS of its words have LONG_WORD characters or more:
+    "3 4 5 dimethylthiazol 2", from a chemical name, or "12 5 g dl", from a lab value, say little about
+    which item a document holds. A text shorter than n words has none."""
+    words, lengths, offsets = _words(texts)
+    counts = np.diff(offsets)
     shingles, shingle_offsets = shingle_hashes(words, offsets, ngram)
-    lengths = np.diff(offsets).astype(np.int32)
-    counts = np.diff(shingle_offsets)
-    owner = np.repeat(np.arange(len(texts), dtype=np.int32), counts)
-    full = lengths[owner] >= ngram  # shingle_hashes gives a short text one shingle of all its words
-    shingles, owner = shingles[full], owner[full]
+    doc = np.repeat(np.arange(len(texts)), np.diff(shingle_offsets))
+    pos = np.arange(len(shingles)) - shingle_offsets[doc]
+    full = counts[doc] >= ngram  # shingle_hashes gives a short text one shingle of all its words
+    shingles, doc, pos = shingles[full], doc[full], pos[full]
+    long = np.zeros(len(words) + 1, np.int64)
+    np.cumsum(lengths >= LONG_WORD, out=long[1:])
+    start = offsets[doc] + pos
+    informative = long[start + ngram] - long[start] >= MIN_LONG_WORDS
+    return shingles[informative], doc[informative], pos[informative], counts
+
+
+def item_hashes(texts: list[str], ngram: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hashes, item of each, words of each item): the distinct informative n-gram hashes of every text."""
+    shingles, owner, _, counts = text_ngrams(texts, ngram)
+    owner = owner.astype(np.int32)
     order = np.lexsort((shingles, owner))
     shingles, owner = shingles[order], owner[order]
     first = np.ones(len(shingles), bool)
     first[1:] = (shingles[1:] != shingles[:-1]) | (owner[1:] != owner[:-1])
-    return shingles[first], owner[first], lengths
+    return shingles[first], owner[first], counts.astype(np.int32)
 
 
 def build_index(
@@ -122,8 +161,7 @@ def find_matches(texts: list[str], index: ItemIndex, min_share: float, min_ngram
     if not len(index.keys) or not texts:
         return []
     n = index.ngram
-    words, offsets = word_hashes(texts)
-    shingles, shingle_offsets = shingle_hashes(words, offsets, n)
+    shingles, shingle_doc, shingle_pos, _ = text_ngrams(texts, n)
     lo = np.searchsorted(index.keys, shingles, "left")
     clipped = np.minimum(lo, len(index.keys) - 1)
     hit = np.flatnonzero(index.keys[clipped] == shingles)
@@ -134,12 +172,7 @@ def find_matches(texts: list[str], index: ItemIndex, min_share: float, min_ngram
     flat = np.repeat(hit, per_hit)  # one row per (document n-gram, item holding it)
     within = np.arange(len(flat)) - np.repeat(np.cumsum(per_hit) - per_hit, per_hit)
     item = index.items[np.repeat(lo[hit], per_hit) + within].astype(np.int64)
-    doc = np.searchsorted(shingle_offsets, flat, "right") - 1
-    lengths = np.diff(offsets)
-    keep = lengths[doc] >= n  # a document shorter than n words is one shingle of all of them: no n-gram
-    flat, item, doc = flat[keep], item[keep], doc[keep]
-    pos = flat - shingle_offsets[doc]
-    key = shingles[flat]
+    doc, pos, key = shingle_doc[flat], shingle_pos[flat], shingles[flat]
     # Each distinct n-gram counts once per (document, item): its first occurrence.
     order = np.lexsort((pos, key, item, doc))
     doc, item, pos, key = doc[order], item[order], pos[order], key[order]
