@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -15,13 +16,16 @@ import pytest
 from typer.testing import CliRunner
 
 from curate.cli import app
-from curate.decontam.evalsets import parse_evalsets, read_items
+from curate.decontam.evalsets import item_of, parse_evalsets, read_items
 from curate.decontam.ngrams import COMMON_ITEMS, build_index, find_matches, item_hashes
 from curate.decontam.stage import DecontaminateStage
 from curate.io import write_parquet
+from curate.parse.xml_stages import PubmedStage
 from curate.pipeline import make_stage
+from curate.runner import LocalExecutor, run_stage
 from curate.schema import records_table
 from curate.sources.registry import ConfigError
+from curate.stage import Input
 
 from .conftest import REPO
 
@@ -217,9 +221,7 @@ def test_acceptance_planted_recall_and_no_false_positives_on_clean_articles(eval
     records = bench.make_items(maker, 20_000)
     texts = []
     for layout, rows in records.items():
-        path = Path(f"/tmp/unused.{layout}")  # ids are not needed here, only the text a layout gives
-        from curate.decontam.evalsets import item_of
-
+        path = Path(f"{layout}.jsonl")  # ids are not needed here, only the text a layout gives
         texts += [item_of(r, layout, layout, path, str(n)).text for n, r in enumerate(rows)]
     index = build_index(
         [item_hashes(texts[s : s + 5000], 5) for s in range(0, len(texts), 5000)],
@@ -243,3 +245,128 @@ def test_acceptance_planted_recall_and_no_false_positives_on_clean_articles(eval
         found = {(m.doc, m.item) for m in find_matches(docs, index, 0.2, 3)}
         recall = sum((n, int(i)) in found for n, i in enumerate(picks)) / len(picks)
         assert recall >= (0.95 if variant == "edited" else 1.0), (variant, recall)
+
+
+# ------------------------------------------------------------------------------------------ the step
+
+
+def _docs() -> list[dict]:
+    medqa, mmlu = _item("medqa"), _item("mmlu")
+    return [
+        {"id": "web:clean", "text": HOST_TEXT, "source": "web"},
+        {"id": "web:medqa", "text": f"{HOST[0]}\n\n{medqa.upper()}\n\n{HOST[1]}", "source": "web"},
+        {"id": "web:mmlu", "text": mmlu, "source": "web"},  # nothing but the item
+    ]
+
+
+def test_drop_names_benchmark_item_and_ngram_and_accounts_for_every_document(tmp_path: Path):
+    manifest = run_stage(
+        _stage(tmp_path), [Input(str(_corpus(tmp_path / "in", _docs())))], tmp_path / "o", LocalExecutor()
+    )
+    assert manifest["counts"] == {"in": 3, "kept": 1, "rejected": 2, "errored": 0}
+    rejected = {r["id"]: r for r in _rows(tmp_path / "o" / "rejected")}
+    assert {r["drop_reason"] for r in rejected.values()} == {"contaminated"}
+    detail = json.loads(rejected["web:medqa"]["drop_detail"])
+    assert (
+        detail["benchmark"] == "medqa" and detail["item"] == "medqa_test.jsonl:1" and detail["by"] == "ngrams"
+    )
+    assert len(detail["ngram"].split()) == 5 and detail["ngram"] in " ".join(
+        re.findall(r"[^\W_]+", _item("medqa").lower())
+    )
+    assert rejected["web:medqa"]["text"] == _docs()[1]["text"]  # the whole document, not lost
+    report = json.loads((tmp_path / "o" / "decontamination.json").read_text())
+    assert report["documents"] == 3 and report["documents_dropped"] == 2
+    assert report["benchmarks"]["medqa"]["items"] == 3 and report["benchmarks"]["medqa"]["items_found"] == 1
+    assert report["benchmarks"]["mmlu"]["characters_removed"] == len(_item("mmlu"))
+    assert report["benchmarks"]["pubmedqa"]["items_found"] == 0
+    assert report["examples"]["medqa"][0]["document"] == "web:medqa"
+    assert manifest["decontamination"]["documents_contaminated"] == 2
+
+
+def test_cut_removes_the_stretch_with_its_window_and_keeps_the_rest(tmp_path: Path):
+    corpus = [Input(str(_corpus(tmp_path / "in", _docs())))]
+    manifest = run_stage(_stage(tmp_path, action="cut", window=0), corpus, tmp_path / "o", LocalExecutor())
+    assert manifest["counts"] == {"in": 3, "kept": 2, "rejected": 1, "errored": 0}
+    kept = {r["id"]: r for r in _rows(tmp_path / "o")}
+    assert kept["web:medqa"]["text"] == f"{HOST[0]}\n\n{HOST[1]}"  # the item's stretch, nothing else
+    removed = json.loads(kept["web:medqa"]["meta"])["decontaminate"]
+    assert removed == {"characters_removed": len(_item("medqa")), "items": ["medqa:medqa_test.jsonl:1"]}
+    assert kept["web:clean"]["text"] == HOST_TEXT
+    (dropped,) = _rows(tmp_path / "o" / "rejected")  # an item and nothing else: nothing left to keep
+    assert dropped["id"] == "web:mmlu"
+    assert json.loads(dropped["drop_detail"])["not_cut"] == "nothing left after the cut"
+    # With a window, 20 more characters go on each side, widened to whole words.
+    run_stage(_stage(tmp_path, action="cut", window=20), corpus, tmp_path / "w", LocalExecutor())
+    wide = {r["id"]: r for r in _rows(tmp_path / "w")}["web:medqa"]
+    assert wide["text"] == (
+        "Chronic kidney disease is common in older adults and often goes unrecognised"
+        "\n\nglomerular filtration rate" + HOST[1].split("filtration rate", 1)[1]
+    )
+    assert json.loads(wide["meta"])["decontaminate"]["characters_removed"] > len(_item("medqa")) + 40
+
+
+def _pubmed_xml(path: Path, citations: dict[str, tuple[str, str]]) -> Path:
+    parts = "".join(
+        f"<PubmedArticle><MedlineCitation><PMID>{pmid}</PMID><Article><Journal><Title>J</Title></Journal>"
+        f"<ArticleTitle>{title}</ArticleTitle><Abstract><AbstractText>{abstract}</AbstractText></Abstract>"
+        "</Article></MedlineCitation></PubmedArticle>"
+        for pmid, (title, abstract) in citations.items()
+    )
+    path.write_bytes(gzip.compress(f"<PubmedArticleSet>{parts}</PubmedArticleSet>".encode()))
+    return path
+
+
+def test_pubmedqa_items_are_removed_by_pmid_however_their_text_was_formatted(tmp_path: Path):
+    """The pubmed reader's records carry meta.pmid: a PubMedQA item's abstract is removed by its PMID even
+    when another rewording hides it from the n-grams."""
+    (tmp_path / "xml").mkdir()
+    _pubmed_xml(
+        tmp_path / "xml" / "pubmed26n0001.xml.gz",
+        {
+            "39000231": (
+                "Vitamin D and falls in care homes",
+                "In one year, residents who took vitamin D fell a "
+                "little less, although that may reflect who was prescribed it.",
+            ),
+            "39000999": (
+                "Knee pain and stairs",
+                "Stairs are harder than walking on the flat for painful knees.",
+            ),
+        },
+    )
+    stage = PubmedStage(name="pubmed", source="pubmed", licenses={"pubmed": "NLM terms"})
+    run_stage(stage, [Input(str(tmp_path / "xml"))], tmp_path / "abstracts", LocalExecutor())
+    manifest = run_stage(
+        _stage(tmp_path, benchmarks=[str(EVAL / "pubmedqa_test.json")], action="cut"),
+        [Input(str(tmp_path / "abstracts"))],
+        tmp_path / "o",
+        LocalExecutor(),
+    )
+    assert manifest["counts"]["rejected"] == 1
+    (dropped,) = _rows(tmp_path / "o" / "rejected")
+    assert dropped["id"] == "pubmed:39000231" and json.loads(dropped["meta"])["pmid"] == "39000231"
+    detail = json.loads(dropped["drop_detail"])
+    assert (detail["benchmark"], detail["item"], detail["by"], detail["ngram"]) == (
+        "pubmedqa",
+        "39000231",
+        "pmid",
+        None,
+    )
+    report = json.loads((tmp_path / "o" / "decontamination.json").read_text())
+    assert report["benchmarks"]["pubmedqa"]["documents_by_pmid"] == 1
+
+
+def test_decontaminate_command_on_ray_and_its_report_in_curate_stats(ray_session, tmp_path: Path):
+    corpus = _corpus(tmp_path / "in", _docs())
+    args = ["decontaminate", str(corpus), "-o", str(tmp_path / "o")]
+    args += [arg for p in DEMO_FILES for arg in ("-b", str(p))]
+    result = runner.invoke(app, args, env={"COLUMNS": "150"})
+    assert result.exit_code == 0, result.output
+    assert "Decontamination" in result.output and "medqa_test.jsonl:1" in result.output
+    shown = runner.invoke(app, ["stats", str(tmp_path / "o"), "--json", "--html", str(tmp_path / "r.html")])
+    report = json.loads(shown.output[: shown.output.rindex("}") + 1])["decontamination"]["decontaminate"]
+    assert report["documents_contaminated"] == 2 and report["benchmarks"]["mmlu"]["items_found"] == 1
+    html = (tmp_path / "r.html").read_text()
+    assert "<h2>Decontamination (decontaminate)</h2>" in html and "web:medqa" in html
+    text = runner.invoke(app, ["stats", str(tmp_path / "o")], env={"COLUMNS": "150"}).output
+    assert "Decontamination (decontaminate): test items found in the corpus" in text
