@@ -57,20 +57,9 @@ EXAMPLES_PER_TASK = 5  # per benchmark: the report keeps the first few of the wh
 _PMID = re.compile(r'"pmid":\s*"?(\d+)')
 
 
-def _index_task(stage: DecontaminateStage, number: int) -> dict[str, Any]:
-    """Global pass, one evaluation file: its items' ids, PMIDs and n-gram hashes in batches."""
-    evalset = stage.evalsets[number]
-    ids, pmids, batches, texts = [], [], [], []
-    for item in read_items(evalset):
-        ids.append(item.id)
-        pmids.append(item.pmid)
-        texts.append(item.text)
-        if len(texts) == ITEM_BATCH:
-            batches.append(item_hashes(texts, stage.ngram))
-            texts = []
-    if texts:
-        batches.append(item_hashes(texts, stage.ngram))
-    return {"ids": ids, "pmids": pmids, "batches": batches}
+def _hash_task(texts: list[str], ngram: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Global pass, one batch of items: their distinct n-gram hashes (item numbers local to the batch)."""
+    return item_hashes(texts, ngram)
 
 
 @dataclass
@@ -117,21 +106,24 @@ class DecontaminateStage(TableStage):
     # ------------------------------------------------------------------------------------------ global pass
 
     def prepare(self, tasks: list[Task], map_fn, scratch: Path, out: Any = None) -> list[Task]:
-        parts = map_fn(_index_task, [(self, n) for n in range(len(self.benchmarks))])
+        # The driver reads the evaluation files (they need not be on every node); tasks hash batches of items.
         names = list(dict.fromkeys(b["name"] for b in self.benchmarks))
         ids: list[str] = []
-        codes: list[np.ndarray] = []
+        codes: list[int] = []
         pmids: dict[str, list[int]] = {}
-        batches = []
-        for evalset, part in zip(self.evalsets, parts, strict=True):
-            for k, pmid in enumerate(part["pmids"]):
-                if pmid:
-                    pmids.setdefault(pmid, []).append(len(ids) + k)
-            ids.extend(part["ids"])
-            codes.append(np.full(len(part["ids"]), names.index(evalset.name), np.int16))
-            batches.extend(part["batches"])
-        benchmark = np.concatenate(codes) if codes else np.zeros(0, np.int16)
-        self.index = build_index(batches, ids, benchmark, names, pmids, self.ngram)
+        texts: list[str] = []
+        for evalset in self.evalsets:
+            for item in read_items(evalset):
+                if item.pmid:
+                    pmids.setdefault(item.pmid, []).append(len(ids))
+                ids.append(item.id)
+                codes.append(names.index(evalset.name))
+                texts.append(item.text)
+        batches = [(texts[s : s + ITEM_BATCH], self.ngram) for s in range(0, len(texts), ITEM_BATCH)]
+        hashed = map_fn(_hash_task, batches)
+        del texts, batches
+        benchmark = np.array(codes, np.int16)
+        self.index = build_index(hashed, ids, benchmark, names, pmids, self.ngram)
         log.info(
             "stage %s: %d test items, %d indexed %d-grams (%.1f MB), %d items without any",
             self.name,
