@@ -93,7 +93,7 @@ def test_each_public_layout_is_read_and_detected():
     assert items["medqa"][0].id == "medqa_test.jsonl:1"  # no id field: file and line
     assert "Ambulatory blood pressure monitoring" in items["medqa"][0].text  # options are part of the item
     assert "Ampulla of the fallopian tube" in items["medmcqa"][2].text
-    assert "Before starting and every three months during use" in items["mmlu"][0].text  # header-less CSV
+    assert "Oily fish" in items["mmlu"][0].text  # header-less CSV: question and choices
     assert "reduced readmissions" in items["pubmedqa"][0].text  # the long answer too
     assert items["held_out"][1].id == "held-out-gout"
 
