@@ -370,3 +370,50 @@ def test_decontaminate_command_on_ray_and_its_report_in_curate_stats(ray_session
     assert "<h2>Decontamination (decontaminate)</h2>" in html and "web:medqa" in html
     text = runner.invoke(app, ["stats", str(tmp_path / "o")], env={"COLUMNS": "150"}).output
     assert "Decontamination (decontaminate): test items found in the corpus" in text
+
+
+def test_gap_replays_optional_stages_load_when_turned_on(tmp_path: Path):
+    """pipelines/gap_replay.yaml: its commented decontaminate (before mix) and tokenize (after shard) stages,
+    turned on as its header says, load; their evaluation files in the layouts the header names."""
+    from curate.pipeline import load_pipeline
+
+    from .fixtures.tokenizer import build_tokenizer
+
+    eval_dir = tmp_path / "data" / "eval"
+    files = {
+        "medqa/test.jsonl": EVAL / "medqa_test.jsonl",
+        "medmcqa/test.json": EVAL / "medmcqa_test.jsonl",  # MedMCQA's .json files hold JSON lines
+        "pubmedqa/ori_pqal.json": EVAL / "pubmedqa_test.json",
+        "mmlu/clinical_knowledge_test.csv": EVAL / "mmlu_clinical_knowledge_test.csv",
+        "mmlu/college_medicine_test.csv": EVAL / "mmlu_clinical_knowledge_test.csv",
+        "mmlu/professional_medicine_test.csv": EVAL / "mmlu_clinical_knowledge_test.csv",
+    }
+    for name, source in files.items():
+        (eval_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (eval_dir / name).write_bytes(source.read_bytes())
+    tokenizer = build_tokenizer(tmp_path / "tokenizer.json")
+    lines = []
+    for line in (REPO / "pipelines" / "gap_replay.yaml").read_text().splitlines():
+        if line.startswith(("  # - ", "  #   ")):  # a commented stage's YAML, not its prose
+            line = "  " + line[4:]
+        lines.append(
+            line.replace("- near_dedup ", "- decontaminate ").replace(
+                "/models/llama-2-7b/tokenizer.json", str(tokenizer)
+            )
+        )
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "gap.yaml").write_text("\n".join(lines))
+    pipeline, _ = load_pipeline(tmp_path / "pipelines" / "gap.yaml", REPO / "sources.yaml")
+    steps = [p.stage.step for p in pipeline.stages]
+    assert steps[-5:] == ["near_dedup", "decontaminate", "mix", "shard", "tokenize"]
+    decontaminate = pipeline.stages[-4]
+    assert [b["layout"] for b in decontaminate.stage.benchmarks] == [
+        "medqa",
+        "medmcqa",
+        "pubmedqa",
+        "mmlu",
+        "mmlu",
+        "mmlu",
+    ]
+    assert pipeline.stages[-3].inputs[0].path == "@decontaminate"
+    assert pipeline.stages[-1].stage.eod_token == "</s>"

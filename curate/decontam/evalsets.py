@@ -78,17 +78,18 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, Any]]
     suffix = _suffix(path)
     if suffix in JSONL_SUFFIXES:
         for n, line in enumerate(_read_text(path).splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise EvalSetError(f"{path}: line {n} is not JSON ({exc.msg})") from None
-            yield str(n), _as_record(record, path, f"line {n}")
+            if line.strip():
+                yield str(n), _as_record(_json_line(line, path, n), path, f"line {n}")
     elif suffix in JSON_SUFFIXES:
+        text = _read_text(path)
         try:
-            data = json.loads(_read_text(path))
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
+            if exc.msg == "Extra data" and text.lstrip().startswith("{"):  # MedMCQA's .json files are JSONL
+                for n, line in enumerate(text.splitlines(), 1):
+                    if line.strip():
+                        yield str(n), _as_record(_json_line(line, path, n), path, f"line {n}")
+                return
             raise EvalSetError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
         if isinstance(data, list):
             for n, record in enumerate(data):
@@ -107,6 +108,13 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, Any]]
         raise EvalSetError(
             f"{path}: not an evaluation file curate reads (.jsonl, .json, .parquet, .csv, .tsv; .gz/.zst)"
         )
+
+
+def _json_line(line: str, path: Path, n: int) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise EvalSetError(f"{path}: line {n} is not JSON ({exc.msg})") from None
 
 
 def _as_record(record: Any, path: Path, where: str) -> dict[str, Any]:
