@@ -203,12 +203,12 @@ def test_templates_and_short_items_are_counted_not_matched():
     assert find_matches([items[4]], index, 0.2, 3)[0].item == 4
 
 
-def test_index_takes_twelve_bytes_per_ngram():
+def test_index_takes_about_thirteen_bytes_per_ngram():
     texts = [" ".join(f"w{n}x{k}" for k in range(60)) for n in range(2000)]
     index = _index(texts)
     assert len(index.keys) == 2000 * 56
     per_item = index.item_ngrams.nbytes + index.item_words.nbytes + index.item_benchmark.nbytes
-    assert index.nbytes - per_item == 12 * len(index.keys)
+    assert 13 * len(index.keys) <= index.nbytes - per_item <= 14 * len(index.keys)  # arrays, then bitmap
 
 
 def test_acceptance_planted_recall_and_no_false_positives_on_clean_articles(evaldata):
