@@ -417,3 +417,17 @@ def test_gap_replays_optional_stages_load_when_turned_on(tmp_path: Path):
     ]
     assert pipeline.stages[-3].inputs[0].path == "@decontaminate"
     assert pipeline.stages[-1].stage.eod_token == "</s>"
+
+
+def test_a_document_cut_into_more_than_ten_pieces_is_dropped(tmp_path: Path):
+    """GPT-3's rule: a document holding many items is a copy of the benchmark, not text with a leak."""
+    items = [f"Item {n}: " + " ".join(f"alpha{n} beta{n} gamma{n} delta{n}".split() * 3) for n in range(11)]
+    lines = [json.dumps({"id": f"q{n}", "text": t}) for n, t in enumerate(items)]
+    (tmp_path / "many.jsonl").write_text("\n".join(lines) + "\n")
+    spacer = " ".join(["Unrelated clinical text about kidney function and its follow-up."] * 8)
+    rows = [{"id": "dump:1", "text": f"\n\n{spacer}\n\n".join(items), "source": "dump"}]
+    stage = _stage(tmp_path, benchmarks=[str(tmp_path / "many.jsonl")], action="cut", window=0)
+    run_stage(stage, [Input(str(_corpus(tmp_path / "in", rows)))], tmp_path / "o", LocalExecutor())
+    (dropped,) = _rows(tmp_path / "o" / "rejected")
+    detail = json.loads(dropped["drop_detail"])
+    assert detail["not_cut"] == "more than 10 stretches to cut" and detail["more_items"] == 10

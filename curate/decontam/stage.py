@@ -175,20 +175,11 @@ class DecontaminateStage(TableStage):
             found += [
                 self._pmid_record(i) for i in by_pmid.get(row, []) if i not in {m.item for m in matches}
             ]
-            why = ""
-            spans: list[tuple[int, int]] | None = None
-            if self.action == "cut" and not by_pmid.get(row):
-                spans = cut_spans(text, [(m.start, m.end) for m in matches], self.window)
-                if spans is None:
-                    why = "its words could not be aligned with the text to cut"
-                elif len(spans) > MAX_PIECES:
-                    why = f"more than {MAX_PIECES} stretches to cut"
-            cut = remove_spans(text, spans) if spans is not None and not why else ""
-            if self.action == "cut" and spans is not None and not why and not cut:
-                why = "nothing left after the cut"
-            if self.action == "cut" and cut:
-                removed = sum(b - a for a, b in spans or [])
-                new_texts[row] = cut
+            left, removed, why = "", 0, ""
+            if self.action == "cut" and not by_pmid.get(row):  # a PMID match has no stretch to cut
+                left, removed, why = self._cut(text, matches)
+            if left:
+                new_texts[row] = left
                 new_metas[row] = _with_cut(metas[row], found, removed)
                 action, chars = "cut", removed
             else:
@@ -208,6 +199,18 @@ class DecontaminateStage(TableStage):
             table = _replace(table, "meta", pa.array(new_metas, pa.string()))
         kept, rejected = split_by_mask(table, keep, self.name, reasons, details)
         return kept, rejected, records
+
+    def _cut(self, text: str, matches: list[Match]) -> tuple[str, int, str]:
+        """(text left, characters removed, "") after cutting the matches out; ("", 0, why) to drop instead."""
+        spans = cut_spans(text, [(m.start, m.end) for m in matches], self.window)
+        if spans is None:
+            return "", 0, "its words could not be aligned with the text to cut"
+        if len(spans) > MAX_PIECES:
+            return "", 0, f"more than {MAX_PIECES} stretches to cut"
+        left = remove_spans(text, spans)
+        if not left:
+            return "", 0, "nothing left after the cut"
+        return left, sum(b - a for a, b in spans), ""
 
     def _pmid_matches(self, metas: list[str | None]) -> dict[int, list[int]]:
         """Rows whose meta.pmid is a PubMedQA item's PMID, with those items."""
