@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint lock clean bench-deps browser
+.PHONY: install demo test lint lock clean bench-deps browser megatron-check
 
 install: $(STAMP)
 
@@ -31,6 +31,13 @@ test: $(STAMP)
 bench-deps: $(STAMP)
 	$(BIN)/python -m pip install --quiet spacy==3.8.7
 	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps typer==0.29.2
+
+# Megatron-core's own IndexedDataset reading what `tokenize` writes (the test skips without it). megatron-core
+# needs torch (the CPU wheel: about 190 MB, 900 MB installed), so it is not part of `make install`; without
+# it, tests/test_tokenize.py still compares curate's files byte for byte with Megatron's (tests/fixtures/megatron).
+megatron-check: $(STAMP)
+	$(BIN)/python -m pip install --quiet torch==2.13.0 megatron-core==0.16.1
+	$(BIN)/python -m pytest -q -rs tests/test_tokenize.py
 
 # Debian's Chromium for tests/test_stats_report_browser.py (which skips without it). Best effort: needs root and
 # apt; CI runs it before `make test`. About 80 MB download, a minute or two on a fresh machine.

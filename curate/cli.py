@@ -194,6 +194,7 @@ def run(
     start_ray(address, num_cpus)
     manifests = _execute(lambda executor, progress: run_pipeline(loaded, target, executor, progress))
     _print_mix_reports([target / m["stage"] for m in manifests if m.get("step") == "mix"])
+    _print_decontamination([target / m["stage"] for m in manifests if m.get("step") == "decontaminate"])
     _summarise(manifests, target)
 
 
@@ -450,6 +451,71 @@ def shard(
     )
 
 
+@app.command()
+def decontaminate(
+    inputs: ShardsArg,
+    out_dir: OutOpt,
+    benchmark: Annotated[
+        list[str],
+        typer.Option(
+            "--benchmark",
+            "-b",
+            help="[LAYOUT=]FILE: an evaluation set (JSONL, JSON, Parquet, CSV); layout medqa, medmcqa, "
+            "pubmedqa, mmlu or text, detected from its fields if not given; repeat.",
+        ),
+    ],
+    action: Annotated[
+        str, typer.Option(help="drop the document, or cut the matching stretches out.")
+    ] = "drop",
+    ngram: Annotated[int, typer.Option(help="Words per n-gram.")] = 5,
+    min_share: Annotated[
+        float, typer.Option(help="Share of an item's n-grams one stretch of a document must hold.")
+    ] = 0.2,
+    min_ngrams: Annotated[int, typer.Option(help="...and at least this many of them.")] = 3,
+    window: Annotated[int, typer.Option(help="--action cut: characters removed around each stretch.")] = 200,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    sources: SourcesOpt = None,
+) -> None:
+    """Remove test items of MedQA, MedMCQA, PubMedQA, MMLU (or any text) from documents: n-grams, PMIDs."""
+    from curate.decontam.evalsets import LAYOUTS
+
+    entries = []
+    for value in benchmark:
+        layout, sep, path = value.partition("=")
+        entries.append({"path": path, "layout": layout} if sep and layout in LAYOUTS else {"path": value})
+    params = {
+        "benchmarks": entries,
+        "action": action,
+        "ngram": ngram,
+        "min_share": min_share,
+        "min_ngrams": min_ngrams,
+        "window": window,
+    }
+    _run_single("decontaminate", params, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
+    _print_decontamination([out_dir])
+
+
+@app.command()
+def tokenize(
+    inputs: ShardsArg,
+    out_dir: OutOpt,
+    tokenizer: Annotated[Path, typer.Option(help="The tokenizer.json of the model to train (tokenizers).")],
+    eod_token: Annotated[
+        str | None, typer.Option(help="End-of-document token (default: the tokenizer's end-of-text token).")
+    ] = None,
+    merge: Annotated[
+        bool, typer.Option(help="Also merge the shards into train (and validation) datasets.")
+    ] = True,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    sources: SourcesOpt = None,
+) -> None:
+    """Token ids of every document as Megatron-LM indexed datasets (.bin + .idx) per shard, and merged."""
+    params = {"tokenizer": str(tokenizer), "eod_token": eod_token, "merge": merge}
+    _run_single("tokenize", params, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
+
+
 def _named(values: list[str] | None, option: str, number: bool) -> list[tuple[str, Any]]:
     """NAME=VALUE pairs of a repeatable option; exit 2 with a message on a malformed one."""
     pairs = []
@@ -539,6 +605,17 @@ def _print_mix_reports(stage_dirs: list[Path]) -> None:
     for stage_dir in stage_dirs:
         if (stage_dir / REPORT).is_file():
             print_mix_report(read_json(stage_dir / REPORT), out)
+
+
+def _print_decontamination(stage_dirs: list[Path]) -> None:
+    """The table of each decontaminate stage's report (items found, documents, characters removed)."""
+    from curate.decontam.report import REPORT
+    from curate.io import read_json
+    from curate.stats.report import print_decontamination
+
+    for stage_dir in stage_dirs:
+        if (stage_dir / REPORT).is_file():
+            print_decontamination(stage_dir.name, read_json(stage_dir / REPORT), out)
 
 
 @app.command()

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curate.decontam.evalsets import relative_to
+from curate.decontam.stage import DecontaminateStage
 from curate.dedup.exact import ExactDedup
 from curate.dedup.minhash import MinHashDedup
 from curate.filter.classifier import QualityClassifier
@@ -31,6 +33,7 @@ from curate.sources.registry import (
 )
 from curate.stage import Input, Stage
 from curate.storage import as_path
+from curate.train.tokenize import TokenizeStage
 from curate.verify import flow_problems
 
 STEPS: dict[str, type[Stage]] = {
@@ -49,11 +52,14 @@ STEPS: dict[str, type[Stage]] = {
         MinHashDedup,
         MixStage,
         ShardStage,
+        DecontaminateStage,
+        TokenizeStage,
     )
 }
 # Filled from sources.yaml (or the model file), not written by users in pipeline YAML.
 DERIVED_FIELDS = {"name", "licenses", "priority", "model_sha256", "tokenizer_sha256", "input_components"}
 DERIVED_FIELDS.add("catalog")  # scrape: the sources.yaml entries of its sources
+DERIVED_FIELDS.add("benchmarks_sha256")  # decontaminate: the evaluation files' contents
 PIPELINE_FILE = "pipeline.json"
 
 
@@ -146,6 +152,8 @@ def load_pipeline(
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        if step == DecontaminateStage.step:  # evaluation files are named relative to the YAML, like inputs
+            entry["benchmarks"] = relative_to(entry.get("benchmarks"), base)
         stage = make_stage(step, name, entry, sources)
         if step == ScrapeStage.step and raw_inputs is None:
             inputs = []  # a scrape reads the web (or, given inputs, local copies of the sites)

@@ -34,6 +34,8 @@ COMMANDS = [
     ["pubmed"],
     ["clean"],
     ["quality"],
+    ["decontaminate"],
+    ["tokenize"],
 ]
 
 

@@ -21,7 +21,8 @@ from curate.stage import Input
 from .conftest import REPO
 
 DEMO = REPO / "pipelines" / "demo.yaml"
-STAGES = ["guidelines", "papers", "scraped", "language", "clean", "quality", "dedup", "near_dedup", "shard"]
+STAGES = ["guidelines", "papers", "scraped", "language", "clean", "quality", "dedup", "near_dedup"]
+STAGES += ["decontaminate", "shard"]
 SOURCES = {"demo-guidelines", "demo-wiki", "demo-papers", "nice", "who"}
 
 
@@ -110,6 +111,19 @@ def test_the_edited_wiki_copy_is_a_near_duplicate_and_the_guideline_survives(dem
     assert dropped[0]["drop_detail"] == "near-duplicate of demo-guidelines:sepsis-recognition"
     kept = {r["id"]: r for r in _rows(workdir / "shard")}
     assert kept["demo-guidelines:sepsis-recognition"]["dup_cluster"] == dropped[0]["dup_cluster"]
+
+
+def test_decontamination_cuts_one_item_of_each_layout_out_of_the_demo(demo_run):
+    workdir, _ = demo_run
+    report = json.loads((workdir / "decontaminate" / "decontamination.json").read_text())
+    assert {name: b["items_found"] for name, b in report["benchmarks"].items()} == dict.fromkeys(
+        ("held_out", "medmcqa", "medqa", "mmlu", "pubmedqa"), 1
+    )
+    assert (report["documents_contaminated"], report["documents_cut"]) == (5, 5)
+    cut = {r["id"]: r for r in _rows(workdir / "shard") if "decontaminate" in json.loads(r["meta"])}
+    trial = cut["demo-papers:cardiology-trial"]["text"]  # its title and abstract are a PubMedQA item
+    assert "312 adults discharged" not in trial and "Participants were randomly assigned" in trial
+    assert "Blood pressure readings vary" not in cut["demo-guidelines:hypertension-in-adults"]["text"]
 
 
 def test_quality_keeps_every_guideline_page_and_says_why_it_drops(demo_run):

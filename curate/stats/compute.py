@@ -625,6 +625,7 @@ def collect_stats(
         # None, not a "missing manifest" entry: the shard stage writes stats.json before its manifest exists.
         stats["manifest"] = _funnel_entry(stats["stage"], manifest) if manifest is not None else None
         stats["warnings"] = _check(stats["stage"], manifest, kept.documents, rejected.reasons)
+        stats["decontamination"] = _decontamination({stats["stage"]: root})
     stats.update(_redistributable(stats["by_source"], root, sources))
     return stats
 
@@ -698,7 +699,19 @@ def _workdir_stats(root: Path | StoragePath, tok: Any, tokenizer: str | None) ->
         for s, c in rejected.by_stage.items()
     }
     stats["warnings"] = warnings
+    stats["decontamination"] = _decontamination({name: root / name for name in stages})
     return stats
+
+
+def _decontamination(stage_dirs: dict[str, Path | StoragePath]) -> dict[str, Any]:
+    """The report of each decontaminate stage (its decontamination.json), by stage name."""
+    from curate.decontam.report import REPORT as DECONTAMINATION
+
+    return {
+        name: _read_json(folder / DECONTAMINATION)
+        for name, folder in stage_dirs.items()
+        if (folder / DECONTAMINATION).is_file()
+    }
 
 
 def _assemble(

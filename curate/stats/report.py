@@ -178,6 +178,9 @@ def print_stats(stats: dict, console: Console | None = None) -> None:
             table.add_row(Text(reason), _num(count), _num(characters.get(reason)))
         console.print(table)
 
+    for stage, report in (stats.get("decontamination") or {}).items():
+        print_decontamination(stage, report, console)
+
     funnel = stats.get("funnel")
     if funnel:
         table = Table(title="Funnel (from stage manifests)")
@@ -200,6 +203,55 @@ def print_stats(stats: dict, console: Console | None = None) -> None:
 
     for warning in stats.get("warnings") or []:
         console.print(Text(f"warning: {warning}", style="yellow"))
+
+
+DECONTAMINATION_COLUMNS = ("Benchmark", "Items", "Found", "Documents", "By PMID", "Chars removed")
+
+
+def _decontamination_rows(report: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """Per benchmark: items, items found, documents affected, of them by PMID, characters removed."""
+    return [
+        (
+            name,
+            _num(b.get("items")),
+            _num(b.get("items_found")),
+            _num(b.get("documents")),
+            _num(b.get("documents_by_pmid")),
+            _num(b.get("characters_removed")),
+        )
+        for name, b in (report.get("benchmarks") or {}).items()
+    ]
+
+
+def _decontamination_caption(report: Mapping[str, Any]) -> str:
+    p = report.get("parameters") or {}
+    counts = ("documents", "documents_contaminated", "documents_dropped", "documents_cut")
+    n = {k: _num(report.get(k)) for k in (*counts, "characters_removed", "items_unmatchable")}
+    return (
+        f"{n['documents_contaminated']} of {n['documents']} documents held test items "
+        f"({n['documents_dropped']} dropped, {n['documents_cut']} cut), {n['characters_removed']} characters "
+        f"removed; an item is found when one stretch of a document holds {p.get('min_share')} of its "
+        f"{p.get('ngram')}-grams (at least {p.get('min_ngrams')}), or by PMID; {n['items_unmatchable']} "
+        "items too short to match"
+    )
+
+
+def print_decontamination(stage: str, report: Mapping[str, Any], console: Console) -> None:
+    """The decontamination report of one stage: a table per benchmark and a few examples."""
+    table = Table(title=f"Decontamination ({stage}): test items found in the corpus")
+    for i, name in enumerate(DECONTAMINATION_COLUMNS):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for row in _decontamination_rows(report):
+        table.add_row(Text(row[0]), *row[1:])
+    table.caption = _decontamination_caption(report)
+    console.print(table)
+    for name, examples in (report.get("examples") or {}).items():
+        for e in examples:
+            what = f"n-gram {e.get('ngram')!r}, share {e.get('share')}" if e.get("by") == "ngrams" else "PMID"
+            console.print(
+                Text(f"  {name} item {e.get('item')} in {e.get('document')} ({what}; {e.get('action')})"),
+                soft_wrap=True,
+            )
 
 
 FUNNEL_COLUMNS = (
@@ -440,6 +492,29 @@ def _clusters_section(stats: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def _decontamination_section(stage: str, report: Mapping[str, Any]) -> str:
+    rows = _decontamination_rows(report)
+    parts = [
+        f"<h2>Decontamination ({_e(stage)})</h2>",
+        f'<p class="muted">{_e(_decontamination_caption(report))}</p>',
+        _table(list(DECONTAMINATION_COLUMNS), rows, numeric=(1, 2, 3, 4, 5)),
+    ]
+    examples = [(name, e) for name, found in (report.get("examples") or {}).items() for e in found]
+    if examples:
+        body = "".join(
+            f"<tr><td>{_e(name)}</td><td>{_e(e.get('item'))}</td><td>{_e(e.get('document'))}</td>"
+            f"<td>{_e(e.get('ngram') or 'PMID')}</td><td>{_e(e.get('action'))}</td>"
+            f"<td>{_sample_text(e.get('excerpt'))}</td></tr>"
+            for name, e in examples
+        )
+        parts.append(
+            "<h3>Examples</h3><table><thead><tr><th>Benchmark</th><th>Item</th><th>Document</th>"
+            "<th>Overlapping n-gram</th><th>Action</th><th>Text</th></tr></thead>"
+            f"<tbody>{body}</tbody></table>"
+        )
+    return "".join(parts)
+
+
 def _clip(label: Any, width: int = 32) -> str:
     text = "" if label is None else str(label)
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -575,6 +650,8 @@ def render_html(stats: Mapping[str, Any]) -> str:
         rows = [(s, r, _num(c)) for s, reasons in by_stage.items() for r, c in reasons.items()]
         parts.append(_table(["Stage", "Reason", "Documents"], rows, numeric=(2,)))
     parts.append(_lengths_section(stats))
+    for stage, report in (stats.get("decontamination") or {}).items():
+        parts.append(_decontamination_section(stage, report))
     parts.append(_clusters_section(stats))
     parts.append(_samples_section(stats))
     parts.append(

@@ -1,0 +1,1 @@
+"""Decontamination against evaluation sets: test-item n-gram index, matching, the `decontaminate` step."""
