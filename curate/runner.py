@@ -47,7 +47,7 @@ from curate.io import (
 )
 from curate.schema import ERROR_REASON, latest_columns
 from curate.stage import Input, Stage, Task, describe_error, short_hash
-from curate.storage import StoragePath, as_path, folder_lock, is_uri
+from curate.storage import LOCK_FILE, StoragePath, as_path, folder_lock, is_uri
 
 log = logging.getLogger("curate")
 
@@ -253,18 +253,26 @@ class RayExecutor:
         shared = {id(a): ray.put(a) for args in args_list for a in args if isinstance(a, Stage)}
         pending: dict[Any, int] = {}
         next_index = 0
-        while next_index < len(args_list) or pending:
-            while next_index < len(args_list) and len(pending) < limit:
-                args = [shared.get(id(a), a) for a in args_list[next_index]]
-                pending[remote.remote(fn, *args)] = next_index
-                next_index += 1
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                index = pending.pop(ref)
-                try:
-                    yield index, ray.get(ref), None
-                except Exception as exc:  # noqa: BLE001 - a failed task is recorded, not raised
-                    yield index, None, getattr(exc, "cause", None) or exc
+        try:
+            while next_index < len(args_list) or pending:
+                while next_index < len(args_list) and len(pending) < limit:
+                    args = [shared.get(id(a), a) for a in args_list[next_index]]
+                    pending[remote.remote(fn, *args)] = next_index
+                    next_index += 1
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    index = pending.pop(ref)
+                    try:
+                        yield index, ray.get(ref), None
+                    except Exception as exc:  # noqa: BLE001 - a failed task is recorded, not raised
+                        yield index, None, getattr(exc, "cause", None) or exc
+        finally:
+            # The caller stopped early (a failed global pass, a full disk): stop the tasks still running, so
+            # none writes into a scratch folder after it is removed.
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            if pending:
+                ray.wait(list(pending), num_returns=len(pending), timeout=60)
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -308,7 +316,7 @@ def run_stage(
     out.mkdir(parents=True, exist_ok=True)
     # A stage folder of a pipeline's work directory is locked with it: `curate run` and a single-stage
     # command never work in it at once.
-    in_workdir = (out.parent / PIPELINE_FILE).exists()
+    in_workdir = (out.parent / PIPELINE_FILE).exists() or (out.parent / LOCK_FILE).exists()
     with folder_lock(out.parent) if in_workdir else contextlib.nullcontext(), folder_lock(out):
         return _run_locked(stage, inputs, out, executor, progress, resources)
 
@@ -343,8 +351,9 @@ def _run_locked(
     if todo:
         scratch = _scratch_dir(out)
         try:
+            # A full disk in the global pass is most likely the scratch folder's (local when out is a URI).
             prepared = stage.prepare(
-                tasks, lambda fn, args: _map_all(executor, fn, args, resources, out), scratch, out
+                tasks, lambda fn, args: _map_all(executor, fn, args, resources, scratch), scratch, out
             )
         except PreparationError as exc:
             raise PreparationError(
@@ -355,16 +364,17 @@ def _run_locked(
             shutil.rmtree(scratch, ignore_errors=True)
         todo = [{t.name: t for t in prepared}[t.name] for t in todo]
         work = [(stage, t, str(out)) for t in todo]
-        for index, counts, error in executor.map(execute_task, work, resources):
-            if error is not None:
-                _raise_if_disk_full(error, out)
-                failed.append(_record_failure(stage, todo[index], out, error))
-            else:
-                nodes[counts["node"]] += 1
-                node_seconds[counts["node"]] += counts["seconds"]
-                task_seconds += counts["seconds"]
-            if bar:
-                bar.advance(1)
+        with contextlib.closing(executor.map(execute_task, work, resources)) as mapped:
+            for index, counts, error in mapped:
+                if error is not None:
+                    _raise_if_disk_full(error, out)
+                    failed.append(_record_failure(stage, todo[index], out, error))
+                else:
+                    nodes[counts["node"]] += 1
+                    node_seconds[counts["node"]] += counts["seconds"]
+                    task_seconds += counts["seconds"]
+                if bar:
+                    bar.advance(1)
     if bar:
         bar.close()
 
@@ -395,20 +405,27 @@ def _map_all(
     out: Path | StoragePath | None = None,
 ) -> list:
     results: list[Any] = [None] * len(args_list)
-    for index, value, error in executor.map(fn, args_list, resources):
-        if error is not None:
-            if out is not None:
-                _raise_if_disk_full(error, out)
-            # The task's input files, if its arguments name any (not the scratch folder).
-            paths = [a for a in map(str, args_list[index]) if "/" in a and len(a) < 300]
-            what = ", ".join(a for a in paths if SCRATCH_DIR not in a and "curate-scratch-" not in a)
-            raise PreparationError(
-                f"its global pass ({getattr(fn, '__name__', 'a task')}"
-                f"{' on ' + what if what else ''}) failed on node {_failed_node(error)}: "
-                f"{describe_error(error)}"
-            ) from error
-        results[index] = value
+    with contextlib.closing(executor.map(fn, args_list, resources)) as mapped:
+        for index, value, error in mapped:
+            _check_result(fn, args_list[index], error, out)
+            results[index] = value
     return results
+
+
+def _check_result(fn: Callable[..., Any], args: tuple, error: BaseException | None, out: Any) -> None:
+    """Raise PreparationError (or DiskFullError) for a failed task of a global pass."""
+    if error is None:
+        return
+    if out is not None:
+        _raise_if_disk_full(error, out)
+    # The task's input files, if its arguments name any (not the scratch folder).
+    paths = [a for a in map(str, args) if "/" in a and len(a) < 300]
+    what = ", ".join(a for a in paths if SCRATCH_DIR not in a and "curate-scratch-" not in a)
+    raise PreparationError(
+        f"its global pass ({getattr(fn, '__name__', 'a task')}"
+        f"{' on ' + what if what else ''}) failed on node {_failed_node(error)}: "
+        f"{describe_error(error)}"
+    ) from error
 
 
 def check_output(stage: Stage, inputs: list[Input], out: Path | StoragePath) -> None:
@@ -599,6 +616,7 @@ def _is_finished(
         log.warning("stage %s: output of task %s is damaged (%s); recomputing it", stage_name, name, exc)
         listed = set(previous)
         for path in (kept, rejected):
+            hashes.pop(path, None)  # the damaged file's: the manifest must get the recomputed one's
             if path.exists() and not _owned(path, out, listed):
                 raise ValueError(
                     f"stage {stage_name!r}: {path} is damaged and curate cannot show that it wrote it "

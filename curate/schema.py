@@ -135,11 +135,14 @@ def _repaired_utf8(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return pa.chunked_array([pa.array(values, pa.string())])
 
 
-def split_invalid(table: pa.Table, stage: str, where: str = "") -> tuple[pa.Table, pa.Table]:
+def split_invalid(
+    table: pa.Table, stage: str, where: str = "", first_row: int = 0
+) -> tuple[pa.Table, pa.Table]:
     """Split input rows into records and rows that are not records (rejected, reason record_invalid).
 
     A record has a non-null, UTF-8 string id, text and source. Rows that fail are rejected one by one, never
-    fail the shard; their text is kept (invalid bytes as U+FFFD) and a null id becomes `invalid:WHERE#ROW`.
+    fail the shard; their text is kept (invalid bytes as U+FFFD) and a null id becomes `invalid:WHERE#ROW`
+    (ROW counted from first_row, the table's first row in its file).
     Optional string columns with invalid UTF-8 are repaired (U+FFFD), not rejected.
     """
     table = latest_columns(table)
@@ -175,7 +178,8 @@ def split_invalid(table: pa.Table, stage: str, where: str = "") -> tuple[pa.Tabl
         values = [v if isinstance(v, str) else (None if v is None else str(v)) for v in values]
         if name == "id":
             values = [
-                v if v is not None else f"invalid:{where}#{row}" for v, row in zip(values, bad, strict=True)
+                v if v is not None else f"invalid:{where}#{first_row + row}"
+                for v, row in zip(values, bad, strict=True)
             ]
         columns[name] = pa.array([v if v is not None else "" for v in values], pa.string())
     for name, values in columns.items():
