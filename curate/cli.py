@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -15,7 +16,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from curate.pipeline import attach_sources, check_pipeline, load_pipeline, make_stage, run_pipeline
+from curate.pipeline import (
+    attach_sources,
+    check_pipeline,
+    load_pipeline,
+    make_stage,
+    run_pipeline,
+    workdir_lock,
+)
 from curate.runner import (
     AccountingError,
     DiskFullError,
@@ -24,6 +32,7 @@ from curate.runner import (
     RayExecutor,
     check_output,
     run_stage,
+    stage_lock,
     start_ray,
 )
 from curate.sources.registry import ConfigError, Source, load_sources
@@ -144,19 +153,22 @@ def _run_single(
     num_cpus: int | None,
     local: bool = False,
 ) -> None:
-    try:
-        sources = load_sources(sources_file) if sources_file else load_sources()
-        stage = make_stage(step, step, params, sources)
-        attach_sources(stage, inputs, sources)
-        check_output(stage, inputs, as_path(out_dir))  # before Ray starts: nothing to wait for
-    except (ConfigError, ValueError) as exc:
-        _fail(str(exc))
-    if not local:
-        start_ray(address, num_cpus)
-    manifests = _execute(
-        lambda executor, progress: [run_stage(stage, inputs, out_dir, executor, progress)],
-        LocalExecutor() if local else None,
-    )
+    with contextlib.ExitStack() as held:
+        try:
+            sources = load_sources(sources_file) if sources_file else load_sources()
+            stage = make_stage(step, step, params, sources)
+            attach_sources(stage, inputs, sources)
+            # Before Ray starts: a mistake, or another process in the folder, needs no waiting for.
+            check_output(stage, inputs, as_path(out_dir))
+            held.enter_context(stage_lock(as_path(out_dir)))
+        except (ConfigError, ValueError) as exc:
+            _fail(str(exc))
+        if not local:
+            start_ray(address, num_cpus)
+        manifests = _execute(
+            lambda executor, progress: [run_stage(stage, inputs, out_dir, executor, progress)],
+            LocalExecutor() if local else None,
+        )
     _summarise(manifests, out_dir)
 
 
@@ -194,12 +206,14 @@ def run(
     except ConfigError as exc:
         _fail(str(exc))
     target = as_path(workdir) if workdir else loaded.workdir or Path("work") / loaded.name
-    try:
-        check_pipeline(loaded, target)  # before Ray starts: nothing to wait for
-    except ValueError as exc:
-        _fail(str(exc))
-    start_ray(address, num_cpus)
-    manifests = _execute(lambda executor, progress: run_pipeline(loaded, target, executor, progress))
+    with contextlib.ExitStack() as held:
+        try:  # before Ray starts: a mistake, or another run in the folder, needs no waiting for
+            check_pipeline(loaded, target)
+            held.enter_context(workdir_lock(target))
+        except ValueError as exc:
+            _fail(str(exc))
+        start_ray(address, num_cpus)
+        manifests = _execute(lambda executor, progress: run_pipeline(loaded, target, executor, progress))
     _print_mix_reports([target / m["stage"] for m in manifests if m.get("step") == "mix"])
     _summarise(manifests, target)
 

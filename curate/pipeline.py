@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import re
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -279,9 +281,17 @@ def run_pipeline(pipeline: Pipeline, workdir: Path, executor, progress=None) -> 
     """Run every stage in order; a stage's output directory feeds the stages that name it."""
     workdir = as_path(workdir)  # a local folder, or a storage URI such as s3://bucket/prefix
     staged = check_pipeline(pipeline, workdir)
+    with workdir_lock(workdir):
+        return _run_stages(pipeline, staged, workdir, executor, progress)
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str | os.PathLike | StoragePath) -> Iterator[None]:
+    """Create the work directory and hold its lock while the block runs (FolderBusy if another holds it)."""
+    workdir = as_path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     with folder_lock(workdir):
-        return _run_stages(pipeline, staged, workdir, executor, progress)
+        yield
 
 
 def check_pipeline(

@@ -313,12 +313,19 @@ def run_stage(
     """
     out = as_path(out_dir)
     check_output(stage, inputs, out)
+    with stage_lock(out):
+        return _run_locked(stage, inputs, out, executor, progress, resources)
+
+
+@contextlib.contextmanager
+def stage_lock(out: Path | StoragePath) -> Iterator[None]:
+    """Create the stage folder and hold its lock (FolderBusy if another process holds it). A stage folder of
+    a pipeline's work directory is locked with it: `curate run` and a single-stage command never work in it
+    at once."""
     out.mkdir(parents=True, exist_ok=True)
-    # A stage folder of a pipeline's work directory is locked with it: `curate run` and a single-stage
-    # command never work in it at once.
     in_workdir = (out.parent / PIPELINE_FILE).exists() or (out.parent / LOCK_FILE).exists()
     with folder_lock(out.parent) if in_workdir else contextlib.nullcontext(), folder_lock(out):
-        return _run_locked(stage, inputs, out, executor, progress, resources)
+        yield
 
 
 def _run_locked(

@@ -27,6 +27,7 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "KI": 2**10, "MI": 2**20, "GI": 2**30, "TI": 2**40}
 
 VALIDATION_PREFIX = "validation-"
+_SHARD_NAME = re.compile(rf"^(?:{VALIDATION_PREFIX})?shard-\d{{5}}$")
 
 
 def parse_size(size: str | int) -> int:
@@ -136,8 +137,9 @@ class ShardStage(Stage):
         from curate.stats.compute import collect_stats
 
         shards = {Path(o["path"]).stem for o in manifest["outputs"]}
-        for f in out_dir.glob("*.stats.json"):
-            if f.name.removesuffix(".stats.json") not in shards:
+        for f in out_dir.glob("*.stats.json"):  # of shards an earlier run wrote (named as curate names them)
+            task = f.name.removesuffix(".stats.json")
+            if _SHARD_NAME.match(task) and task not in shards:
                 f.unlink()
         stats = collect_stats(out_dir, tokenizer=self.tokenizer) if shards else None
         if stats is not None:
