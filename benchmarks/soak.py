@@ -100,17 +100,20 @@ def concurrent(workdir: Path, first_for: float, kill_after: float) -> dict:
     second = subprocess.run(_command(workdir), cwd=REPO, capture_output=True, text=True, timeout=600)
     waited = time.perf_counter() - started
     first_running = first.poll() is None  # else the second may have run legitimately, after the first
+    killed = False
     try:
         first.wait(timeout=max(0.0, kill_after - first_for - waited))
     except subprocess.TimeoutExpired:
         first.send_signal(signal.SIGKILL)
         first.wait()
+        killed = True
     message = " ".join(second.stderr.split())
     refused = second.returncode == 2 and "is in use by another curate process" in message
     return {
         "second_exit": second.returncode,
         "second_seconds": round(waited, 2),
         "refused_while_first_ran": refused,
+        "kills": int(killed),
         "bad": first_running and not refused or "Traceback" in second.stderr,
     }
 
@@ -175,7 +178,7 @@ def main() -> None:
             if kind == "concurrent":
                 first_for, kill_after = sorted(rng.uniform(0.5, full_seconds) for _ in range(2))
                 record.update(concurrent(workdir, round(first_for, 2), round(kill_after, 2)))
-                record.update(delays=[round(kill_after, 2)], kills=1)
+                record["delays"] = [round(kill_after, 2)]
             else:
                 delays = [
                     round(rng.uniform(0.5, full_seconds), 2) for _ in range(rng.randint(1, args.max_kills))
@@ -183,6 +186,11 @@ def main() -> None:
                 record.update(delays=delays, kills=sum(run(workdir, kill_after=d) for d in delays))
                 if kind == "damage":
                     record["damaged"] = damage(workdir, rng)
+                    while record["damaged"] is None:  # killed before any stage finished: run on, kill later
+                        delay = round(rng.uniform(full_seconds / 2, full_seconds), 2)
+                        record["delays"].append(delay)
+                        record["kills"] += run(workdir, kill_after=delay)
+                        record["damaged"] = damage(workdir, rng)
             run(workdir)
             got = outcome(workdir)
             record["differing_stages"] = [s for s in STAGES if got[s] != reference[s]]
