@@ -402,3 +402,28 @@ def test_one_bad_jsonl_line_is_one_rejected_row_and_the_file_keeps_its_documents
         ("jsonl_no_text", "7"),
     ]
     assert {r["drop_stage"] for r in rejected} == {"mix"}
+
+
+# ------------------------------------------------------------------------------------ a full disk
+
+
+def test_a_full_disk_in_a_global_pass_names_the_folder_and_leaves_no_scratch(ray_session, tmp_path: Path):
+    small = tmp_path / "small"
+    small.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(small)]
+    if subprocess.run(mount, capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root); the full-disk case is not exercised")
+    try:
+        words = [hashlib.sha256(str(i).encode()).hexdigest()[:7] for i in range(4000)]
+        for s in range(8):  # signatures and band files of these do not fit in 400 KB
+            texts = [" ".join(words[(s * 200 + i + k * 13) % 4000] for k in range(300)) for i in range(200)]
+            rows = [{"id": f"t:{s}-{i}", "text": t, "source": "x"} for i, t in enumerate(texts)]
+            write_parquet(records_table(rows), tmp_path / "src" / f"p{s}.parquet")
+        out = small / "near"
+        result = _curate("dedup", str(tmp_path / "src"), "--near", "--out", str(out))
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert _said(result, f"no space left while writing {out / '.scratch'}: free some space there")
+        time.sleep(1)  # a task still running would write on after the message
+        assert not (out / ".scratch").exists() and not list(out.glob("*.parquet"))
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
