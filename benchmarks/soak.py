@@ -176,7 +176,8 @@ def main() -> None:
             workdir = Path(tmp) / f"trial-{trial}"
             record: dict = {"trial": trial, "kind": kind}
             if kind == "concurrent":
-                first_for, kill_after = sorted(rng.uniform(0.5, full_seconds) for _ in range(2))
+                first_for = rng.uniform(0.5, full_seconds / 2)  # while the first surely runs
+                kill_after = rng.uniform(first_for, full_seconds)
                 record.update(concurrent(workdir, round(first_for, 2), round(kill_after, 2)))
                 record["delays"] = [round(kill_after, 2)]
             else:
