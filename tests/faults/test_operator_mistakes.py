@@ -23,6 +23,7 @@ from curate.schema import records_table
 
 from ..conftest import REPO
 
+pytestmark = pytest.mark.timeout(120)  # none of these may hang: each is bounded well below the suite's limit
 runner = CliRunner()
 SOURCES = REPO / "sources.yaml"
 TEXT = "Offer a statin to adults with a ten-year cardiovascular risk of ten percent or more."
