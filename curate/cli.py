@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -15,18 +16,28 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from curate.pipeline import attach_sources, load_pipeline, make_stage, run_pipeline
+from curate.pipeline import (
+    attach_sources,
+    check_pipeline,
+    load_pipeline,
+    make_stage,
+    run_pipeline,
+    workdir_lock,
+)
 from curate.runner import (
     AccountingError,
     DiskFullError,
     LocalExecutor,
     PreparationError,
     RayExecutor,
+    check_output,
     run_stage,
+    stage_lock,
     start_ray,
 )
 from curate.sources.registry import ConfigError, Source, load_sources
 from curate.stage import Input
+from curate.stats.report import printable
 from curate.storage import as_path
 
 app = typer.Typer(
@@ -86,7 +97,7 @@ def _progress() -> Progress:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(printable(message))}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -107,7 +118,7 @@ def _summarise(manifests: list[dict[str, Any]], where: Path) -> None:
     failed = [f for m in manifests for f in m["failed_tasks"]]
     if failed:
         for f in failed:
-            err.print(f"[red]failed task[/] {f['task']}: {escape(f['error'])}", soft_wrap=True)
+            err.print(f"[red]failed task[/] {f['task']}: {escape(printable(f['error']))}", soft_wrap=True)
         _fail(
             f"{len(failed)} task(s) failed; their inputs are in rejected/ as errors. "
             "Rerun the same command to retry only those.",
@@ -142,18 +153,22 @@ def _run_single(
     num_cpus: int | None,
     local: bool = False,
 ) -> None:
-    try:
-        sources = load_sources(sources_file) if sources_file else load_sources()
-        stage = make_stage(step, step, params, sources)
-        attach_sources(stage, inputs, sources)
-    except ConfigError as exc:
-        _fail(str(exc))
-    if not local:
-        start_ray(address, num_cpus)
-    manifests = _execute(
-        lambda executor, progress: [run_stage(stage, inputs, out_dir, executor, progress)],
-        LocalExecutor() if local else None,
-    )
+    with contextlib.ExitStack() as held:
+        try:
+            sources = load_sources(sources_file) if sources_file else load_sources()
+            stage = make_stage(step, step, params, sources)
+            attach_sources(stage, inputs, sources)
+            # Before Ray starts: a mistake, or another process in the folder, needs no waiting for.
+            check_output(stage, inputs, as_path(out_dir))
+            held.enter_context(stage_lock(as_path(out_dir)))
+        except (ConfigError, ValueError) as exc:
+            _fail(str(exc))
+        if not local:
+            start_ray(address, num_cpus)
+        manifests = _execute(
+            lambda executor, progress: [run_stage(stage, inputs, out_dir, executor, progress)],
+            LocalExecutor() if local else None,
+        )
     _summarise(manifests, out_dir)
 
 
@@ -191,8 +206,14 @@ def run(
     except ConfigError as exc:
         _fail(str(exc))
     target = as_path(workdir) if workdir else loaded.workdir or Path("work") / loaded.name
-    start_ray(address, num_cpus)
-    manifests = _execute(lambda executor, progress: run_pipeline(loaded, target, executor, progress))
+    with contextlib.ExitStack() as held:
+        try:  # before Ray starts: a mistake, or another run in the folder, needs no waiting for
+            check_pipeline(loaded, target)
+            held.enter_context(workdir_lock(target))
+        except ValueError as exc:
+            _fail(str(exc))
+        start_ray(address, num_cpus)
+        manifests = _execute(lambda executor, progress: run_pipeline(loaded, target, executor, progress))
     _print_mix_reports([target / m["stage"] for m in manifests if m.get("step") == "mix"])
     _print_decontamination([target / m["stage"] for m in manifests if m.get("step") == "decontaminate"])
     _summarise(manifests, target)
@@ -671,7 +692,7 @@ def inspect(
     pager: Annotated[bool, typer.Option(help="Page the output when stdout is a terminal.")] = True,
 ) -> None:
     """Read documents from shards or rejected/ with their metadata, in a pager."""
-    from curate.stats.inspect import miss_message, print_selection, select_documents
+    from curate.stats.inspect import json_line, miss_message, print_selection, select_documents
 
     try:
         selection = select_documents(
@@ -683,7 +704,7 @@ def inspect(
         _fail(miss_message(selection, source, reason, doc_id), code=1)
     if as_json:
         for doc in selection.documents:
-            sys.stdout.write(json.dumps(doc, ensure_ascii=False, default=str) + "\n")
+            sys.stdout.write(json_line(doc) + "\n")
         return
     if pager and sys.stdout.isatty():
         with out.pager(styles=True):
@@ -704,7 +725,7 @@ def verify(
     except ValueError as exc:
         _fail(str(exc))
     for problem in problems:
-        out.print(f"[red]problem[/] {escape(problem)}", soft_wrap=True)
+        out.print(f"[red]problem[/] {escape(printable(problem))}", soft_wrap=True)
     if problems:
         _fail(f"{len(problems)} problem(s) in {path}; rerun the pipeline to recompute damage", code=1)
     out.print(f"ok: {len(stages)} stage(s) match their manifests ({', '.join(stages)})")

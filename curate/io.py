@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ import pyarrow.parquet as pq
 from curate.storage import StoragePath, as_path
 
 TMP_MARK = ".tmp-"  # temporary files carry this in their name until renamed into place
+_TMP_NAME = re.compile(r"^\..+\.tmp-[0-9a-f]{8}$")
 PARQUET_COMPRESSION = "zstd"
 
 
@@ -146,7 +148,8 @@ def parquet_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     found: list[Path] = []
     for p in map(as_path, paths):
         if p.is_dir():
-            found.extend(sorted(f for f in p.glob("*.parquet") if TMP_MARK not in f.name))
+            # Files only: a folder named x.parquet is not a shard.
+            found.extend(sorted(f for f in p.glob("*.parquet") if TMP_MARK not in f.name and f.is_file()))
         elif p.is_file():
             found.append(p)
         else:
@@ -155,5 +158,5 @@ def parquet_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 def is_tmp(path: Path | StoragePath) -> bool:
-    """True for a temporary file left by an interrupted write."""
-    return TMP_MARK in path.name
+    """True for a temporary file left by an interrupted write (named as _tmp_path names them)."""
+    return _TMP_NAME.match(path.name) is not None

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import os
+import re
+import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,7 @@ from curate.io import write_json
 from curate.mix.stage import MixStage, input_components
 from curate.parse.stages import FileStage, HtmlStage, PdfStage
 from curate.parse.xml_stages import PmcStage, PubmedStage
-from curate.runner import AccountingError, Resources, check_storage, run_stage
+from curate.runner import AccountingError, Resources, check_output, run_stage
 from curate.scrape.stage import ScrapeStage
 from curate.shard import ShardStage
 from curate.sources.registry import (
@@ -32,7 +37,7 @@ from curate.sources.registry import (
     require_source,
 )
 from curate.stage import Input, Stage
-from curate.storage import as_path
+from curate.storage import StoragePath, as_path, folder_lock, is_uri
 from curate.train.tokenize import TokenizeStage
 from curate.verify import flow_problems
 
@@ -61,6 +66,10 @@ DERIVED_FIELDS = {"name", "licenses", "priority", "model_sha256", "tokenizer_sha
 DERIVED_FIELDS.add("catalog")  # scrape: the sources.yaml entries of its sources
 DERIVED_FIELDS.add("benchmarks_sha256")  # decontaminate: the evaluation files' contents
 PIPELINE_FILE = "pipeline.json"
+# A stage name is a folder of the work directory, a pipeline name one of work/: plain names only (no "..",
+# "/", leading "." or "_" (curate's own folders, such as _crawl), no markup).
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+MAX_YAML_VALUES = 100_000  # a pipeline is a few hundred values; YAML aliases can make billions
 
 
 @dataclass
@@ -99,6 +108,10 @@ def make_stage(step: str, name: str, params: dict[str, Any], sources: dict[str, 
             f"it takes: {', '.join(step_options(step)) or 'no options'}"
         )
     cls = STEPS[step]
+    for key, value in params.items():
+        problem = _param_problem(key, value, typing.get_type_hints(cls).get(key), _default(cls, key))
+        if problem:
+            raise ConfigError(f"stage {name!r}: option {key!r} {problem}, not {_short(value)}")
     try:
         stage = cls(name=name, **params)
     except (TypeError, ValueError) as exc:
@@ -106,6 +119,79 @@ def make_stage(step: str, name: str, params: dict[str, Any], sources: dict[str, 
     if isinstance(stage, (ExactDedup, MinHashDedup)) and not stage.priority:
         stage.priority = {s.name: s.priority for s in sources.values()}
     return stage
+
+
+def _default(cls: type[Stage], key: str) -> Any:
+    found = {f.name: f.default for f in dataclasses.fields(cls)}.get(key, dataclasses.MISSING)
+    return None if found is dataclasses.MISSING else found
+
+
+def _short(value: Any) -> str:
+    text = (
+        repr(value) if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
+    )
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _param_problem(key: str, value: Any, hint: Any, default: Any) -> str | None:
+    """What is wrong with a step option's value, judged by its declared type; None if nothing.
+
+    Counts must be positive where their default is (batch_size, num_perm, ngram, row_group_rows, ...) and
+    never negative; thresholds are fractions in [0, 1]; a seed is any non-negative integer.
+    """
+    if hint is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "must be a whole number"
+        if key != "seed" and isinstance(default, int) and default > 0 and value < 1:
+            return "must be at least 1"
+        return "must not be negative" if value < 0 else None
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return "must be a number"
+        if key == "threshold" and not 0 <= value <= 1:
+            return "must be a fraction between 0 and 1"
+        if isinstance(default, (int, float)) and default > 0 and value <= 0:
+            return "must be greater than 0"
+        return "must not be negative" if value < 0 else None
+    if hint is str:
+        return "must be a single value" if isinstance(value, (list, dict)) else None
+    strings = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    if typing.get_origin(hint) is list and typing.get_args(hint) == (str,) and not strings:
+        return "must be a list of strings"
+    if typing.get_origin(hint) is dict and not isinstance(value, dict) and value is not None:
+        return "must be a mapping"
+    return None
+
+
+def _yaml_values(data: Any, path: Path) -> None:
+    """Refuse YAML that expands (through aliases) to more values than any pipeline has: an alias bomb."""
+    seen = 0
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > MAX_YAML_VALUES:
+            raise ConfigError(
+                f"{path}: expands to more than {MAX_YAML_VALUES:,} values (aliases repeating aliases?); "
+                "a pipeline needs far fewer"
+            )
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def check_name(name: str, what: str, where: Path) -> str:
+    """A stage or pipeline name, which becomes a folder: a plain name, or a ConfigError that says so."""
+    if not _PLAIN_NAME.match(name) or name.endswith("."):
+        raise ConfigError(
+            f"{where}: {what} name {name!r} is not a plain name: use letters, digits, '_', '-' and '.' "
+            "(not first), at most 100 characters; it names a folder of the work directory"
+        )
+    return name
 
 
 def attach_sources(stage: Stage, inputs: list[Input], sources: dict[str, Source]) -> None:
@@ -127,6 +213,7 @@ def load_pipeline(
     if not path.is_file():
         raise ConfigError(f"pipeline file not found: {path}")
     data = load_yaml(path)
+    _yaml_values(data, path)
     if not isinstance(data, dict) or not isinstance(data.get("stages"), list) or not data["stages"]:
         raise ConfigError(f"{path}: expected a mapping with a non-empty 'stages:' list")
     base = path.parent
@@ -142,7 +229,7 @@ def load_pipeline(
             )
         entry = dict(entry)
         step = str(entry.pop("step"))
-        name = str(entry.pop("name", step))
+        name = check_name(str(entry.pop("name", step)), "stage", path)
         if name in names:
             raise ConfigError(f"{path}: two stages are named {name!r}; give each a unique 'name:'")
         raw_inputs = entry.pop("inputs", None)
@@ -168,9 +255,10 @@ def load_pipeline(
         planned.append(PlannedStage(stage, inputs, resources))
         names.append(name)
     workdir = base / data["workdir"] if data.get("workdir") else None
-    pipeline = Pipeline(
-        str(data.get("name") or path.stem), path, workdir, planned, path.read_text(encoding="utf-8")
-    )
+    name = str(data.get("name") or path.stem)
+    if not workdir:  # the name then picks the folder, work/<name>
+        check_name(name, "pipeline", path)
+    pipeline = Pipeline(name, path, workdir, planned, path.read_text(encoding="utf-8"))
     return pipeline, sources
 
 
@@ -200,13 +288,56 @@ def _resolve_inputs(path: Path, name: str, raw: Any, earlier: list[str], base: P
 def run_pipeline(pipeline: Pipeline, workdir: Path, executor, progress=None) -> list[dict[str, Any]]:
     """Run every stage in order; a stage's output directory feeds the stages that name it."""
     workdir = as_path(workdir)  # a local folder, or a storage URI such as s3://bucket/prefix
+    staged = check_pipeline(pipeline, workdir)
+    with workdir_lock(workdir):
+        return _run_stages(pipeline, staged, workdir, executor, progress)
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str | os.PathLike | StoragePath) -> Iterator[None]:
+    """Create the work directory and hold its lock while the block runs (FolderBusy if another holds it)."""
+    workdir = as_path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(workdir):
+        yield
+
+
+def check_pipeline(
+    pipeline: Pipeline, workdir: str | os.PathLike | StoragePath
+) -> list[tuple[PlannedStage, list[Input]]]:
+    """Each stage with its inputs resolved in the work directory, after checking (before any work) that
+    every stage can run there: storage, folders that overlap inputs, files curate did not write."""
+    workdir = as_path(workdir)
     staged = [
         (p, [Input(str(workdir / i.path[1:])) if i.path.startswith("@") else i for i in p.inputs])
         for p in pipeline.stages
     ]
-    for planned, inputs in staged:  # what cannot run on this storage stops the run before any work
-        check_storage(planned.stage, inputs, workdir / planned.stage.name)
-    workdir.mkdir(parents=True, exist_ok=True)
+    check_workdir(workdir, pipeline)
+    for planned, inputs in staged:
+        check_output(planned.stage, inputs, workdir / planned.stage.name)
+    return staged
+
+
+def check_workdir(workdir: Path | StoragePath, pipeline: Pipeline) -> None:
+    """Refuse a work directory inside a file input of the pipeline, or an input inside one of its stage
+    folders: a stage would read curate's own outputs and reports as documents, or write over its inputs."""
+    if isinstance(workdir, StoragePath):
+        return
+    root = workdir.resolve()
+    folders = [root / planned.stage.name for planned in pipeline.stages]
+    for planned in pipeline.stages:
+        for item in planned.inputs:
+            if item.path.startswith("@") or is_uri(item.path):
+                continue  # an earlier stage's folder, or object storage
+            source = Path(item.path).resolve()
+            if root.is_relative_to(source) or any(source.is_relative_to(f) for f in folders):
+                raise ValueError(
+                    f"stage {planned.stage.name!r}: its input {item.path} and the work directory {workdir} "
+                    "overlap; put the work directory outside every input folder"
+                )
+
+
+def _run_stages(pipeline: Pipeline, staged: list, workdir: Path | StoragePath, executor, progress) -> list:
     write_json(
         {
             "pipeline": pipeline.name,

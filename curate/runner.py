@@ -4,12 +4,18 @@ Layout of a stage directory:
   <task>.parquet            kept rows; written last, so its presence marks the task done; its footer carries
                             the task's counts (key b"curate.task")
   rejected/<task>.parquet   dropped rows with drop_stage/drop_reason/drop_detail ("error": errored)
-  manifest.json             written when every task is done: counts, outputs with SHA-256, params, versions
+  manifest.json             written when every task is done: counts, outputs with SHA-256, params, versions;
+                            the previous one stays until then, so a resumed run still has its checksums
   .curate-stage.json        the fingerprint (step, params, inputs) the outputs belong to
+  .curate.lock              held (flock) by the process working in the folder
+
+Containment: the runner writes and deletes only inside the stage folder, and deletes only files it can show
+it wrote: Parquet whose footer carries its key, files the last manifest lists, its own temporary files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib.metadata
 import json
@@ -39,9 +45,9 @@ from curate.io import (
     write_json,
     write_parquet,
 )
-from curate.schema import ERROR_REASON
+from curate.schema import ERROR_REASON, latest_columns
 from curate.stage import Input, Stage, Task, describe_error, short_hash
-from curate.storage import StoragePath, as_path, is_uri, remove_tree
+from curate.storage import LOCK_FILE, StoragePath, as_path, folder_lock, is_uri
 
 log = logging.getLogger("curate")
 
@@ -49,6 +55,8 @@ TASK_META_KEY = b"curate.task"
 STATE_FILE = ".curate-stage.json"
 MANIFEST = "manifest.json"
 SCRATCH_DIR = ".scratch"  # a stage's global pass (prepare) writes here; removed when it ends
+REJECTED_DIR = "rejected"
+PIPELINE_FILE = "pipeline.json"  # in a pipeline's work directory (written by curate.pipeline)
 # Steps besides TableStages that read their input files through curate.io, so those may be storage URIs.
 STORAGE_INPUT_STEPS = {"shard", "mix"}
 VERSIONED_PACKAGES = (
@@ -114,39 +122,43 @@ def execute_task(stage: Stage, task: Task, out_dir: str) -> dict[str, Any]:
     """Run one task and write its outputs; the kept file goes last so that it marks completion."""
     start = time.perf_counter()
     result = stage.process(task)
+    kept, rejected = latest_columns(result.kept), latest_columns(result.rejected)
     out = as_path(out_dir)
     for name, data in sorted(result.sidecars.items()):
-        write_bytes(data, out / name)
-    rejected_path = out / "rejected" / f"{task.name}.parquet"
-    if result.rejected.num_rows:
-        write_parquet(result.rejected, rejected_path)
-    else:
-        rejected_path.unlink(missing_ok=True)
-    reasons = Counter(result.rejected.column("drop_reason").to_pylist()) if result.rejected.num_rows else {}
+        write_bytes(data, _inside(out / name, out))
+    rejected_path = out / REJECTED_DIR / f"{task.name}.parquet"
+    reasons = Counter(rejected.column("drop_reason").to_pylist()) if rejected.num_rows else {}
     errored = reasons.get(ERROR_REASON, 0)
     counts = {
         "in": stage.count_in(task),
-        "kept": result.kept.num_rows,
-        "rejected": result.rejected.num_rows - errored,
+        "kept": kept.num_rows,
+        "rejected": rejected.num_rows - errored,
         "errored": errored,
-        "characters_kept": _characters(result.kept),
-        "characters_rejected": _characters(result.rejected),
+        "characters_kept": _characters(kept),
+        "characters_rejected": _characters(rejected),
         "drop_reasons": dict(sorted(reasons.items())),
     }
-    if counts["in"] != counts["kept"] + result.rejected.num_rows:
+    if counts["in"] != counts["kept"] + rejected.num_rows:
         raise AccountingError(
             f"stage {stage.name!r} task {task.name}: {counts['in']} documents in, but {counts['kept']} kept "
-            f"+ {result.rejected.num_rows} rejected/errored"
+            f"+ {rejected.num_rows} rejected/errored"
         )
-    # Only deterministic facts go into the file, so that a rerun writes identical bytes.
-    meta = dict(result.kept.schema.metadata or {})
-    meta[TASK_META_KEY] = json.dumps(counts, sort_keys=True).encode()
+    # Only deterministic facts go into the files, so that a rerun writes identical bytes. The key marks both
+    # files as curate's: only such files are ever deleted (see _owned).
+    if rejected.num_rows:
+        write_parquet(_with_task_key(rejected, counts), rejected_path)
+    else:
+        _unlink_owned(rejected_path, out)
     write_parquet(
-        result.kept.replace_schema_metadata(meta),
-        out / f"{task.name}.parquet",
-        row_group_size=stage.row_group_size,
+        _with_task_key(kept, counts), out / f"{task.name}.parquet", row_group_size=stage.row_group_size
     )
     return {**counts, "node": _node_id(), "seconds": round(time.perf_counter() - start, 3)}
+
+
+def _with_task_key(table: pa.Table, counts: dict[str, Any]) -> pa.Table:
+    meta = dict(table.schema.metadata or {})
+    meta[TASK_META_KEY] = json.dumps(counts, sort_keys=True).encode()
+    return table.replace_schema_metadata(meta)
 
 
 def _characters(table: pa.Table) -> int:
@@ -241,18 +253,26 @@ class RayExecutor:
         shared = {id(a): ray.put(a) for args in args_list for a in args if isinstance(a, Stage)}
         pending: dict[Any, int] = {}
         next_index = 0
-        while next_index < len(args_list) or pending:
-            while next_index < len(args_list) and len(pending) < limit:
-                args = [shared.get(id(a), a) for a in args_list[next_index]]
-                pending[remote.remote(fn, *args)] = next_index
-                next_index += 1
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                index = pending.pop(ref)
-                try:
-                    yield index, ray.get(ref), None
-                except Exception as exc:  # noqa: BLE001 - a failed task is recorded, not raised
-                    yield index, None, getattr(exc, "cause", None) or exc
+        try:
+            while next_index < len(args_list) or pending:
+                while next_index < len(args_list) and len(pending) < limit:
+                    args = [shared.get(id(a), a) for a in args_list[next_index]]
+                    pending[remote.remote(fn, *args)] = next_index
+                    next_index += 1
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    index = pending.pop(ref)
+                    try:
+                        yield index, ray.get(ref), None
+                    except Exception as exc:  # noqa: BLE001 - a failed task is recorded, not raised
+                        yield index, None, getattr(exc, "cause", None) or exc
+        finally:
+            # The caller stopped early (a failed global pass, a full disk): stop the tasks still running, so
+            # none writes into a scratch folder after it is removed.
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            if pending:
+                ray.wait(list(pending), num_returns=len(pending), timeout=60)
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -292,15 +312,37 @@ def run_stage(
     `resources` is what each of its tasks reserves on a Ray node (its global pass's tasks too).
     """
     out = as_path(out_dir)
-    check_storage(stage, inputs, out)
+    check_output(stage, inputs, out)
+    with stage_lock(out):
+        return _run_locked(stage, inputs, out, executor, progress, resources)
+
+
+@contextlib.contextmanager
+def stage_lock(out: Path | StoragePath) -> Iterator[None]:
+    """Create the stage folder and hold its lock (FolderBusy if another process holds it). A stage folder of
+    a pipeline's work directory is locked with it: `curate run` and a single-stage command never work in it
+    at once."""
     out.mkdir(parents=True, exist_ok=True)
+    in_workdir = (out.parent / PIPELINE_FILE).exists() or (out.parent / LOCK_FILE).exists()
+    with folder_lock(out.parent) if in_workdir else contextlib.nullcontext(), folder_lock(out):
+        yield
+
+
+def _run_locked(
+    stage: Stage,
+    inputs: list[Input],
+    out: Path | StoragePath,
+    executor: LocalExecutor | RayExecutor,
+    progress: Callable[[str, int], Any] | None,
+    resources: Resources | None,
+) -> dict[str, Any]:
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     tasks = stage.plan(inputs)
     fingerprint = _fingerprint(stage, tasks, out)
     _reset_if_changed(out, fingerprint, stage.name)
+    # The last manifest stays until this run writes its own: its checksums find damage after a killed run.
     previous = _previous_checksums(out)
-    (out / MANIFEST).unlink(missing_ok=True)  # a stage without a manifest is unfinished
     write_json({"fingerprint": fingerprint, "step": stage.step, "params": stage.params()}, out / STATE_FILE)
     _remove_stale(out, {t.name for t in tasks})
 
@@ -316,8 +358,9 @@ def run_stage(
     if todo:
         scratch = _scratch_dir(out)
         try:
+            # A full disk in the global pass is most likely the scratch folder's (local when out is a URI).
             prepared = stage.prepare(
-                tasks, lambda fn, args: _map_all(executor, fn, args, resources, out), scratch, out
+                tasks, lambda fn, args: _map_all(executor, fn, args, resources, scratch), scratch, out
             )
         except PreparationError as exc:
             raise PreparationError(
@@ -328,16 +371,17 @@ def run_stage(
             shutil.rmtree(scratch, ignore_errors=True)
         todo = [{t.name: t for t in prepared}[t.name] for t in todo]
         work = [(stage, t, str(out)) for t in todo]
-        for index, counts, error in executor.map(execute_task, work, resources):
-            if error is not None:
-                _raise_if_disk_full(error, out)
-                failed.append(_record_failure(stage, todo[index], out, error))
-            else:
-                nodes[counts["node"]] += 1
-                node_seconds[counts["node"]] += counts["seconds"]
-                task_seconds += counts["seconds"]
-            if bar:
-                bar.advance(1)
+        with contextlib.closing(executor.map(execute_task, work, resources)) as mapped:
+            for index, counts, error in mapped:
+                if error is not None:
+                    _raise_if_disk_full(error, out)
+                    failed.append(_record_failure(stage, todo[index], out, error))
+                else:
+                    nodes[counts["node"]] += 1
+                    node_seconds[counts["node"]] += counts["seconds"]
+                    task_seconds += counts["seconds"]
+                if bar:
+                    bar.advance(1)
     if bar:
         bar.close()
 
@@ -368,20 +412,66 @@ def _map_all(
     out: Path | StoragePath | None = None,
 ) -> list:
     results: list[Any] = [None] * len(args_list)
-    for index, value, error in executor.map(fn, args_list, resources):
-        if error is not None:
-            if out is not None:
-                _raise_if_disk_full(error, out)
-            # The task's input files, if its arguments name any (not the scratch folder).
-            paths = [a for a in map(str, args_list[index]) if "/" in a and len(a) < 300]
-            what = ", ".join(a for a in paths if SCRATCH_DIR not in a and "curate-scratch-" not in a)
-            raise PreparationError(
-                f"its global pass ({getattr(fn, '__name__', 'a task')}"
-                f"{' on ' + what if what else ''}) failed on node {_failed_node(error)}: "
-                f"{describe_error(error)}"
-            ) from error
-        results[index] = value
+    with contextlib.closing(executor.map(fn, args_list, resources)) as mapped:
+        for index, value, error in mapped:
+            _check_result(fn, args_list[index], error, out)
+            results[index] = value
     return results
+
+
+def _check_result(fn: Callable[..., Any], args: tuple, error: BaseException | None, out: Any) -> None:
+    """Raise PreparationError (or DiskFullError) for a failed task of a global pass."""
+    if error is None:
+        return
+    if out is not None:
+        _raise_if_disk_full(error, out)
+    # The task's input files, if its arguments name any (not the scratch folder).
+    paths = [a for a in map(str, args) if "/" in a and len(a) < 300]
+    what = ", ".join(a for a in paths if SCRATCH_DIR not in a and "curate-scratch-" not in a)
+    raise PreparationError(
+        f"its global pass ({getattr(fn, '__name__', 'a task')}"
+        f"{' on ' + what if what else ''}) failed on node {_failed_node(error)}: "
+        f"{describe_error(error)}"
+    ) from error
+
+
+def check_output(stage: Stage, inputs: list[Input], out: Path | StoragePath) -> None:
+    """Refuse, before any work, an output folder that curate could not use without harm: one that overlaps an
+    input (it would read its own output, or take inputs for damaged outputs), or one that holds Parquet
+    files curate did not write (a later stage would read them as documents)."""
+    check_storage(stage, inputs, out)
+    if not isinstance(out, StoragePath):
+        for item in inputs:
+            if is_uri(item.path):
+                continue
+            source = Path(item.path).resolve()
+            target = out.resolve()
+            if source == target or source.is_relative_to(target) or target.is_relative_to(source):
+                raise ValueError(
+                    f"stage {stage.name!r}: its output folder {out} overlaps its input {item.path}; "
+                    "write to a folder outside the inputs (--out / the work directory)"
+                )
+    foreign = _foreign_files(out)
+    if foreign:
+        raise ValueError(
+            f"stage {stage.name!r}: {out} holds Parquet files that curate did not write here "
+            f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); curate never deletes them: "
+            "write to a new or empty folder, or move them away"
+        )
+
+
+def _foreign_files(out: Path | StoragePath) -> list[str]:
+    """Parquet files in a stage folder (or its rejected/) that curate cannot show it wrote."""
+    if not out.is_dir():
+        return []
+    listed = _listed(out)
+    return [
+        str(f.relative_to(out))
+        for folder in (out, out / REJECTED_DIR)
+        if folder.is_dir()
+        for f in sorted(folder.iterdir())
+        if f.name.endswith(".parquet") and not f.is_dir() and not _owned(f, out, listed)
+    ]
 
 
 def check_storage(stage: Stage, inputs: list[Input], out: Path | StoragePath) -> None:
@@ -430,29 +520,82 @@ def _fingerprint(stage: Stage, tasks: list[Task], out: Path | StoragePath) -> st
 
 
 def _reset_if_changed(out: Path | StoragePath, fingerprint: str, name: str) -> None:
+    """Remove what curate wrote for other parameters or inputs (and only that)."""
     state = out / STATE_FILE
     if not state.exists():
         return
     try:
         previous = read_json(state).get("fingerprint")
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         previous = None
-    if previous != fingerprint:
-        log.warning("stage %s: parameters or inputs changed since the last run; recomputing it", name)
-        for child in out.iterdir():
-            if child.is_dir():
-                remove_tree(child)
-            else:
-                child.unlink()
+    if previous == fingerprint:
+        return
+    log.warning("stage %s: parameters or inputs changed since the last run; recomputing it", name)
+    listed = _listed(out)
+    for folder in (out, out / REJECTED_DIR):
+        for f in folder.iterdir() if folder.is_dir() else []:
+            if _owned(f, out, listed):
+                _unlink_owned(f, out)
+    _unlink_owned(out / MANIFEST, out)
+
+
+def _manifest_entries(out: Path | StoragePath) -> list[dict[str, Any]]:
+    """The file entries (path, sha256, ...) of the stage's last manifest; none if it is missing or bad."""
+    try:
+        manifest = read_json(out / MANIFEST)
+        entries = manifest["outputs"] + manifest["rejected_outputs"] + manifest.get("stats_files", [])
+        return [e for e in entries if isinstance(e, dict) and isinstance(e.get("path"), str)]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
+def _listed(out: Path | StoragePath) -> set[str]:
+    """Paths (relative to the stage folder) that the stage's last manifest says curate wrote."""
+    listed = {e["path"] for e in _manifest_entries(out)}
+    try:  # a report a stage writes beside its outputs (the mix report)
+        report = read_json(out / MANIFEST).get("mix", {}).get("report")
+    except (OSError, ValueError, AttributeError):
+        report = None
+    return listed | ({report} if isinstance(report, str) else set())
 
 
 def _previous_checksums(out: Path | StoragePath) -> dict[str, str]:
     """SHA-256 of each output as the last complete run of this stage recorded it."""
+    return {e["path"]: e["sha256"] for e in _manifest_entries(out) if isinstance(e.get("sha256"), str)}
+
+
+def _inside(path: Path | StoragePath, out: Path | StoragePath) -> Path | StoragePath:
+    """path itself, after checking that it lies inside the stage folder (never follows a link out of it)."""
+    if isinstance(path, StoragePath):
+        inside = path.is_relative_to(out)
+    else:
+        inside = path.parent.resolve().is_relative_to(Path(out).resolve()) and path.name not in (
+            "",
+            ".",
+            "..",
+        )
+    if not inside:
+        raise RuntimeError(f"refusing to write or delete {path}: it is outside the stage folder {out}")
+    return path
+
+
+def _owned(path: Path | StoragePath, out: Path | StoragePath, listed: set[str]) -> bool:
+    """Whether curate can show it wrote this file of the stage folder: its manifest lists it, it is named as
+    curate names a temporary file, or it is a Parquet file whose footer carries curate's task key."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    if is_tmp(path) or str(path.relative_to(out)) in listed:
+        return True
+    if not path.name.endswith(".parquet"):
+        return False
     try:
-        manifest = read_json(out / MANIFEST)
-        return {e["path"]: e["sha256"] for e in manifest["outputs"] + manifest["rejected_outputs"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+        return TASK_META_KEY in (parquet_schema(path).metadata or {})
+    except Exception:  # noqa: BLE001 - unreadable: not provably ours
+        return False
+
+
+def _unlink_owned(path: Path | StoragePath, out: Path | StoragePath) -> None:
+    _inside(path, out).unlink(missing_ok=True)
 
 
 def _is_finished(
@@ -478,8 +621,15 @@ def _is_finished(
                     raise ValueError(f"{path.name} differs from the checksum in the last manifest")
     except Exception as exc:  # noqa: BLE001 - any damage means: compute it again
         log.warning("stage %s: output of task %s is damaged (%s); recomputing it", stage_name, name, exc)
-        kept.unlink(missing_ok=True)
-        rejected.unlink(missing_ok=True)
+        listed = set(previous)
+        for path in (kept, rejected):
+            hashes.pop(path, None)  # the damaged file's: the manifest must get the recomputed one's
+            if path.exists() and not _owned(path, out, listed):
+                raise ValueError(
+                    f"stage {stage_name!r}: {path} is damaged and curate cannot show that it wrote it "
+                    "(no readable footer, not in the manifest); delete or move it, then rerun"
+                ) from exc
+            _unlink_owned(path, out)
         return False
     return True
 
@@ -490,20 +640,25 @@ class DiskFullError(OSError):
 
 def _raise_if_disk_full(error: BaseException, out: Path | StoragePath) -> None:
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        # The folder of the file that did not fit: the stage folder, its scratch, or another (crawl state).
+        where = Path(os.fsdecode(error.filename)).parent if error.filename else out
         raise DiskFullError(
             errno.ENOSPC,
-            f"no space left while writing {out}: free some space and rerun the same command "
+            f"no space left while writing {where}: free some space there and rerun the same command "
             "(finished shards are kept and will not be recomputed)",
         ) from error
 
 
 def _remove_stale(out: Path | StoragePath, names: set[str]) -> None:
-    for folder in (out, out / "rejected"):
+    """Remove temporary files of interrupted writes, and outputs of tasks this run does not have."""
+    listed = _listed(out)
+    for folder in (out, out / REJECTED_DIR):
         if not folder.is_dir():
             continue
         for f in folder.iterdir():
-            if f.is_file() and (is_tmp(f) or (f.suffix == ".parquet" and f.stem not in names)):
-                f.unlink()
+            stale = f.name.endswith(".parquet") and f.name.removesuffix(".parquet") not in names
+            if _owned(f, out, listed) and (is_tmp(f) or stale):
+                _unlink_owned(f, out)
 
 
 def _failed_node(error: BaseException) -> str:
@@ -524,8 +679,9 @@ def _record_failure(
         ", ".join(task.inputs),
         message,
     )
-    rows = stage.error_rows(task, message)
-    write_parquet(rows, out / "rejected" / f"{task.name}.parquet")
+    rows = latest_columns(stage.error_rows(task, message))
+    counts = {"failed": True, "errored": rows.num_rows}
+    write_parquet(_with_task_key(rows, counts), out / REJECTED_DIR / f"{task.name}.parquet")
     return {
         "task": task.name,
         "inputs": list(task.inputs),

@@ -34,6 +34,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 # drop_reason of a document that failed with an unexpected error (counted as "errored", not "rejected").
 ERROR_REASON = "error"
+# drop_reason of an input row that is not a record: a null, non-text or non-UTF-8 id, text or source.
+INVALID_REASON = "record_invalid"
+REQUIRED_COLUMNS = [f.name for f in RECORD_SCHEMA if not f.nullable]
 
 
 class Rejection(Exception):
@@ -83,17 +86,138 @@ def rejected_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema(list(base) + DROP_FIELDS)
 
 
+def latest_columns(table: pa.Table) -> pa.Table:
+    """The table with one column per name, the last of any repeated one: a stage's derived column (lang,
+    dup_cluster...) replaces the one an earlier stage or the input file had, never sits beside it."""
+    names = table.column_names
+    if len(set(names)) == len(names):
+        return table
+    last = {name: i for i, name in enumerate(names)}
+    keep = [i for i, name in enumerate(names) if last[name] == i]
+    return pa.Table.from_arrays(
+        [table.column(i) for i in keep], schema=pa.schema([table.schema.field(i) for i in keep])
+    )
+
+
+def _text_column(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """A column as UTF-8 strings (dictionary or large strings cast); None if it is not text at all."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        return None
+    return column.cast(pa.string())
+
+
+def _utf8_errors(column: pa.ChunkedArray) -> list[bool] | None:
+    """Per row, whether a string column holds bytes that are not UTF-8 (Parquet readers do not check)."""
+    try:
+        column.validate(full=True)
+        return None
+    except pa.ArrowInvalid:
+        pass
+    return [not _decodes(value) for value in column.cast(pa.binary()).to_pylist()]
+
+
+def _decodes(value: bytes | None) -> bool:
+    try:
+        value is None or value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _repaired_utf8(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A string column with invalid UTF-8 bytes replaced by U+FFFD."""
+    values = [
+        None if v is None else v.decode("utf-8", "replace") for v in column.cast(pa.binary()).to_pylist()
+    ]
+    return pa.chunked_array([pa.array(values, pa.string())])
+
+
+def split_invalid(
+    table: pa.Table, stage: str, where: str = "", first_row: int = 0
+) -> tuple[pa.Table, pa.Table]:
+    """Split input rows into records and rows that are not records (rejected, reason record_invalid).
+
+    A record has a non-null, UTF-8 string id, text and source. Rows that fail are rejected one by one, never
+    fail the shard; their text is kept (invalid bytes as U+FFFD) and a null id becomes `invalid:WHERE#ROW`
+    (ROW counted from first_row, the table's first row in its file).
+    Optional string columns with invalid UTF-8 are repaired (U+FFFD), not rejected.
+    """
+    table = latest_columns(table)
+    n = table.num_rows
+    problems: list[str | None] = [None] * n
+    for name in REQUIRED_COLUMNS:
+        if name not in table.column_names:
+            problems = [p or f"no {name!r} column" for p in problems]
+            continue
+        column = table.column(name)
+        text = _text_column(column)
+        if text is None:
+            problems = [p or f"{name} is {column.type}, not a string" for p in problems]
+            continue
+        for row, null in enumerate(text.is_null().to_pylist()):
+            if null:
+                problems[row] = problems[row] or f"{name} is null"
+        for row, bad in enumerate(_utf8_errors(text) or []):
+            if bad:
+                problems[row] = problems[row] or f"{name} is not valid UTF-8"
+    for index, name in enumerate(table.column_names):
+        text = _text_column(table.column(index))
+        if text is not None and _utf8_errors(text) is not None:
+            table = table.set_column(index, pa.field(name, pa.string()), _repaired_utf8(text))
+    if not any(problems):
+        return table, rejected_schema(table.schema).empty_table()
+    bad = [i for i, p in enumerate(problems) if p]
+    keep = pa.array([p is None for p in problems], pa.bool_())
+    rows = table.take(pa.array(bad, pa.int64()))
+    columns = {}
+    for name in REQUIRED_COLUMNS:
+        values = rows.column(name).to_pylist() if name in rows.column_names else [None] * len(bad)
+        values = [v if isinstance(v, str) else (None if v is None else str(v)) for v in values]
+        if name == "id":
+            values = [
+                v if v is not None else f"invalid:{where}#{first_row + row}"
+                for v, row in zip(values, bad, strict=True)
+            ]
+        columns[name] = pa.array([v if v is not None else "" for v in values], pa.string())
+    for name, values in columns.items():
+        field = RECORD_SCHEMA.field(name)
+        if name in rows.column_names:
+            rows = rows.set_column(rows.column_names.index(name), field, values)
+        else:
+            rows = rows.append_column(field, values)
+    rejected = with_drop(conform(rows), stage, [INVALID_REASON] * len(bad), [problems[i] for i in bad])
+    if not set(REQUIRED_COLUMNS) <= set(table.column_names):
+        return RECORD_SCHEMA.empty_table(), rejected  # no row of it is a record
+    return table.filter(keep), rejected
+
+
 def conform(table: pa.Table) -> pa.Table:
     """Put the record columns first, in order and type; extra stage columns (lang, dup_cluster...) follow."""
+    table = latest_columns(table)
     missing = [f for f in RECORD_SCHEMA if f.name not in table.column_names]
     for f in missing:
         if not f.nullable:
             raise ValueError(f"table lacks the required column {f.name!r}")
         table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     extras = [name for name in table.column_names if name not in RECORD_COLUMNS]
-    columns = [table.column(name).cast(RECORD_SCHEMA.field(name).type) for name in RECORD_COLUMNS]
+    columns = [_as_string(table.column(name)) for name in RECORD_COLUMNS]
     fields = list(RECORD_SCHEMA) + [table.schema.field(name) for name in extras]
     return pa.Table.from_arrays(columns + [table.column(n) for n in extras], schema=pa.schema(fields))
+
+
+def _as_string(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A record column as strings: cast where Arrow can, else each value as JSON (a struct `meta`, say)."""
+    try:
+        return column.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        values = [
+            v if v is None or isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
+            for v in column.to_pylist()
+        ]
+        return pa.chunked_array([pa.array(values, pa.string())])
 
 
 def with_drop(table: pa.Table, stage: str, reasons: list[str], details: list[str | None]) -> pa.Table:

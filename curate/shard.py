@@ -19,14 +19,15 @@ from curate.io import (
     sha256_file,
     write_json,
 )
-from curate.schema import conform
-from curate.stage import Input, Stage, StageResult, Task, empty_rejected
+from curate.schema import conform, split_invalid
+from curate.stage import Input, Stage, StageResult, Task, empty_rejected, short_hash
 from curate.storage import StoragePath
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "KI": 2**10, "MI": 2**20, "GI": 2**30, "TI": 2**40}
 
 VALIDATION_PREFIX = "validation-"
+_SHARD_NAME = re.compile(rf"^(?:{VALIDATION_PREFIX})?shard-\d{{5}}$")
 
 
 def parse_size(size: str | int) -> int:
@@ -87,8 +88,14 @@ class ShardStage(Stage):
         # The mix stage writes its validation split to validation-*.parquet: those rows get shards of their
         # own (validation-shard-*), so a training job never reads them by accident.
         splits: dict[str, list[tuple[str, int, int]]] = {}
+        unreadable: list[Task] = []
         for path in parquet_files([i.path for i in inputs]):
-            rows = parquet_rows(path)
+            try:
+                rows = parquet_rows(path)
+            except Exception:  # noqa: BLE001 - a task of its own fails on it and names it (an error row)
+                name = f"unreadable-{short_hash(str(path))}"
+                unreadable.append(Task(name=name, inputs=(str(path),), payload=((str(path), 0, 0),)))
+                continue
             if rows:
                 prefix = VALIDATION_PREFIX if path.name.startswith(VALIDATION_PREFIX) else ""
                 splits.setdefault(prefix, []).append((str(path), rows, path.stat().st_size))
@@ -100,7 +107,7 @@ class ShardStage(Stage):
             )
             for prefix, files in sorted(splits.items())
             for n, s in enumerate(plan_slices(files, parse_size(self.target_size)))
-        ]
+        ] + unreadable
 
     def count_in(self, task: Task) -> int:
         return sum(length for _, _, length in task.payload)
@@ -109,20 +116,30 @@ class ShardStage(Stage):
         from curate.mix.tokens import cached_tokenizer
         from curate.stats.compute import table_stats
 
-        parts = [conform(read_parquet(p).slice(offset, length)) for p, offset, length in task.payload]
+        if task.name.startswith("unreadable-"):  # fails, naming the file, for the failed task's record
+            try:
+                parquet_rows(task.inputs[0])
+            except Exception as exc:  # noqa: BLE001 - any reader error: the same message
+                raise ValueError(f"{task.inputs[0]} is not readable Parquet ({exc})") from exc
+        # Rows that are not records (a null or non-UTF-8 id, text or source) are rejected one by one.
+        parts, invalid = [], []
+        for p, offset, length in task.payload:
+            good, bad = split_invalid(read_parquet(p).slice(offset, length), self.name, p, offset)
+            parts.append(conform(good))
+            invalid.append(bad)
         table = pa.concat_tables(parts, promote_options="default")
         tokenizer = cached_tokenizer(self.tokenizer, self.tokenizer_sha256) if self.tokenizer else None
         stats = json.dumps(table_stats(table, tokenizer), indent=2, sort_keys=True).encode()
-        return StageResult(
-            kept=table, rejected=empty_rejected(table.schema), sidecars={f"{task.name}.stats.json": stats}
-        )
+        rejected = pa.concat_tables([empty_rejected(table.schema), *invalid], promote_options="default")
+        return StageResult(kept=table, rejected=rejected, sidecars={f"{task.name}.stats.json": stats})
 
     def finish(self, out_dir: Path | StoragePath, manifest: dict[str, Any]) -> None:
         from curate.stats.compute import collect_stats
 
         shards = {Path(o["path"]).stem for o in manifest["outputs"]}
-        for f in out_dir.glob("*.stats.json"):
-            if f.name.removesuffix(".stats.json") not in shards:
+        for f in out_dir.glob("*.stats.json"):  # of shards an earlier run wrote (named as curate names them)
+            task = f.name.removesuffix(".stats.json")
+            if _SHARD_NAME.match(task) and task not in shards:
                 f.unlink()
         stats = collect_stats(out_dir, tokenizer=self.tokenizer) if shards else None
         if stats is not None:

@@ -15,13 +15,15 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from curate.io import parquet_files, parquet_rows, read_parquet
+from curate.io import parquet_files, parquet_rows, parquet_schema, read_parquet
 from curate.schema import (
     ERROR_REASON,
     RECORD_SCHEMA,
+    REQUIRED_COLUMNS,
     conform,
     records_table,
     rejected_schema,
+    split_invalid,
     with_drop,
 )
 from curate.storage import as_path, is_uri
@@ -140,20 +142,41 @@ class TableStage(Stage):
         """The shard's own documents (text kept) as error rows, so that none is lost; one row per file when
         the shard cannot be read."""
         try:
-            tables = [read_parquet(p) for p in task.inputs]
-            table = conform(pa.concat_tables(tables, promote_options="default"))
+            table, invalid = self.records(task)
+            errors = with_drop(table, self.name, [ERROR_REASON] * table.num_rows, [error] * table.num_rows)
+            return pa.concat_tables([errors, invalid], promote_options="default")
         except Exception:  # noqa: BLE001 - an unreadable shard is reported as a file
             return super().error_rows(task, error)
-        return with_drop(table, self.name, [ERROR_REASON] * table.num_rows, [error] * table.num_rows)
+
+    def records(self, task: Task) -> tuple[pa.Table, pa.Table]:
+        """The task's input rows that are records, and the rejected rows that are not (null or bad values)."""
+        good, bad = zip(*(split_invalid(read_parquet(p), self.name, p) for p in task.inputs), strict=True)
+        tables = [conform(t) for t in good]
+        return pa.concat_tables(tables, promote_options="default"), pa.concat_tables(bad)
 
     def process(self, task: Task) -> StageResult:
-        table = conform(pa.concat_tables([read_parquet(p) for p in task.inputs], promote_options="default"))
+        table, invalid = self.records(task)
         kept, rejected = self.apply(table, task)
+        if invalid.num_rows:
+            rejected = pa.concat_tables([rejected, invalid], promote_options="default")
         return StageResult(kept=kept, rejected=rejected)
 
     def apply(self, table: pa.Table, task: Task) -> tuple[pa.Table, pa.Table]:
         """Split one table of records into kept and rejected rows."""
         raise NotImplementedError
+
+
+def read_records(path: str, columns: list[str] | None = None) -> pa.Table:
+    """The rows of one input shard that are records (as TableStage.apply sees them, so row numbers agree):
+    for a global pass that reads a shard before its task does."""
+    available = set(parquet_schema(path).names)
+    wanted = (
+        None
+        if columns is None
+        else [c for c in dict.fromkeys([*REQUIRED_COLUMNS, *columns]) if c in available]
+    )
+    table, _ = split_invalid(read_parquet(path, wanted), "")
+    return table if columns is None else table.select(columns)
 
 
 def empty_rejected(schema: pa.Schema = RECORD_SCHEMA) -> pa.Table:

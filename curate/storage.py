@@ -13,10 +13,16 @@ Every Ray worker needs the same variables (a local Ray inherits the driver's).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import fnmatch
+import json
 import os
 import posixpath
 import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -26,6 +32,7 @@ from urllib.parse import urlsplit
 import pyarrow.fs as pafs
 
 OBJECT_STORES = ("s3", "gs", "gcs")
+LOCK_FILE = ".curate.lock"
 
 
 def is_uri(path: Any) -> bool:
@@ -52,6 +59,80 @@ def remove_tree(path: Path | StoragePath) -> None:
         path.remove_tree()
     else:
         shutil.rmtree(path, ignore_errors=True)
+
+
+class FolderBusy(ValueError):
+    """Another curate process works in the same folder (a usage error: nothing was done)."""
+
+
+_held_locks: dict[str, int] = {}  # resolved folder -> descriptor of its lock file, in this process
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path | StoragePath) -> Iterator[None]:
+    """Hold the advisory lock of a work or stage folder (its `.curate.lock`) while the block runs.
+
+    The lock is flock(2) on the file: the system releases it when its holder ends, however it ends (a killed
+    driver leaves no stale lock to clean up). The file names the holder (host, PID, command, start) for the
+    message another process gets. Re-entrant within a process. Object stores have no locks: not locked.
+    """
+    if isinstance(folder, StoragePath):
+        yield
+        return
+    key = str(Path(folder).resolve())
+    if key in _held_locks:
+        yield
+        return
+    path = Path(key) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _lock_holder(fd)
+        os.close(fd)
+        raise FolderBusy(_busy_message(key, holder)) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    me = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "command": " ".join(sys.argv)[:500],
+        "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(me) + "\n").encode("utf-8", "backslashreplace"), 0)
+    _held_locks[key] = fd
+    try:
+        yield
+    finally:
+        del _held_locks[key]
+        os.close(fd)  # releases the lock; the file stays, so no second process races on creating it
+
+
+def _lock_holder(fd: int) -> dict[str, Any]:
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0).decode("utf-8", "replace") or "{}")
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _busy_message(folder: str, holder: dict[str, Any]) -> str:
+    who = f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, since {holder.get('since', '?')}"
+    message = f"{folder} is in use by another curate process ({who}): wait for it to finish or stop it"
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            # flock is released when every holder ends: a child of the dead process still has it open.
+            message += (
+                f"; pid {holder['pid']} has ended, but a process it started still holds the lock "
+                "(stop leftover curate or Ray worker processes)"
+            )
+        except PermissionError:
+            pass
+    return message
 
 
 @lru_cache(maxsize=32)

@@ -64,7 +64,8 @@ def test_demo_pipeline_loads_with_inputs_resolved():
     pipeline, _ = load_pipeline(REPO / "pipelines" / "demo.yaml")
     names = [p.stage.name for p in pipeline.stages]
     assert names == [
-        *("guidelines", "papers", "scraped", "language", "clean", "quality", "dedup", "near_dedup", "shard")
+        *("guidelines", "papers", "scraped", "language", "clean", "quality", "dedup", "near_dedup"),
+        *("decontaminate", "shard"),
     ]
     html, pdf, scraped = pipeline.stages[0], pipeline.stages[1], pipeline.stages[2]
     assert isinstance(html.stage, HtmlStage) and isinstance(pdf.stage, PdfStage)

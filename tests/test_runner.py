@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -16,7 +20,7 @@ from curate.dedup.exact import ExactDedup
 from curate.filter.language import LanguageFilter
 from curate.io import sha256_file, write_parquet
 from curate.pipeline import load_pipeline, run_pipeline
-from curate.runner import LocalExecutor, RayExecutor, Resources, read_manifest, run_stage
+from curate.runner import AccountingError, LocalExecutor, RayExecutor, Resources, read_manifest, run_stage
 from curate.schema import DROP_COLUMNS, RECORD_COLUMNS, records_table, with_drop
 from curate.sources import ConfigError
 from curate.stage import Input, TableStage, Task
@@ -247,3 +251,151 @@ def test_a_failed_task_names_its_node_and_inputs(shards: Path, tmp_path: Path):
     [failure] = manifest["failed_tasks"]
     assert failure["node"] == "local"
     assert failure["inputs"] == [str(shards / "d.parquet")]
+
+
+# ---------------------------------------------------------------------------------------------- safety nets
+# Each test below fails when the guarantee it names is removed from the runner (issue 13's mutations).
+
+
+def _flip_in_data_page(path: Path, column: str = "text") -> None:
+    """Flip one byte inside a column's compressed data: the footer (and the row count) stays readable."""
+    meta = pq.ParquetFile(path).metadata
+    chunk = meta.row_group(0).column(meta.schema.to_arrow_schema().get_field_index(column))
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    data = bytearray(path.read_bytes())
+    data[start + chunk.total_compressed_size - 3] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert pq.ParquetFile(path).metadata.num_rows == meta.num_rows  # still looks whole
+
+
+def test_an_input_rewritten_between_runs_is_recomputed(shards: Path, tmp_path: Path):
+    out = tmp_path / "filter"
+    run_stage(LanguageFilter(name="filter"), [Input(str(shards))], out, LocalExecutor())
+    # Same file name and row count, other documents: only the file's size and mtime tell.
+    rows = [{"id": f"t:new{i}", "text": GERMAN, "source": "demo-wiki"} for i in range(2)]
+    write_parquet(records_table(rows), shards / "b.parquet")
+    stat = (shards / "b.parquet").stat()
+    os.utime(shards / "b.parquet", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    again = run_stage(LanguageFilter(name="filter"), [Input(str(shards))], out, LocalExecutor())
+    assert again["tasks"]["run"] == 3
+    assert again["counts"] == {"in": 6, "kept": 2, "rejected": 4, "errored": 0}
+    assert "t:new0" in _read(out / "rejected").column("id").to_pylist()
+
+
+@dataclass
+class LoseOne(TableStage):
+    """A buggy stage: it drops a shard's last document without a rejected row."""
+
+    step: ClassVar[str] = "lose-one"
+
+    def apply(self, table: pa.Table, task: Task) -> tuple[pa.Table, pa.Table]:
+        return table.slice(0, table.num_rows - 1), with_drop(table.slice(0, 0), self.name, [], [])
+
+
+def test_a_task_that_loses_a_document_fails_and_its_documents_become_error_rows(shards: Path, tmp_path: Path):
+    out = tmp_path / "lose"
+    manifest = run_stage(LoseOne(name="lose"), [Input(str(shards))], out, LocalExecutor())
+    assert manifest["status"] == "incomplete"
+    assert {f["task"] for f in manifest["failed_tasks"]} == {"a", "b", "c"}
+    assert all("AccountingError" in f["error"] for f in manifest["failed_tasks"])
+    assert manifest["counts"] == {"in": 6, "kept": 0, "rejected": 0, "errored": 6}  # none lost
+    assert sorted(_read(out / "rejected").column("id").to_pylist()) == sorted(
+        pq.ParquetDataset(sorted(str(p) for p in shards.glob("*.parquet"))).read().column("id").to_pylist()
+    )
+
+
+def test_finished_outputs_whose_counts_do_not_add_up_never_get_a_manifest(shards: Path, tmp_path: Path):
+    out = tmp_path / "filter"
+    run_stage(LanguageFilter(name="filter"), [Input(str(shards))], out, LocalExecutor())
+    # A finished task whose recorded counts claim a document more than it wrote (and no manifest to
+    # compare checksums with): the stage-wide check is the last line.
+    kept = pq.read_table(out / "a.parquet")
+    counts = json.loads(kept.schema.metadata[b"curate.task"])
+    counts["in"] += 1
+    write_parquet(
+        kept.replace_schema_metadata({b"curate.task": json.dumps(counts).encode()}), out / "a.parquet"
+    )
+    (out / "manifest.json").unlink()
+    with pytest.raises(AccountingError, match="counts do not add up"):
+        run_stage(LanguageFilter(name="filter"), [Input(str(shards))], out, LocalExecutor())
+    assert not (out / "manifest.json").exists()
+
+
+def test_a_bit_flipped_in_a_data_page_is_found_by_the_checksum_and_recomputed(shards: Path, tmp_path: Path):
+    out = tmp_path / "filter"
+    run_stage(LanguageFilter(name="filter"), [Input(str(shards))], out, LocalExecutor())
+    intact = _checksums(out)
+    _flip_in_data_page(out / "a.parquet")
+    repaired = run_stage(LanguageFilter(name="filter"), [Input(str(shards))], out, LocalExecutor())
+    assert (repaired["tasks"]["run"], repaired["tasks"]["skipped"]) == (1, 2)
+    assert _checksums(out) == intact
+
+
+KILLABLE = """
+import os, sys
+import pyarrow as pa
+from curate.io import write_parquet
+blob = os.urandom(20_000_000).hex()
+table = pa.table({"text": [blob[i : i + 20_000] for i in range(0, len(blob), 20_000)]})
+print(table.num_rows, flush=True)
+for n in range(1000):
+    write_parquet(table, f"{sys.argv[1]}/{n:04d}.parquet", row_group_size=20)
+"""
+
+
+def test_a_write_killed_midway_never_leaves_a_file_under_its_final_name(tmp_path: Path):
+    for attempt in range(5):
+        folder = tmp_path / f"try-{attempt}"
+        folder.mkdir()
+        writer = subprocess.Popen(
+            [sys.executable, "-c", KILLABLE, str(folder)], stdout=subprocess.PIPE, text=True
+        )
+        rows = int(writer.stdout.readline())
+        time.sleep(0.2 + 0.1 * attempt)  # a few files written, one being written
+        assert writer.poll() is None, "the writer finished before it could be killed"
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+        for f in folder.glob("*.parquet"):  # every file under a final name is whole
+            assert pq.ParquetFile(f).metadata.num_rows == rows, f"{f.name} is a partial write"
+        if any(folder.glob(".*.tmp-*")):
+            return  # the kill hit a write: its partial file has a temporary name, which a rerun removes
+    pytest.fail("no kill landed inside a write in 5 attempts")
+
+
+DIES_ON = """
+import os, sys
+from dataclasses import dataclass
+from pathlib import Path
+from curate.filter.language import LanguageFilter
+from curate.runner import LocalExecutor, run_stage
+from curate.stage import Input
+
+@dataclass
+class DiesOn(LanguageFilter):
+    def apply(self, table, task):
+        if task.name == os.environ.get("DIE_ON"):
+            os._exit(9)  # the process dies in the middle of the stage, like a SIGKILL
+        return super().apply(table, task)
+
+run_stage(DiesOn(name="filter"), [Input(sys.argv[1])], Path(sys.argv[2]), LocalExecutor())
+"""
+
+
+def test_damage_done_while_a_run_was_killed_is_found_on_resume(shards: Path, tmp_path: Path):
+    out = tmp_path / "filter"
+
+    def run(die_on: str = "") -> int:
+        command = [sys.executable, "-c", DIES_ON, str(shards), str(out)]
+        env = {**os.environ, "DIE_ON": die_on}
+        return subprocess.run(command, cwd=REPO, env=env, capture_output=True, timeout=120).returncode
+
+    assert run() == 0
+    intact = _checksums(out)
+    (out / "b.parquet").unlink()  # so the next run has a task to do, and dies doing it
+    assert run(die_on="b") == 9
+    _flip_in_data_page(out / "a.parquet")  # damage while nothing runs: the manifest must still know a
+    assert run() == 0
+    assert _checksums(out) == intact
+    from curate.verify import verify
+
+    assert verify(out)[1] == []

@@ -16,10 +16,9 @@ from typing import Any, ClassVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.io import read_parquet
 from curate.schema import split_by_mask
 from curate.sources.registry import DEFAULT_PRIORITY
-from curate.stage import TableStage, Task
+from curate.stage import TableStage, Task, read_records
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -76,7 +75,7 @@ def choose_survivors(keys: pa.Table) -> dict[tuple[int, int], str]:
 
 
 def _shard_keys(path: str, priority: dict[str, int], shard: int) -> pa.Table:
-    return duplicate_keys(read_parquet(path, columns=["id", "text", "source"]), priority, shard)
+    return duplicate_keys(read_records(path, columns=["id", "text", "source"]), priority, shard)
 
 
 @dataclass

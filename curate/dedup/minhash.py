@@ -46,10 +46,10 @@ from curate.dedup.index import (
     write_pending_info,
 )
 from curate.dedup.signatures import band_keys, fmix64, jaccard, shingle_sets, text_signatures
-from curate.io import read_parquet, sha256_file, write_parquet
+from curate.io import sha256_file, write_parquet
 from curate.schema import split_by_mask
 from curate.sources.registry import DEFAULT_PRIORITY
-from curate.stage import TableStage, Task
+from curate.stage import TableStage, Task, read_records
 
 log = logging.getLogger("curate")
 
@@ -154,7 +154,7 @@ def read_band(files: list[tuple[str, int]], lo: int, hi: int) -> tuple[np.ndarra
 
 def _signature_task(stage: MinHashDedup, path: str, shard: int, scratch: str) -> dict[str, int]:
     """Signatures of one shard: band keys to bands/<band>/, survivor keys (and signatures) to docs/."""
-    table = read_parquet(path, columns=["id", "text", "source"])
+    table = read_records(path, columns=["id", "text", "source"])
     texts = [t or "" for t in table.column("text").to_pylist()]
     keys, comparable, low = [], [], []
     for start in range(0, len(texts), SIGNATURE_BATCH):
@@ -268,7 +268,7 @@ def best_indexed(matches: pa.Table) -> pa.Table:
 
 def _shingle_task(stage: MinHashDedup, path: str, shard: int, rows: np.ndarray, scratch: str) -> int:
     """Shingle sets of one shard's candidate documents, to shingles/<shard>.parquet."""
-    texts = read_parquet(path, columns=["text"]).column("text").take(pa.array(rows)).to_pylist()
+    texts = read_records(path, columns=["text"]).column("text").take(pa.array(rows)).to_pylist()
     sets = shingle_sets([t or "" for t in texts], stage.ngram)
     docs = (np.int64(shard) << ROW_BITS) + rows.astype(np.int64)
     table = pa.table({"doc": docs, "shingles": pa.array(sets, pa.list_(pa.uint64()))})

@@ -26,7 +26,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from curate.io import (
     TMP_MARK,
@@ -48,7 +47,16 @@ from curate.mix.mixing import (
 )
 from curate.mix.tokens import TokenCounter, tokenizer_file
 from curate.runner import MANIFEST, STATE_FILE
-from curate.schema import RECORD_COLUMNS, conform, dumps_meta, records_table, with_drop
+from curate.schema import (
+    DROP_FIELDS,
+    RECORD_COLUMNS,
+    clean_str,
+    conform,
+    dumps_meta,
+    records_table,
+    split_invalid,
+    with_drop,
+)
 from curate.stage import Input, Stage, StageResult, Task, describe_error
 from curate.storage import StoragePath, as_path
 
@@ -117,8 +125,54 @@ def _fallback_ids(source: str, path: Path | StoragePath, numbers: Sequence[int])
     return [f"{source}:{_stem(path)}:{n}" for n in numbers]
 
 
+class _BadLine(ValueError):
+    """A JSONL line that is not a document: its drop reason and detail."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+def _jsonl_record(line: str, source: str, fallback: str) -> dict[str, Any]:
+    """One JSONL line as a record; _BadLine if it is not a JSON object with a string `text`."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than Python's stack
+        raise _BadLine("jsonl_broken", f"{type(exc).__name__}: {exc}"[:500]) from None
+    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        raise _BadLine(
+            "jsonl_no_text", "no string 'text' field" if isinstance(record, dict) else "not a JSON object"
+        )
+    tag = record.get("source") if isinstance(record.get("source"), str) and record["source"] else source
+    given = record.get("id")
+    doc_id = str(given) if given not in (None, "") else fallback
+    if given not in (None, "") and not doc_id.startswith(f"{tag}:"):
+        doc_id = f"{tag}:{doc_id}"
+    meta = record.get("meta")
+    meta = dict(meta) if isinstance(meta, dict) else ({"meta": meta} if meta is not None else {})
+    meta.update({k: v for k, v in record.items() if k not in (*RECORD_COLUMNS, "meta")})
+    try:
+        meta = dumps_meta(meta)
+    except (ValueError, RecursionError) as exc:
+        raise _BadLine("jsonl_broken", f"meta: {type(exc).__name__}: {exc}"[:500]) from None
+
+    def text(key: str) -> str | None:  # JSON escapes may hold lone surrogates, which UTF-8 cannot store
+        return clean_str(record[key]) if isinstance(record.get(key), str) else None
+
+    return {
+        "id": clean_str(doc_id),
+        "text": text("text"),
+        "source": clean_str(tag),
+        "url": text("url"),
+        "title": text("title"),
+        "license": text("license"),
+        "meta": meta,
+    }
+
+
 def _jsonl_rows(path: Path | StoragePath, source: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Records from a JSONL file (a `text` field at least), and rejected rows for lines that are not."""
+    """Records from a JSONL file (a `text` field at least), and rejected rows for lines that are not: one
+    each, with the line as its text, so a bad line never hides the file's other documents."""
     rows, bad = [], []
     with input_stream(path) as stream:
         for number, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8", errors="replace"), 1):
@@ -126,51 +180,12 @@ def _jsonl_rows(path: Path | StoragePath, source: str) -> tuple[list[dict[str, A
                 continue  # a blank line is not a document
             fallback = _fallback_ids(source, path, [number])[0]
             try:
-                record = json.loads(line)
-            except ValueError as exc:
+                rows.append(_jsonl_record(line, source, fallback))
+            except _BadLine as exc:
+                text = clean_str(line.rstrip("\n"))
                 bad.append(
-                    {
-                        "id": fallback,
-                        "text": "",
-                        "source": source,
-                        "reason": "jsonl_broken",
-                        "detail": str(exc),
-                    }
+                    {"id": fallback, "text": text, "source": source, "reason": exc.reason, "detail": str(exc)}
                 )
-                continue
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                detail = "no string 'text' field" if isinstance(record, dict) else "not a JSON object"
-                bad.append(
-                    {
-                        "id": fallback,
-                        "text": "",
-                        "source": source,
-                        "reason": "jsonl_no_text",
-                        "detail": detail,
-                    }
-                )
-                continue
-            tag = (
-                record.get("source") if isinstance(record.get("source"), str) and record["source"] else source
-            )
-            given = record.get("id")
-            doc_id = str(given) if given not in (None, "") else fallback
-            if given not in (None, "") and not doc_id.startswith(f"{tag}:"):
-                doc_id = f"{tag}:{doc_id}"
-            meta = record.get("meta")
-            meta = dict(meta) if isinstance(meta, dict) else ({"meta": meta} if meta is not None else {})
-            meta.update({k: v for k, v in record.items() if k not in (*RECORD_COLUMNS, "meta")})
-            rows.append(
-                {
-                    "id": doc_id,
-                    "text": record["text"],
-                    "source": tag,
-                    "url": record.get("url") if isinstance(record.get("url"), str) else None,
-                    "title": record.get("title") if isinstance(record.get("title"), str) else None,
-                    "license": record.get("license") if isinstance(record.get("license"), str) else None,
-                    "meta": dumps_meta(meta),
-                }
-            )
     for row in bad:
         row["url"] = path.resolve().as_uri()
     return rows, bad
@@ -192,9 +207,6 @@ def _parquet_records(path: Path | StoragePath, source: str, columns: list[str] |
             dumps_meta(v if isinstance(v, dict) else {"meta": v}) for v in table.column("meta").to_pylist()
         ]
         table = table.set_column(table.column_names.index("meta"), "meta", pa.array(values, pa.string()))
-    if "text" in table.column_names:
-        text = pc.fill_null(table.column("text"), "")
-        table = table.set_column(table.column_names.index("text"), "text", text)
     return table
 
 
@@ -204,8 +216,9 @@ def read_documents(
     """Documents of one input file as records (plus any extra columns), and rejected rows for broken lines."""
     path = as_path(path)
     if kind == "parquet":
-        table = _parquet_records(path, source, columns)
-        return (table if columns else conform(table)), _rejected_rows([])
+        # Rows with a null, non-text or non-UTF-8 id, text or source: rejected one by one, like JSONL lines.
+        table, invalid = split_invalid(_parquet_records(path, source, columns), "", str(path))
+        return (table if columns else conform(table)), invalid
     rows, bad = _jsonl_rows(path, source)
     return records_table(rows), _rejected_rows(bad)
 
@@ -398,7 +411,7 @@ class MixStage(Stage):
         f: MixFile = task.payload
         draw = f.draw
         if draw is None or draw.error:  # a failed task: its documents, as read again from the file
-            table, broken = read_documents(task.inputs[0], f.kind, f.source, ["id", "source"])
+            table, broken = read_documents(task.inputs[0], f.kind, f.source, ["id", "source", "text"])
             component = self.component_index(table.column("source"), f.component)
             val = validation_mask(table.column("id").to_pylist(), self.validation) & (component >= 0)
             return int(val.sum()) if f.split == "validation" else broken.num_rows + int((~val).sum())
@@ -416,6 +429,8 @@ class MixStage(Stage):
         if draw.error:
             raise RuntimeError(f"reading {task.inputs[0]} failed: {draw.error}")
         table, broken = read_documents(task.inputs[0], f.kind, f.source)
+        stage_names = pa.array([self.name] * broken.num_rows, pa.string())
+        broken = broken.set_column(broken.schema.get_field_index("drop_stage"), DROP_FIELDS[0], stage_names)
         table = table.drop_columns([c for c in MIX_COLUMNS if c in table.column_names])  # an earlier mix's
         if table.num_rows != len(draw.copies):
             raise RuntimeError(f"{task.inputs[0]} changed while the stage ran; run it again")

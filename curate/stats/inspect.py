@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from curate.stats.compute import MANIFEST, PIPELINE, REJECTED_DIR, _parquet_files, _read_json
+from curate.stats.report import CONTROL, printable
 
 # Shown first, in this order; other columns follow in file order, then meta (pretty JSON) and the text.
 META_ORDER = ("id", "source", "title", "url", "license", "lang", "lang_score", "quality_score", "dup_cluster")
@@ -174,6 +175,7 @@ def _meta_value(value: Any) -> str:
 
 def render_document(doc: dict[str, Any], max_chars: int | None = None) -> Panel:
     """One document as a rich panel: a metadata table, meta as JSON, then the text."""
+    doc = {k: printable(v) if isinstance(v, str) else v for k, v in doc.items()}
     table = Table(show_header=False, box=None, padding=(0, 1))
     table.add_column(style="bold cyan", no_wrap=True)
     table.add_column(overflow="fold")
@@ -189,7 +191,7 @@ def render_document(doc: dict[str, Any], max_chars: int | None = None) -> Panel:
     meta = doc.get("meta")
     if meta:
         with contextlib.suppress(TypeError, ValueError):  # not JSON: shown as it is
-            meta = json.dumps(json.loads(meta), indent=2, ensure_ascii=False)
+            meta = printable(json.dumps(json.loads(meta), indent=2, ensure_ascii=False))
         parts.append(Text("meta", style="bold cyan"))
         parts.append(Text(str(meta), style="dim"))
     shown = text if max_chars is None or len(text) <= max_chars else text[:max_chars]
@@ -226,4 +228,10 @@ def miss_message(selection: Selection, source: str | None, reason: str | None, d
         if counter:
             values = ", ".join(f"{k} ({v:,})" for k, v in counter.most_common(20))
             lines.append(f"{label} here: {values}")
-    return "; ".join(lines)
+    return printable("; ".join(lines))
+
+
+def json_line(doc: dict[str, Any]) -> str:
+    """A document as one JSON line for a terminal or a pipe: C1 controls and bidi marks escaped too."""
+    text = json.dumps(doc, ensure_ascii=False, default=str)
+    return CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)  # still valid JSON

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,27 @@ from curate.io import write_bytes
 from curate.stats.compute import length_bin_labels
 
 # ----------------------------------------------------------------------------------------------- formats
+
+# What a terminal would act on instead of showing: C0 controls but tab and newline, DEL, C1 controls (ESC
+# and CSI start OSC/CSI sequences: window titles, clear screen, hyperlinks, clipboard), and the bidi controls
+# that reorder what is shown.
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """Text from data made safe for a terminal: each control character shown as an escape (\\x1b)."""
+    return CONTROL.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def printable_data(value: Any) -> Any:
+    """A JSON-like value with every string (keys too) passed through printable."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, Mapping):
+        return {printable_data(k): printable_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [printable_data(v) for v in value]
+    return value
 
 
 def human_bytes(n: int | float | None) -> str:
@@ -96,6 +118,7 @@ def _title(stats: Mapping[str, Any]) -> str:
 def print_stats(stats: dict, console: Console | None = None) -> None:
     """Print the stats as rich tables: summary, sources, languages, licences, lengths, drops, funnel."""
     console = console or Console()
+    stats = printable_data(stats)  # source names, licences, reasons, paths come from data
     # Data strings go in as Text so that a "[...]" in a source name or title is not read as rich markup.
     console.print(Text(_title(stats), style="bold"))
 

@@ -247,7 +247,8 @@ def test_full_disk_is_a_clear_error_and_a_rerun_resumes(tmp_path: Path):
         filler = small / "filler"
         filler.write_bytes(b"\0" * 600_000)
         out = small / "out"
-        with pytest.raises(DiskFullError, match="no space left while writing .*free some space and rerun"):
+        # The message names the folder that is full (the stage folder here, not the inputs or the scratch).
+        with pytest.raises(DiskFullError, match=f"no space left while writing {out}: free some space there"):
             run_stage(
                 LanguageFilter(name="language", keep=["en"], threshold=0.0),
                 [Input(str(src))],
