@@ -11,12 +11,12 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from curate.io import (
-    parquet_files,
     parquet_rows,
     parquet_schema,
     read_json,
     read_parquet,
     sha256_file,
+    stage_shards,
     write_json,
 )
 from curate.schema import conform
@@ -87,7 +87,7 @@ class ShardStage(Stage):
         # The mix stage writes its validation split to validation-*.parquet: those rows get shards of their
         # own (validation-shard-*), so a training job never reads them by accident.
         splits: dict[str, list[tuple[str, int, int]]] = {}
-        for path in parquet_files([i.path for i in inputs]):
+        for path in [f for i in inputs for f in stage_shards(i.path)]:
             rows = parquet_rows(path)
             if rows:
                 prefix = VALIDATION_PREFIX if path.name.startswith(VALIDATION_PREFIX) else ""
@@ -104,6 +104,8 @@ class ShardStage(Stage):
 
     def count_in(self, task: Task) -> int:
         return sum(length for _, _, length in task.payload)
+
+    planned_documents = count_in
 
     def process(self, task: Task) -> StageResult:
         from curate.mix.tokens import cached_tokenizer
