@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,18 +17,22 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, ProgressColumn, TextColumn
+from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
-from curate.pipeline import attach_sources, load_pipeline, make_stage, run_pipeline
+from curate.pool import warm_up
+from curate.progress import StageProgress
 from curate.runner import (
     AccountingError,
     DiskFullError,
+    Executor,
     LocalExecutor,
     PreparationError,
-    RayExecutor,
+    RayUnreachable,
+    make_executor,
     run_stage,
-    start_ray,
 )
 from curate.sources.registry import ConfigError, Source, load_sources
 from curate.stage import Input
@@ -43,9 +52,15 @@ out = Console(soft_wrap=True)
 
 AddressOpt = Annotated[
     str | None,
-    typer.Option("--address", envvar="RAY_ADDRESS", help="Ray cluster address; none starts a local Ray."),
+    typer.Option(
+        "--address",
+        envvar="RAY_ADDRESS",
+        help="Ray cluster (HOST:PORT), or 'local' for a Ray in this process; none: worker processes here.",
+    ),
 ]
-CpusOpt = Annotated[int | None, typer.Option("--num-cpus", help="CPUs for a local Ray (default: all).")]
+CpusOpt = Annotated[
+    int | None, typer.Option("--num-cpus", min=1, help="CPUs to use on this machine (default: all).")
+]
 SourcesOpt = Annotated[
     Path | None, typer.Option("--sources", help="sources.yaml to use (default: nearest one upwards).")
 ]
@@ -56,33 +71,63 @@ ShardsArg = Annotated[
 ]
 
 
-class _Bar:
-    """One progress bar of a stage, counting finished tasks."""
+# Without a terminal (nohup, CI, `ray job logs`) progress is a plain line this often, besides start and end.
+PROGRESS_SECONDS = float(os.environ.get("CURATE_PROGRESS_SECONDS") or 10)
+INTERRUPTED = 130  # what a shell reports for a command stopped by Ctrl-C (128 + SIGINT)
 
-    def __init__(self, progress: Progress, name: str, total: int):
+
+class _StateBar(ProgressColumn):
+    def render(self, task: Any) -> ProgressBar:
+        state: StageProgress = task.fields["state"]
+        fraction = state.fraction
+        return ProgressBar(total=1.0 if fraction is not None else None, completed=fraction or 0.0, width=30)
+
+
+class _StateText(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        return Text(task.fields["state"].counts())
+
+
+class _BarView:
+    """A stage's line in the terminal's live progress display: documents, docs/s, ETA, tasks."""
+
+    def __init__(self, progress: Progress, state: StageProgress):
         self._progress = progress
-        self._task = progress.add_task(name, total=total)
-
-    def advance(self, n: int) -> None:
-        self._progress.advance(self._task, n)
+        progress.add_task(state.name, state=state)
 
     def close(self) -> None:
         self._progress.refresh()
 
 
-def _progress_factory(progress: Progress):
-    return lambda name, total: _Bar(progress, name, total)
+class _LineView:
+    """A stage's progress as plain lines: at its start, every PROGRESS_SECONDS while it runs, at its end."""
+
+    def __init__(self, state: StageProgress):
+        self._state = state
+        self._stop = threading.Event()
+        err.print(Text(state.line()), soft_wrap=True)
+        self._thread = threading.Thread(target=self._tick, name="curate-progress", daemon=True)
+        self._thread.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(PROGRESS_SECONDS):
+            err.print(Text(self._state.line()), soft_wrap=True)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        err.print(Text(self._state.line()), soft_wrap=True)
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description:<12}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("tasks"),
-        TimeElapsedColumn(),
-        console=err,
-    )
+@contextmanager
+def _progress_views() -> Iterator[Callable[[StageProgress], Any]]:
+    """A view factory for run_stage: a live bar per stage on a terminal, plain periodic lines elsewhere."""
+    if not err.is_terminal:
+        yield _LineView
+        return
+    columns = (TextColumn("[bold]{task.description:<12}"), _StateBar(), _StateText())
+    with Progress(*columns, console=err, refresh_per_second=4) as progress:
+        yield lambda state: _BarView(progress, state)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -115,12 +160,31 @@ def _summarise(manifests: list[dict[str, Any]], where: Path) -> None:
         )
 
 
-def _execute(body, executor: LocalExecutor | None = None) -> list[dict[str, Any]]:
-    """Run body(executor, progress) with Ray started (or the given executor), turning configuration problems
-    into clear errors."""
+def _execute(
+    body: Callable[[Executor, Callable[[StageProgress], Any]], list[dict[str, Any]]],
+    address: str | None,
+    num_cpus: int | None,
+    *,
+    local: bool = False,
+    out_dir: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Run body(executor, progress) on the executor for the address (or this process with local), turning
+    problems into clear errors; a new --out folder left empty by a failure is removed."""
+    new_out = out_dir is not None and not out_dir.exists()
+    executor: Executor | None = None
+    interrupted = False
     try:
-        with _progress() as progress:
-            return body(executor or RayExecutor(), _progress_factory(progress))
+        executor = LocalExecutor() if local else make_executor(address, num_cpus)
+        with _progress_views() as progress:
+            return body(executor, progress)
+    except KeyboardInterrupt:
+        interrupted = True
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the clean-up
+        _say_interrupted()
+        raise typer.Exit(INTERRUPTED) from None
+    except RayUnreachable as exc:
+        _fail(str(exc))
     except DiskFullError as exc:
         _fail(exc.strerror, code=1)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
@@ -129,7 +193,35 @@ def _execute(body, executor: LocalExecutor | None = None) -> list[dict[str, Any]
         _fail(str(exc), code=1)
     except AccountingError as exc:
         _fail(f"accounting check failed (a bug, please report it): {exc}", code=3)
+    except ConnectionError as exc:  # Ray refused us after the address answered (a token, a version)
+        _fail(f"cannot use Ray at {address}: {exc}")
+    finally:
+        if executor is not None:
+            executor.close(kill=interrupted)
+        if new_out and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
     return []
+
+
+def _warm_up(address: str | None, local: bool = False) -> None:
+    """With no Ray to use, start the workers' fork server now: it imports curate's stages while this process
+    does the same (about a second saved)."""
+    if not address and not local:
+        warm_up()
+
+
+def _inputs(paths: list[Path]) -> list[Input]:
+    """Inputs as given, each once: the same folder or file named twice is read once."""
+    unique = dict.fromkeys(
+        os.path.normpath(os.path.abspath(p)) if "://" not in str(p) else str(p) for p in paths
+    )
+    return [Input(p) for p in unique]
+
+
+def _check_folder_option(path: Path | str | None, option: str) -> None:
+    """A folder option that names an existing file: exit 2 before any work."""
+    if path is not None and "://" not in str(path) and Path(path).exists() and not Path(path).is_dir():
+        _fail(f"{option} {path}: is a file; {option} takes a folder (it is created if missing)")
 
 
 def _run_single(
@@ -142,17 +234,26 @@ def _run_single(
     num_cpus: int | None,
     local: bool = False,
 ) -> None:
+    _check_folder_option(out_dir, "--out")
+    _warm_up(address, local)
+    from curate.pipeline import attach_sources, make_stage
+
     try:
         sources = load_sources(sources_file) if sources_file else load_sources()
         stage = make_stage(step, step, params, sources)
         attach_sources(stage, inputs, sources)
+        if inputs:
+            stage.plan(inputs)  # missing or empty inputs stop here, before any worker or Ray starts
     except ConfigError as exc:
         _fail(str(exc))
-    if not local:
-        start_ray(address, num_cpus)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
     manifests = _execute(
         lambda executor, progress: [run_stage(stage, inputs, out_dir, executor, progress)],
-        LocalExecutor() if local else None,
+        address,
+        num_cpus,
+        local=local,
+        out_dir=out_dir,
     )
     _summarise(manifests, out_dir)
 
@@ -186,13 +287,20 @@ def run(
     sources: SourcesOpt = None,
 ) -> None:
     """Run a pipeline: each stage writes DIR/<stage>/ and feeds the next. Reruns skip finished shards."""
+    _check_folder_option(workdir, "--workdir")
+    _warm_up(address)
+    from curate.pipeline import check_inputs, load_pipeline, run_pipeline
+
     try:
         loaded, _ = load_pipeline(pipeline, sources)
+        check_inputs(loaded)
     except ConfigError as exc:
         _fail(str(exc))
     target = as_path(workdir) if workdir else loaded.workdir or Path("work") / loaded.name
-    start_ray(address, num_cpus)
-    manifests = _execute(lambda executor, progress: run_pipeline(loaded, target, executor, progress))
+    _check_folder_option(str(target), "--workdir")
+    manifests = _execute(
+        lambda executor, progress: run_pipeline(loaded, target, executor, progress), address, num_cpus
+    )
     _print_mix_reports([target / m["stage"] for m in manifests if m.get("step") == "mix"])
     _summarise(manifests, target)
 
@@ -211,7 +319,7 @@ def pdf(
     _run_single(
         "pdf",
         {"source": source, "max_pages": max_pages},
-        [Input(str(p)) for p in inputs],
+        _inputs(inputs),
         out_dir,
         sources,
         address,
@@ -229,9 +337,7 @@ def html(
     sources: SourcesOpt = None,
 ) -> None:
     """Extract the main text of saved HTML pages (.html, .htm, .html.gz) with trafilatura."""
-    _run_single(
-        "html", {"source": source}, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus
-    )
+    _run_single("html", {"source": source}, _inputs(inputs), out_dir, sources, address, num_cpus)
 
 
 @app.command()
@@ -257,6 +363,7 @@ def scrape(
     from curate.scrape.stage import forget_outputs
 
     params = {"sources": names, "limit": limit, "resume": resume, "mirror": mirror or ""}
+    _check_folder_option(state, "--state")
     if state:
         params["state"] = str(state)
     if not resume:
@@ -285,7 +392,7 @@ def pmc(
         "tables": tables,
         "captions": captions,
     }
-    _run_single("pmc", params, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
+    _run_single("pmc", params, _inputs(inputs), out_dir, sources, address, num_cpus)
 
 
 @app.command()
@@ -300,7 +407,7 @@ def pubmed(
 ) -> None:
     """Read PubMed baseline/update XML (pubmed*.xml.gz): one record per citation, deletions reported."""
     params = {"source": source, "min_abstract_chars": min_abstract_chars}
-    _run_single("pubmed", params, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
+    _run_single("pubmed", params, _inputs(inputs), out_dir, sources, address, num_cpus)
 
 
 @app.command("filter")
@@ -317,7 +424,7 @@ def filter_(
     _run_single(
         "filter",
         {"keep": lang, "threshold": threshold},
-        [Input(str(p)) for p in inputs],
+        _inputs(inputs),
         out_dir,
         sources,
         address,
@@ -350,7 +457,7 @@ def dedup(
         step = "near_dedup"
         params = {"threshold": threshold, "within_source": within_source}
         params.update({k: str(v) for k, v in (("against", against), ("write_index", write_index)) if v})
-    _run_single(step, params, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
+    _run_single(step, params, _inputs(inputs), out_dir, sources, address, num_cpus)
 
 
 @app.command()
@@ -362,7 +469,7 @@ def clean(
     sources: SourcesOpt = None,
 ) -> None:
     """Remove citation markers, stray reference lists and boilerplate lines; record removals in meta."""
-    _run_single("clean", {}, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
+    _run_single("clean", {}, _inputs(inputs), out_dir, sources, address, num_cpus)
 
 
 quality_app = typer.Typer(
@@ -381,9 +488,7 @@ def quality_filter(
     sources: SourcesOpt = None,
 ) -> None:
     """Drop documents that Gopher quality/repetition, C4 or FineWeb heuristics reject."""
-    _run_single(
-        "quality", {"profile": profile}, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus
-    )
+    _run_single("quality", {"profile": profile}, _inputs(inputs), out_dir, sources, address, num_cpus)
 
 
 @quality_app.command("train")
@@ -418,7 +523,7 @@ def quality_classify(
     _run_single(
         "classify",
         {"model": str(model), "threshold": threshold},
-        [Input(str(p)) for p in inputs],
+        _inputs(inputs),
         out_dir,
         sources,
         address,
@@ -442,7 +547,7 @@ def shard(
     _run_single(
         "shard",
         {"target_size": target_size, **({"tokenizer": str(tokenizer)} if tokenizer else {})},
-        [Input(str(p)) for p in inputs],
+        _inputs(inputs),
         out_dir,
         sources,
         address,
@@ -523,9 +628,14 @@ def mix(
         )
     except ValueError as exc:
         _fail(str(exc))
-    start_ray(address, num_cpus)
+    _check_folder_option(out_dir, "--out")
     stage_inputs = [Input(str(path)) for _, path in inputs]
-    manifests = _execute(lambda ex, progress: [run_stage(stage, stage_inputs, out_dir, ex, progress)])
+    manifests = _execute(
+        lambda ex, progress: [run_stage(stage, stage_inputs, out_dir, ex, progress)],
+        address,
+        num_cpus,
+        out_dir=out_dir,
+    )
     _print_mix_reports([out_dir] if manifests else [])
     _summarise(manifests, out_dir)
 
@@ -559,6 +669,8 @@ def stats(
     from curate.stats.compute import collect_stats
     from curate.stats.report import print_stats, write_html
 
+    if html_path is not None and html_path.is_dir():
+        _fail(f"--html {html_path}: is a folder; --html takes the report's file name (e.g. report.html)")
     try:
         result = collect_stats(path, tokenizer=str(tokenizer) if tokenizer else None, sources=sources_file)
     except (ValueError, RuntimeError, ImportError) as exc:
@@ -732,6 +844,20 @@ def sources_check(
     out.print(f"ok: {name} discovers and extracts as expected")
 
 
+_interrupted: list[bool] = []
+
+
+def _say_interrupted() -> None:
+    if not _interrupted:
+        _interrupted.append(True)
+        err.print("[bold yellow]interrupted:[/] rerun the same command to resume", soft_wrap=True)
+
+
 def main() -> None:
     """Console entry point."""
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == INTERRUPTED:  # typer exits 130 on Ctrl-C without a word
+            _say_interrupted()
+        raise

@@ -25,6 +25,8 @@ def verify_stage(stage_dir: Path | StoragePath) -> list[str]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return [f"{name}: manifest.json is unreadable ({exc}); rerun the pipeline to rewrite it"]
     problems = []
+    if not listed:
+        problems.append(f"{name}: the stage wrote no output files (were its inputs empty?): nothing to check")
     if manifest.get("status") != "complete":
         failed = len(manifest.get("failed_tasks", []))
         problems.append(f"{name}: status {manifest.get('status')!r}: {failed} failed task(s)")

@@ -33,8 +33,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from curate.dedup.index import (
     commit,
@@ -84,6 +82,9 @@ def bucket_pairs(keys: np.ndarray, docs: np.ndarray) -> np.ndarray:
 
 def cluster_labels(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The documents in pairs (sorted) and a cluster label each: connected components of the pair graph."""
+    from scipy.sparse import coo_matrix  # here: scipy's import costs every curate command a third of a second
+    from scipy.sparse.csgraph import connected_components
+
     nodes = np.unique(pairs)
     if len(nodes) == 0:
         return nodes, np.zeros(0, np.int64)
