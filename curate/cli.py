@@ -174,7 +174,7 @@ def _execute(
     executor: Executor | None = None
     interrupted = False
     try:
-        executor = LocalExecutor() if local else make_executor(address, num_cpus)
+        executor = LocalExecutor() if local else _start(address, num_cpus)
         with _progress_views() as progress:
             return body(executor, progress)
     except KeyboardInterrupt:
@@ -183,8 +183,6 @@ def _execute(
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the clean-up
         _say_interrupted()
         raise typer.Exit(INTERRUPTED) from None
-    except RayUnreachable as exc:
-        _fail(str(exc))
     except DiskFullError as exc:
         _fail(exc.strerror, code=1)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
@@ -193,8 +191,6 @@ def _execute(
         _fail(str(exc), code=1)
     except AccountingError as exc:
         _fail(f"accounting check failed (a bug, please report it): {exc}", code=3)
-    except ConnectionError as exc:  # Ray refused us after the address answered (a token, a version)
-        _fail(f"cannot use Ray at {address}: {exc}")
     finally:
         if executor is not None:
             executor.close(kill=interrupted)
@@ -208,6 +204,21 @@ def _warm_up(address: str | None, local: bool = False) -> None:
     does the same (about a second saved)."""
     if not address and not local:
         warm_up()
+
+
+def _start(address: str | None, num_cpus: int | None) -> Executor:
+    """The executor for a run; Ray that cannot be reached or started is a usage error, said in one line."""
+    try:
+        return make_executor(address, num_cpus)
+    except RayUnreachable as exc:
+        _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - whatever Ray raised (a token, a version, a full disk), said
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _fail(
+            f"cannot {'start' if address in (None, 'local') else 'use'} Ray at {address}: "
+            f"{type(exc).__name__}: {first}"
+        )
+    raise AssertionError("unreachable")
 
 
 def _inputs(paths: list[Path]) -> list[Input]:

@@ -155,3 +155,14 @@ def test_workers_see_the_environment_as_it_is_when_tasks_are_sent(pool: ProcessE
     monkeypatch.setenv("CURATE_TEST_SETTING", "after the start")
     values = [v for _, v, _ in pool.map(_environment, [("CURATE_TEST_SETTING",)] * 2)]
     assert values == ["after the start"] * 2
+
+
+def test_ray_tasks_report_documents_through_an_actor(ray_session):
+    from curate.runner import RayExecutor
+
+    seen: list[tuple[int, int]] = []
+    events = []
+    for _, value, error in RayExecutor().map(_report_slowly, [(60,)], None, _collect(seen)):
+        events.append(sum(n for _, n in seen))
+        assert error is None and value == 60
+    assert 0 < events[0] <= 60  # reports arrived while the task ran, before its result
