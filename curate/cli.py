@@ -612,6 +612,7 @@ def mix(
     num_cpus: CpusOpt = None,
 ) -> None:
     """Mix components to target shares of tokens (GAP-Replay's replay): seeded, whole documents, a report."""
+    _warm_up(address)
     from curate.mix.stage import MixStage
 
     inputs = _named(component, "--component", number=False)

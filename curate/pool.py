@@ -220,9 +220,15 @@ def _worker_main(conn: Connection) -> None:
 
     while True:
         try:
-            job = conn.recv()
+            data = conn.recv_bytes()
         except (EOFError, OSError):
             return
+        try:
+            job = pickle.loads(data)
+        except Exception as exc:  # noqa: BLE001 - e.g. a function defined in the driver's __main__
+            why = f"a worker could not load the task ({exc}); its function and arguments must be importable"
+            send(("error", _dumps_error(RuntimeError(why))))
+            continue
         if job is None:
             return
         fn, args, report, environment = job

@@ -360,3 +360,21 @@ def test_the_readme_lists_the_manifest_keys_a_stage_writes(tmp_path: Path):
     listed = re.search(r"`manifest\.json` keys: (.*?)\.\n", readme, re.S)
     assert listed, "README: the sentence listing the manifest keys"
     assert sorted(re.findall(r"`(\w+)`", listed.group(1))) == sorted(manifest)
+
+
+def test_input_folders_of_one_name_get_their_parents_in_ids_and_a_clash_stops_before_work(tmp_path: Path):
+    pdf = DEMO_PDF / "sepsis-review.pdf"
+    for folder in ("x/a", "y/a", "q/a/b", "r/a/b", "s/b"):
+        (tmp_path / folder).mkdir(parents=True)
+    for path in ("x/a/paper.pdf", "y/a/paper.pdf", "q/a/b/p.pdf", "r/a/b/p.pdf", "s/b/other.pdf"):
+        shutil.copy(pdf, tmp_path / path)
+    result = runner.invoke(
+        app, ["pdf", str(tmp_path / "x/a"), str(tmp_path / "y/a"), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(_ids(tmp_path / "o")) == ["local-pdf:x/a/paper", "local-pdf:y/a/paper"]
+    # q/a is labelled a, r/a/b a/b (s/b is b): both p.pdf would be a/b/p
+    clash = [str(tmp_path / f) for f in ("q/a", "r/a/b", "s/b")]
+    result = runner.invoke(app, ["pdf", *clash, "--out", str(tmp_path / "c")])
+    assert result.exit_code == 2
+    assert "would both get the id local-pdf:a/b/p" in result.output and not (tmp_path / "c").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,7 +26,8 @@ class FileStage(Stage):
     """Base of stages whose inputs are files: each file is one document, kept, rejected or errored."""
 
     suffixes: ClassVar[tuple[str, ...]] = ()
-    id_suffix: ClassVar[str] = ""  # left out of ids (see file_keys)
+    # The extension left out of ids, exact case (see file_keys); None: whichever of `suffixes` ends the name.
+    id_suffix: ClassVar[str | None] = None
     source: str = ""
     licenses: dict[str, str | None] = field(default_factory=dict)
     batch_size: int = 16
@@ -57,9 +59,17 @@ class FileStage(Stage):
             raise FileNotFoundError(
                 f"stage {self.name!r}: no {wanted} files under {[i.path for i in inputs]}"
             )
-        keys = file_keys([(src, folder, path) for src, folder, path in found.values()], self.id_suffix)
+        keys = file_keys(list(found.values()), self._without_suffix)
         units = [(path, (source, key)) for (source, _, path), key in zip(found.values(), keys, strict=True)]
         return self.batch(units)
+
+    def _without_suffix(self, key: str) -> str:
+        if self.id_suffix is None:
+            lower = key.lower()
+            suffix = max((s for s in self.suffixes if lower.endswith(s)), key=len, default="")
+        else:
+            suffix = self.id_suffix if key.endswith(self.id_suffix) else ""
+        return key[: len(key) - len(suffix)] if suffix and len(key) > len(suffix) else key
 
     def batch(self, units: list[tuple[str, Any]]) -> list[Task]:
         """Consecutive (input path, payload item) units in tasks of batch_size, named from their paths."""
@@ -118,14 +128,14 @@ class FileStage(Stage):
         raise NotImplementedError
 
 
-def file_keys(files: list[tuple[str, str, str]], suffix: str) -> list[str]:
+def file_keys(files: list[tuple[str, str, str]], strip: Callable[[str], str]) -> list[str]:
     """The id key of each (source, input folder, path): unique among files of one source, stable across runs.
 
     The key is the file's path relative to its input folder (the folder given, or a file's own folder), less
-    `suffix` (the stage's usual extension, exact case: `.pdf`, `.html`); any other ending stays, so `a.html`,
-    `a.htm`, `a.HTML` and `a.html.gz` are `a`, `a.htm`, `a.HTML` and `a.html.gz`. When one source has files
-    from several input folders, the key starts with the folder's name (with as many parent folders as it takes
-    to tell the folders apart): `curate pdf a b` gives `a/paper` and `b/paper`.
+    what `strip` removes (the stage's usual extension: for pdf and html `.pdf` and `.html` in exact case, so
+    that `a.html`, `a.htm`, `a.HTML` and `a.html.gz` are `a`, `a.htm`, `a.HTML` and `a.html.gz`). When one
+    source has files from several input folders, the key starts with the folder's name (with as many parent
+    folders as it takes to tell the folders apart): `curate pdf a b` gives `a/paper` and `b/paper`.
     """
     folders: dict[str, dict[str, None]] = {}
     for source, folder, _ in files:
@@ -141,7 +151,7 @@ def file_keys(files: list[tuple[str, str, str]], suffix: str) -> list[str]:
     taken = {(source, key) for (source, _, _), key in zip(files, full, strict=True)}
     keys = []
     for (source, _, _), key in zip(files, full, strict=True):
-        short = key[: -len(suffix)] if suffix and key.endswith(suffix) and len(key) > len(suffix) else key
+        short = strip(key)
         # `a.htm.html` keeps its suffix where `a.htm` is another file's key: keys never collide.
         keys.append(key if short != key and (source, short) in taken else short)
     seen: dict[tuple[str, str], str] = {}
