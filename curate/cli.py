@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from curate.pool import warm_up
-from curate.progress import StageProgress
+from curate.progress import StageProgress, format_seconds
 from curate.runner import (
     AccountingError,
     DiskFullError,
@@ -85,7 +85,8 @@ class _StateBar(ProgressColumn):
 
 class _StateText(ProgressColumn):
     def render(self, task: Any) -> Text:
-        return Text(task.fields["state"].counts())
+        state: StageProgress = task.fields["state"]
+        return Text(f"{state.counts()}, {format_seconds(state.elapsed)}")
 
 
 class _BarView:

@@ -74,7 +74,7 @@ class ProcessExecutor:
     """
 
     def __init__(self, num_cpus: int | None = None, max_retries: int = 3):
-        self.num_cpus = num_cpus or os.cpu_count() or 1
+        self.num_cpus = num_cpus or len(os.sched_getaffinity(0)) or 1
         self._max_retries = max_retries
         self._idle: list[_Worker] = []
 

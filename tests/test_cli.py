@@ -297,6 +297,9 @@ def test_without_a_terminal_progress_is_periodic_plain_lines(tmp_path: Path):
     middle = [line for line in lines[1:-1] if "running" in line and "docs/s, ETA 0:" in line]
     assert middle, lines  # documents done, the rate and the time left while it runs
     assert "Traceback" not in run.stderr and not any("━" in line for line in lines)  # no bar drawn into a log
+    # A local run starts no Ray (its 13-21 s start, its token-auth notice): the tasks ran on local workers.
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["nodes"] == {"local": 8}
+    assert "Token authentication" not in run.stderr and "ray" not in run.stderr.lower()
 
 
 def test_in_a_terminal_progress_shows_documents_rate_and_eta(tmp_path: Path):
