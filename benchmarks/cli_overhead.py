@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--no-ray", action="store_true", help="skip the in-process Ray anchor")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
+    load_before = os.getloadavg()  # other jobs on the machine stretch every number here
     results = []
     with tempfile.TemporaryDirectory(prefix="curate-overhead-") as tmp:
         root = Path(tmp)
@@ -111,7 +112,7 @@ def main() -> None:
             if not args.no_ray:
                 row["ray_anchor"] = timed([*command, str(corpus), "--address", "local"], root / "out")
             results.append(row)
-    print(f"{os.cpu_count()} cores; seconds (local: median of {args.repeat} runs)")
+    print(f"{os.cpu_count()} cores, load {load_before[0]:.1f}; seconds (local: median of {args.repeat} runs)")
     header = ("command", "stage", "overhead", "Ray: command", "stage")
     print(f"{'run':<22}{'docs':>7}  " + "".join(f"{h:>{max(9, len(h) + 2)}}" for h in header))
     for r in results:
@@ -133,6 +134,7 @@ def main() -> None:
             "platform": platform.platform(),
             "processor": platform.processor(),
             "python": platform.python_version(),
+            "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         },
         "repeat": args.repeat,
         "runs": results,
