@@ -5,7 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import shutil
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,32 +19,29 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, ProgressColumn, TextColumn
+from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
-from curate.pipeline import (
-    attach_sources,
-    check_pipeline,
-    load_pipeline,
-    make_stage,
-    run_pipeline,
-    workdir_lock,
-)
+from curate.pool import warm_up
+from curate.progress import StageProgress, format_seconds
 from curate.runner import (
     AccountingError,
     DiskFullError,
+    Executor,
     LocalExecutor,
     PreparationError,
-    RayExecutor,
+    RayUnreachable,
     check_output,
+    make_executor,
     run_stage,
     stage_lock,
-    start_ray,
 )
 from curate.sources.registry import ConfigError, Source, load_sources
-from curate.stage import Input
+from curate.stage import Input, Stage
 from curate.stats.report import printable
-from curate.storage import as_path
+from curate.storage import LOCK_FILE, as_path
 
 app = typer.Typer(
     help="Build pretraining corpora for medical language models: parse, filter, deduplicate, shard, on Ray.",
@@ -54,9 +57,25 @@ out = Console(soft_wrap=True)
 
 AddressOpt = Annotated[
     str | None,
-    typer.Option("--address", envvar="RAY_ADDRESS", help="Ray cluster address; none starts a local Ray."),
+    typer.Option(
+        "--address",
+        envvar="RAY_ADDRESS",
+        help="Ray cluster (HOST:PORT), or 'local' for a Ray in this process; none: worker processes here.",
+    ),
 ]
-CpusOpt = Annotated[int | None, typer.Option("--num-cpus", help="CPUs for a local Ray (default: all).")]
+# A pipeline runs on Ray, a local one by default (the same scheduler as on a cluster); single-stage commands,
+# often a quick look at a few shards, use worker processes here unless given an address.
+RunAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        envvar="RAY_ADDRESS",
+        help="Ray cluster (HOST:PORT); default: a local Ray started in this process ('local').",
+    ),
+]
+CpusOpt = Annotated[
+    int | None, typer.Option("--num-cpus", min=1, help="CPUs to use on this machine (default: all).")
+]
 SourcesOpt = Annotated[
     Path | None, typer.Option("--sources", help="sources.yaml to use (default: nearest one upwards).")
 ]
@@ -67,33 +86,64 @@ ShardsArg = Annotated[
 ]
 
 
-class _Bar:
-    """One progress bar of a stage, counting finished tasks."""
+# Without a terminal (nohup, CI, `ray job logs`) progress is a plain line this often, besides start and end.
+PROGRESS_SECONDS = float(os.environ.get("CURATE_PROGRESS_SECONDS") or 10)
+INTERRUPTED = 130  # what a shell reports for a command stopped by Ctrl-C (128 + SIGINT)
 
-    def __init__(self, progress: Progress, name: str, total: int):
+
+class _StateBar(ProgressColumn):
+    def render(self, task: Any) -> ProgressBar:
+        state: StageProgress = task.fields["state"]
+        fraction = state.fraction
+        return ProgressBar(total=1.0 if fraction is not None else None, completed=fraction or 0.0, width=30)
+
+
+class _StateText(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        state: StageProgress = task.fields["state"]
+        return Text(f"{state.counts()}, {format_seconds(state.elapsed)}")
+
+
+class _BarView:
+    """A stage's line in the terminal's live progress display: documents, docs/s, ETA, tasks."""
+
+    def __init__(self, progress: Progress, state: StageProgress):
         self._progress = progress
-        self._task = progress.add_task(name, total=total)
-
-    def advance(self, n: int) -> None:
-        self._progress.advance(self._task, n)
+        progress.add_task(state.name, state=state)
 
     def close(self) -> None:
         self._progress.refresh()
 
 
-def _progress_factory(progress: Progress):
-    return lambda name, total: _Bar(progress, name, total)
+class _LineView:
+    """A stage's progress as plain lines: at its start, every PROGRESS_SECONDS while it runs, at its end."""
+
+    def __init__(self, state: StageProgress):
+        self._state = state
+        self._stop = threading.Event()
+        err.print(Text(state.line()), soft_wrap=True)
+        self._thread = threading.Thread(target=self._tick, name="curate-progress", daemon=True)
+        self._thread.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(PROGRESS_SECONDS):
+            err.print(Text(self._state.line()), soft_wrap=True)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        err.print(Text(self._state.line()), soft_wrap=True)
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description:<12}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("tasks"),
-        TimeElapsedColumn(),
-        console=err,
-    )
+@contextmanager
+def _progress_views() -> Iterator[Callable[[StageProgress], Any]]:
+    """A view factory for run_stage: a live bar per stage on a terminal, plain periodic lines elsewhere."""
+    if not err.is_terminal:
+        yield _LineView
+        return
+    columns = (TextColumn("[bold]{task.description:<12}"), _StateBar(), _StateText())
+    with Progress(*columns, console=err, refresh_per_second=4) as progress:
+        yield lambda state: _BarView(progress, state)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -126,12 +176,28 @@ def _summarise(manifests: list[dict[str, Any]], where: Path) -> None:
         )
 
 
-def _execute(body, executor: LocalExecutor | None = None) -> list[dict[str, Any]]:
-    """Run body(executor, progress) with Ray started (or the given executor), turning configuration problems
-    into clear errors."""
+def _execute(
+    body: Callable[[Executor, Callable[[StageProgress], Any]], list[dict[str, Any]]],
+    address: str | None,
+    num_cpus: int | None,
+    *,
+    local: bool = False,
+    created: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Run body(executor, progress) on the executor for the address (or this process with local), turning
+    problems into clear errors; `created`, an --out folder this command made, is removed if left empty."""
+    executor: Executor | None = None
+    interrupted = False
     try:
-        with _progress() as progress:
-            return body(executor or RayExecutor(), _progress_factory(progress))
+        executor = LocalExecutor() if local else _start(address, num_cpus)
+        with _progress_views() as progress:
+            return body(executor, progress)
+    except KeyboardInterrupt:
+        interrupted = True
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the clean-up
+        _say_interrupted()
+        raise typer.Exit(INTERRUPTED) from None
     except DiskFullError as exc:
         _fail(exc.strerror, code=1)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
@@ -140,7 +206,48 @@ def _execute(body, executor: LocalExecutor | None = None) -> list[dict[str, Any]
         _fail(str(exc), code=1)
     except AccountingError as exc:
         _fail(f"accounting check failed (a bug, please report it): {exc}", code=3)
+    finally:
+        if executor is not None:
+            executor.close(kill=interrupted)
+        if created is not None and created.is_dir() and {p.name for p in created.iterdir()} <= {LOCK_FILE}:
+            shutil.rmtree(created)
     return []
+
+
+def _warm_up(address: str | None, local: bool = False) -> None:
+    """With no Ray to use, start the workers' fork server now: it imports curate's stages while this process
+    does the same (about a second saved)."""
+    if not address and not local:
+        warm_up()
+
+
+def _start(address: str | None, num_cpus: int | None) -> Executor:
+    """The executor for a run; Ray that cannot be reached or started is a usage error, said in one line."""
+    try:
+        return make_executor(address, num_cpus)
+    except RayUnreachable as exc:
+        _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - whatever Ray raised (a token, a version, a full disk), said
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _fail(
+            f"cannot {'start' if address in (None, 'local') else 'use'} Ray at {address}: "
+            f"{type(exc).__name__}: {first}"
+        )
+    raise AssertionError("unreachable")
+
+
+def _inputs(paths: list[Path]) -> list[Input]:
+    """Inputs as given, each once: the same folder or file named twice is read once."""
+    unique = dict.fromkeys(
+        os.path.normpath(os.path.abspath(p)) if "://" not in str(p) else str(p) for p in paths
+    )
+    return [Input(p) for p in unique]
+
+
+def _check_folder_option(path: Path | str | None, option: str) -> None:
+    """A folder option that names an existing file: exit 2 before any work."""
+    if path is not None and "://" not in str(path) and Path(path).exists() and not Path(path).is_dir():
+        _fail(f"{option} {path}: is a file; {option} takes a folder (it is created if missing)")
 
 
 def _run_single(
@@ -153,23 +260,41 @@ def _run_single(
     num_cpus: int | None,
     local: bool = False,
 ) -> None:
+    _check_folder_option(out_dir, "--out")
+    _warm_up(address, local)
+    from curate.pipeline import attach_sources, make_stage
+
+    try:
+        sources = load_sources(sources_file) if sources_file else load_sources()
+        stage = make_stage(step, step, params, sources)
+        attach_sources(stage, inputs, sources)
+    except ConfigError as exc:
+        _fail(str(exc))
+    manifests = _run_one_stage(stage, inputs, out_dir, address, num_cpus, local)
+    _summarise(manifests, out_dir)
+
+
+def _run_one_stage(
+    stage: Stage, inputs: list[Input], out_dir: Path, address: str | None, num_cpus: int | None, local: bool
+) -> list[dict[str, Any]]:
+    """Check the inputs and the output folder, hold its lock, and run the stage into it."""
+    created = None if out_dir.exists() else out_dir
     with contextlib.ExitStack() as held:
         try:
-            sources = load_sources(sources_file) if sources_file else load_sources()
-            stage = make_stage(step, step, params, sources)
-            attach_sources(stage, inputs, sources)
-            # Before Ray starts: a mistake, or another process in the folder, needs no waiting for.
+            if inputs:
+                stage.plan(inputs)  # missing or empty inputs stop here, before any worker or Ray starts
+            # A mistake, or another process in the folder, needs no waiting for.
             check_output(stage, inputs, as_path(out_dir))
             held.enter_context(stage_lock(as_path(out_dir)))
-        except (ConfigError, ValueError) as exc:
+        except (ConfigError, FileNotFoundError, ValueError) as exc:
             _fail(str(exc))
-        if not local:
-            start_ray(address, num_cpus)
-        manifests = _execute(
+        return _execute(
             lambda executor, progress: [run_stage(stage, inputs, out_dir, executor, progress)],
-            LocalExecutor() if local else None,
+            address,
+            num_cpus,
+            local=local,
+            created=created,
         )
-    _summarise(manifests, out_dir)
 
 
 @app.callback()
@@ -196,24 +321,32 @@ def run(
             "else work/<pipeline name>).",
         ),
     ] = None,
-    address: AddressOpt = None,
+    address: RunAddressOpt = None,
     num_cpus: CpusOpt = None,
     sources: SourcesOpt = None,
 ) -> None:
-    """Run a pipeline: each stage writes DIR/<stage>/ and feeds the next. Reruns skip finished shards."""
+    """Run a pipeline on Ray (local unless --address): each stage writes DIR/<stage>/ and feeds the next.
+    Reruns skip finished shards."""
+    _check_folder_option(workdir, "--workdir")
+    address = address or "local"
+    from curate.pipeline import check_inputs, check_pipeline, load_pipeline, run_pipeline, workdir_lock
+
     try:
         loaded, _ = load_pipeline(pipeline, sources)
+        check_inputs(loaded)
     except ConfigError as exc:
         _fail(str(exc))
     target = as_path(workdir) if workdir else loaded.workdir or Path("work") / loaded.name
+    _check_folder_option(str(target), "--workdir")
     with contextlib.ExitStack() as held:
-        try:  # before Ray starts: a mistake, or another run in the folder, needs no waiting for
+        try:  # before any worker starts: a mistake, or another run in the folder, needs no waiting for
             check_pipeline(loaded, target)
             held.enter_context(workdir_lock(target))
         except ValueError as exc:
             _fail(str(exc))
-        start_ray(address, num_cpus)
-        manifests = _execute(lambda executor, progress: run_pipeline(loaded, target, executor, progress))
+        manifests = _execute(
+            lambda executor, progress: run_pipeline(loaded, target, executor, progress), address, num_cpus
+        )
     _print_mix_reports([target / m["stage"] for m in manifests if m.get("step") == "mix"])
     _print_decontamination([target / m["stage"] for m in manifests if m.get("step") == "decontaminate"])
     _summarise(manifests, target)
@@ -233,7 +366,7 @@ def pdf(
     _run_single(
         "pdf",
         {"source": source, "max_pages": max_pages},
-        [Input(str(p)) for p in inputs],
+        _inputs(inputs),
         out_dir,
         sources,
         address,
@@ -251,9 +384,7 @@ def html(
     sources: SourcesOpt = None,
 ) -> None:
     """Extract the main text of saved HTML pages (.html, .htm, .html.gz) with trafilatura."""
-    _run_single(
-        "html", {"source": source}, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus
-    )
+    _run_single("html", {"source": source}, _inputs(inputs), out_dir, sources, address, num_cpus)
 
 
 @app.command()
@@ -279,6 +410,7 @@ def scrape(
     from curate.scrape.stage import forget_outputs
 
     params = {"sources": names, "limit": limit, "resume": resume, "mirror": mirror or ""}
+    _check_folder_option(state, "--state")
     if state:
         params["state"] = str(state)
     if not resume:
@@ -307,7 +439,7 @@ def pmc(
         "tables": tables,
         "captions": captions,
     }
-    _run_single("pmc", params, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
+    _run_single("pmc", params, _inputs(inputs), out_dir, sources, address, num_cpus)
 
 
 @app.command()
@@ -322,7 +454,7 @@ def pubmed(
 ) -> None:
     """Read PubMed baseline/update XML (pubmed*.xml.gz): one record per citation, deletions reported."""
     params = {"source": source, "min_abstract_chars": min_abstract_chars}
-    _run_single("pubmed", params, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
+    _run_single("pubmed", params, _inputs(inputs), out_dir, sources, address, num_cpus)
 
 
 @app.command("filter")
@@ -339,7 +471,7 @@ def filter_(
     _run_single(
         "filter",
         {"keep": lang, "threshold": threshold},
-        [Input(str(p)) for p in inputs],
+        _inputs(inputs),
         out_dir,
         sources,
         address,
@@ -372,7 +504,7 @@ def dedup(
         step = "near_dedup"
         params = {"threshold": threshold, "within_source": within_source}
         params.update({k: str(v) for k, v in (("against", against), ("write_index", write_index)) if v})
-    _run_single(step, params, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
+    _run_single(step, params, _inputs(inputs), out_dir, sources, address, num_cpus)
 
 
 @app.command()
@@ -384,7 +516,7 @@ def clean(
     sources: SourcesOpt = None,
 ) -> None:
     """Remove citation markers, stray reference lists and boilerplate lines; record removals in meta."""
-    _run_single("clean", {}, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus)
+    _run_single("clean", {}, _inputs(inputs), out_dir, sources, address, num_cpus)
 
 
 quality_app = typer.Typer(
@@ -403,9 +535,7 @@ def quality_filter(
     sources: SourcesOpt = None,
 ) -> None:
     """Drop documents that Gopher quality/repetition, C4 or FineWeb heuristics reject."""
-    _run_single(
-        "quality", {"profile": profile}, [Input(str(p)) for p in inputs], out_dir, sources, address, num_cpus
-    )
+    _run_single("quality", {"profile": profile}, _inputs(inputs), out_dir, sources, address, num_cpus)
 
 
 @quality_app.command("train")
@@ -440,7 +570,7 @@ def quality_classify(
     _run_single(
         "classify",
         {"model": str(model), "threshold": threshold},
-        [Input(str(p)) for p in inputs],
+        _inputs(inputs),
         out_dir,
         sources,
         address,
@@ -464,7 +594,7 @@ def shard(
     _run_single(
         "shard",
         {"target_size": target_size, **({"tokenizer": str(tokenizer)} if tokenizer else {})},
-        [Input(str(p)) for p in inputs],
+        _inputs(inputs),
         out_dir,
         sources,
         address,
@@ -583,6 +713,7 @@ def mix(
     num_cpus: CpusOpt = None,
 ) -> None:
     """Mix components to target shares of tokens (GAP-Replay's replay): seeded, whole documents, a report."""
+    _warm_up(address)
     from curate.mix.stage import MixStage
 
     inputs = _named(component, "--component", number=False)
@@ -610,9 +741,9 @@ def mix(
         )
     except ValueError as exc:
         _fail(str(exc))
-    start_ray(address, num_cpus)
+    _check_folder_option(out_dir, "--out")
     stage_inputs = [Input(str(path)) for _, path in inputs]
-    manifests = _execute(lambda ex, progress: [run_stage(stage, stage_inputs, out_dir, ex, progress)])
+    manifests = _run_one_stage(stage, stage_inputs, out_dir, address, num_cpus, local=False)
     _print_mix_reports([out_dir] if manifests else [])
     _summarise(manifests, out_dir)
 
@@ -657,6 +788,8 @@ def stats(
     from curate.stats.compute import collect_stats
     from curate.stats.report import print_stats, write_html
 
+    if html_path is not None and html_path.is_dir():
+        _fail(f"--html {html_path}: is a folder; --html takes the report's file name (e.g. report.html)")
     try:
         result = collect_stats(path, tokenizer=str(tokenizer) if tokenizer else None, sources=sources_file)
     except (ValueError, RuntimeError, ImportError) as exc:
@@ -830,6 +963,20 @@ def sources_check(
     out.print(f"ok: {name} discovers and extracts as expected")
 
 
+_interrupted: list[bool] = []
+
+
+def _say_interrupted() -> None:
+    if not _interrupted:
+        _interrupted.append(True)
+        err.print("[bold yellow]interrupted:[/] rerun the same command to resume", soft_wrap=True)
+
+
 def main() -> None:
     """Console entry point."""
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == INTERRUPTED:  # typer exits 130 on Ctrl-C without a word
+            _say_interrupted()
+        raise

@@ -157,6 +157,18 @@ def parquet_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return found
 
 
+def stage_shards(path: str | os.PathLike) -> list[Path]:
+    """The Parquet shards of one stage input (a stage directory or a Parquet file); none is an error."""
+    files = parquet_files([path])
+    if files:
+        return files
+    folder = as_path(path)
+    folders = [d for d in folder.iterdir() if d.is_dir() and d.name != "rejected"]
+    stages = sorted(d.name for d in folders if parquet_files([d]))
+    hint = f"; it holds stage folders ({', '.join(stages)}): pass one of them" if stages else ""
+    raise FileNotFoundError(f"no *.parquet in {folder} (is it a stage directory?){hint}")
+
+
 def is_tmp(path: Path | StoragePath) -> bool:
     """True for a temporary file left by an interrupted write (named as _tmp_path names them)."""
     return _TMP_NAME.match(path.name) is not None

@@ -4,30 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import math
 import os
 import re
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from curate.decontam.evalsets import relative_to
-from curate.decontam.stage import DecontaminateStage
-from curate.dedup.exact import ExactDedup
-from curate.dedup.minhash import MinHashDedup
-from curate.filter.classifier import QualityClassifier
-from curate.filter.clean import CleanStage
-from curate.filter.language import LanguageFilter
-from curate.filter.quality import QualityFilter
 from curate.io import write_json
-from curate.mix.stage import MixStage, input_components
-from curate.parse.stages import FileStage, HtmlStage, PdfStage
-from curate.parse.xml_stages import PmcStage, PubmedStage
+from curate.mix.stage import input_components
+from curate.parse.stages import FileStage
 from curate.runner import AccountingError, Resources, check_output, run_stage
-from curate.scrape.stage import ScrapeStage
-from curate.shard import ShardStage
 from curate.sources.registry import (
     ConfigError,
     Source,
@@ -38,29 +29,44 @@ from curate.sources.registry import (
 )
 from curate.stage import Input, Stage
 from curate.storage import StoragePath, as_path, folder_lock, is_uri
-from curate.train.tokenize import TokenizeStage
 from curate.verify import flow_problems
 
-STEPS: dict[str, type[Stage]] = {
-    cls.step: cls
-    for cls in (
-        ScrapeStage,
-        PdfStage,
-        HtmlStage,
-        PmcStage,
-        PubmedStage,
-        LanguageFilter,
-        CleanStage,
-        QualityFilter,
-        QualityClassifier,
-        ExactDedup,
-        MinHashDedup,
-        MixStage,
-        ShardStage,
-        DecontaminateStage,
-        TokenizeStage,
-    )
+# Each step's class, imported when a stage uses it: a command pays only for its own stages' libraries
+# (datatrove, scipy and the scraper's together take about a second to import).
+STEP_CLASSES = {
+    "scrape": "curate.scrape.stage:ScrapeStage",
+    "pdf": "curate.parse.stages:PdfStage",
+    "html": "curate.parse.stages:HtmlStage",
+    "pmc": "curate.parse.xml_stages:PmcStage",
+    "pubmed": "curate.parse.xml_stages:PubmedStage",
+    "filter": "curate.filter.language:LanguageFilter",
+    "clean": "curate.filter.clean:CleanStage",
+    "quality": "curate.filter.quality:QualityFilter",
+    "classify": "curate.filter.classifier:QualityClassifier",
+    "dedup": "curate.dedup.exact:ExactDedup",
+    "near_dedup": "curate.dedup.minhash:MinHashDedup",
+    "mix": "curate.mix.stage:MixStage",
+    "shard": "curate.shard:ShardStage",
+    "decontaminate": "curate.decontam.stage:DecontaminateStage",
+    "tokenize": "curate.train.tokenize:TokenizeStage",
 }
+
+
+class _Steps(Mapping[str, type[Stage]]):
+    """Step name -> stage class, importing a class's module on first use."""
+
+    def __getitem__(self, step: str) -> type[Stage]:
+        module, name = STEP_CLASSES[step].split(":")
+        return getattr(importlib.import_module(module), name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(STEP_CLASSES)
+
+    def __len__(self) -> int:
+        return len(STEP_CLASSES)
+
+
+STEPS: Mapping[str, type[Stage]] = _Steps()
 # Filled from sources.yaml (or the model file), not written by users in pipeline YAML.
 DERIVED_FIELDS = {"name", "licenses", "priority", "model_sha256", "tokenizer_sha256", "input_components"}
 DERIVED_FIELDS.add("catalog")  # scrape: the sources.yaml entries of its sources
@@ -116,7 +122,7 @@ def make_stage(step: str, name: str, params: dict[str, Any], sources: dict[str, 
         stage = cls(name=name, **params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"stage {name!r}: {exc}") from exc
-    if isinstance(stage, (ExactDedup, MinHashDedup)) and not stage.priority:
+    if stage.step in ("dedup", "near_dedup") and not stage.priority:
         stage.priority = {s.name: s.priority for s in sources.values()}
     return stage
 
@@ -196,7 +202,7 @@ def check_name(name: str, what: str, where: Path) -> str:
 
 def attach_sources(stage: Stage, inputs: list[Input], sources: dict[str, Source]) -> None:
     """Check every source tag a file stage uses and give it their licences (a scrape stage: its sources)."""
-    if isinstance(stage, ScrapeStage):
+    if stage.step == "scrape":
         stage.catalog = {s: require_source(sources, s) for s in stage.sources}
         return
     if not isinstance(stage, FileStage):
@@ -239,14 +245,14 @@ def load_pipeline(
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
-        if step == DecontaminateStage.step:  # evaluation files are named relative to the YAML, like inputs
+        if step == "decontaminate":  # evaluation files are named relative to the YAML, like inputs
             entry["benchmarks"] = relative_to(entry.get("benchmarks"), base)
         stage = make_stage(step, name, entry, sources)
-        if step == ScrapeStage.step and raw_inputs is None:
+        if step == "scrape" and raw_inputs is None:
             inputs = []  # a scrape reads the web (or, given inputs, local copies of the sites)
         else:
             inputs = _resolve_inputs(path, name, raw_inputs, names, base)
-        if isinstance(stage, MixStage):  # an input entry may name the mix component it feeds
+        if stage.step == "mix":  # an input entry may name the mix component it feeds
             try:
                 stage.set_input_components(input_components(raw_inputs))
             except ValueError as exc:
@@ -279,10 +285,38 @@ def _resolve_inputs(path: Path, name: str, raw: Any, earlier: list[str], base: P
             )
         target = str(item["path"])
         if target in earlier:
-            inputs.append(Input(f"@{target}"))
+            found = Input(f"@{target}")
+        elif is_uri(target):
+            found = Input(target, item.get("source"))
         else:
-            inputs.append(Input(str((base / target).resolve()), item.get("source")))
+            found = Input(str((base / target).resolve()), item.get("source"))
+        if found not in inputs:  # the same input twice is read once
+            inputs.append(found)
     return inputs
+
+
+def check_inputs(pipeline: Pipeline) -> None:
+    """Before a run: every input names an earlier stage or a file or folder that exists, and each stage that
+    reads only such files plans (finds its documents, gives unique ids), so that a mistake stops the run
+    before any stage runs; stages reading earlier stages are planned when they run."""
+    earlier: list[str] = []
+    for planned in pipeline.stages:
+        name = planned.stage.name
+        for item in planned.inputs:
+            if not item.path.startswith("@") and not is_uri(item.path) and not os.path.lexists(item.path):
+                before = ", ".join(earlier) or "none"
+                raise ConfigError(
+                    f"{pipeline.path}: stage {name!r}: input {Path(item.path).name!r} is neither a stage "
+                    f"before it ({before}) nor a file or folder ({item.path} does not exist)"
+                )
+        earlier.append(name)
+        if not planned.inputs or any(i.path.startswith("@") for i in planned.inputs):
+            continue
+        try:
+            planned.stage.plan(planned.inputs)
+        except (FileNotFoundError, ValueError) as exc:
+            stage = f"stage {planned.stage.name!r}"
+            raise ConfigError(f"{pipeline.path}: {'' if stage in str(exc) else stage + ': '}{exc}") from exc
 
 
 def run_pipeline(pipeline: Pipeline, workdir: Path, executor, progress=None) -> list[dict[str, Any]]:

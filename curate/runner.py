@@ -23,7 +23,10 @@ import logging
 import os
 import platform
 import shutil
+import socket
+import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +48,8 @@ from curate.io import (
     write_json,
     write_parquet,
 )
+from curate.pool import ProcessExecutor
+from curate.progress import StageProgress, reporting
 from curate.schema import ERROR_REASON, latest_columns
 from curate.stage import Input, Stage, Task, describe_error, short_hash
 from curate.storage import LOCK_FILE, StoragePath, as_path, folder_lock, is_uri
@@ -169,9 +174,8 @@ def _characters(table: pa.Table) -> int:
 
 def _node_id() -> str:
     try:
-        import ray
-
-        if ray.is_initialized():
+        ray = sys.modules.get("ray")  # never imported here just to ask: a local worker has no Ray
+        if ray is not None and ray.is_initialized():
             return ray.get_runtime_context().get_node_id()
     except Exception:  # noqa: BLE001 - the node id is informational only
         pass
@@ -187,23 +191,53 @@ class LocalExecutor:
     """Runs tasks one after another in this process: for tests and debugging (resources are ignored)."""
 
     def map(
-        self, fn: Callable[..., Any], args_list: Sequence[tuple], resources: Resources | None = None
+        self,
+        fn: Callable[..., Any],
+        args_list: Sequence[tuple],
+        resources: Resources | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> MapResults:
         for i, args in enumerate(args_list):
             try:
-                yield i, fn(*args), None
+                if on_progress is None:
+                    value = fn(*args)
+                else:
+                    with reporting(lambda n, i=i: on_progress(i, n)):
+                        value = fn(*args)
+                yield i, value, None
             except Exception as exc:  # noqa: BLE001 - a failed task is recorded, not raised
                 exc.curate_node = "local"  # type: ignore[attr-defined]
                 yield i, None, exc
 
+    def close(self, kill: bool = False) -> None:
+        """Nothing to stop."""
 
-def _call(fn: Callable[..., Any], *args: Any) -> Any:
+
+def _call(fn: Callable[..., Any], report_to: tuple[Any, int] | None, *args: Any) -> Any:
     try:
-        return fn(*args)
+        if report_to is None:
+            return fn(*args)
+        inbox, index = report_to
+        with reporting(lambda n: inbox.add.remote(index, n), interval=1.0):
+            return fn(*args)
     except Exception as exc:
         # Exceptions pickle their __dict__, so the driver learns which node the task failed on.
         exc.curate_node = _node_id()  # type: ignore[attr-defined]
         raise
+
+
+class _ProgressInbox:
+    """A Ray actor that collects documents reported by running tasks until the driver takes them."""
+
+    def __init__(self) -> None:
+        self._counts: Counter = Counter()
+
+    def add(self, index: int, n: int) -> None:
+        self._counts[index] += n
+
+    def take(self) -> dict[int, int]:
+        counts, self._counts = self._counts, Counter()
+        return dict(counts)
 
 
 class RayExecutor:
@@ -243,7 +277,11 @@ class RayExecutor:
         )
 
     def map(
-        self, fn: Callable[..., Any], args_list: Sequence[tuple], resources: Resources | None = None
+        self,
+        fn: Callable[..., Any],
+        args_list: Sequence[tuple],
+        resources: Resources | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> MapResults:
         ray = self._ray
         self.check_fits(resources)
@@ -251,15 +289,25 @@ class RayExecutor:
         limit = self.in_flight_limit(resources)
         # Large shared arguments (the stage object) go to the object store once, not once per task.
         shared = {id(a): ray.put(a) for args in args_list for a in args if isinstance(a, Stage)}
+        # Tasks report documents to a small actor; the driver collects them while it waits.
+        inbox = ray.remote(num_cpus=0)(_ProgressInbox).remote() if on_progress else None
+        taking = None
         pending: dict[Any, int] = {}
         next_index = 0
         try:
             while next_index < len(args_list) or pending:
                 while next_index < len(args_list) and len(pending) < limit:
                     args = [shared.get(id(a), a) for a in args_list[next_index]]
-                    pending[remote.remote(fn, *args)] = next_index
+                    report_to = (inbox, next_index) if inbox is not None else None
+                    pending[remote.remote(fn, report_to, *args)] = next_index
                     next_index += 1
-                done, _ = ray.wait(list(pending), num_returns=1)
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5 if inbox else None)
+                if inbox is not None:
+                    taking = taking or inbox.take.remote()
+                    if ray.wait([taking], timeout=0)[0]:
+                        for index, n in ray.get(taking).items():
+                            on_progress(index, n)
+                        taking = None
                 for ref in done:
                     index = pending.pop(ref)
                     try:
@@ -273,19 +321,82 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
             if pending:
                 ray.wait(list(pending), num_returns=len(pending), timeout=60)
+            if inbox is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(inbox)
+
+    def close(self, kill: bool = False) -> None:
+        """Ray stays up until the process ends (or ray.shutdown())."""
+
+
+Executor = LocalExecutor | ProcessExecutor | RayExecutor
+
+
+class RayUnreachable(ConnectionError):
+    """--address names a Ray cluster this machine cannot reach: a usage error, said before anything runs."""
+
+
+def probe_ray_address(address: str, timeout: float = 5.0) -> None:
+    """Check that the GCS port of `address` (HOST:PORT, ray://HOST:PORT) accepts a TCP connection, so that a
+    wrong address fails in seconds instead of Ray retrying for minutes; raise RayUnreachable saying why."""
+    target = address.split("://", 1)[-1].rstrip("/")
+    host, _, port_text = target.rpartition(":")
+    if not host:
+        host, port_text = target, "6379"
+    host = host.strip("[]")  # [::1]:6379
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise RayUnreachable(
+            f"cannot reach Ray at {address}: expected HOST:PORT (e.g. 10.0.0.5:6379), or 'local'"
+        ) from None
+    found: list[Any] = []
+    failure: list[BaseException] = []
+
+    def resolve() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            failure.append(exc)
+
+    # getaddrinfo has no timeout of its own: a thread bounds it.
+    resolver = threading.Thread(target=resolve, daemon=True)
+    resolver.start()
+    resolver.join(timeout)
+    if not found:
+        why = f"{failure[0]}" if failure else f"no answer within {timeout:g} s"
+        raise RayUnreachable(f"cannot reach Ray at {address}: host {host!r} does not resolve ({why})")
+    errors = []
+    for family, kind, proto, _, sockaddr in found:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(timeout)
+                sock.connect(sockaddr)
+                return
+        except OSError as exc:
+            errors.append(f"{sockaddr[0]}: {exc.strerror or exc}")
+    raise RayUnreachable(
+        f"cannot reach Ray at {address} ({'; '.join(errors)}): is `ray start --head` running there, and is "
+        "PORT its GCS port (6379 by default)? Without --address (and RAY_ADDRESS) curate runs locally"
+    )
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to a cluster (address or RAY_ADDRESS), or start a local Ray in this process."""
+    """Connect to a cluster (address or RAY_ADDRESS), or with address 'local' start a Ray in this process."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never phone home
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address not in ("local", "auto"):
+        probe_ray_address(address)
     import ray
 
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address:
+    if address and address != "local":
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
         return
+    # A private Ray of this process: its token is generated and used here alone, so Ray's notice that token
+    # authentication is on says nothing to act on.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     # address="local" starts a fresh Ray even if a `ray start` cluster is running on this machine.
     ray.init(
         address="local",
@@ -296,6 +407,15 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     )
 
 
+def make_executor(address: str | None = None, num_cpus: int | None = None) -> Executor:
+    """The executor for a run: Ray when an address is given (or RAY_ADDRESS), else a local process pool."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address:
+        return ProcessExecutor(num_cpus)
+    start_ray(address, num_cpus)
+    return RayExecutor()
+
+
 # ---------------------------------------------------------------------------------------------- the stage run
 
 
@@ -303,13 +423,14 @@ def run_stage(
     stage: Stage,
     inputs: list[Input],
     out_dir: str | os.PathLike,
-    executor: LocalExecutor | RayExecutor,
-    progress: Callable[[str, int], Any] | None = None,
+    executor: Executor,
+    progress: Callable[[StageProgress], Any] | None = None,
     resources: Resources | None = None,
 ) -> dict[str, Any]:
     """Run a stage into out_dir: skip finished tasks, run the rest, check the accounting, write a manifest.
 
-    `resources` is what each of its tasks reserves on a Ray node (its global pass's tasks too).
+    `resources` is what each of its tasks reserves on a Ray node (its global pass's tasks too). `progress`
+    gets the stage's StageProgress, which the runner keeps current, and returns a view of it with close().
     """
     out = as_path(out_dir)
     check_output(stage, inputs, out)
@@ -351,39 +472,18 @@ def _run_locked(
     failed: list[dict[str, Any]] = []
     nodes: Counter = Counter()  # tasks run per Ray node, in this invocation
     node_seconds: Counter = Counter()
-    task_seconds = 0.0
-    bar = progress(stage.name, len(tasks)) if progress else None
-    if bar:
-        bar.advance(len(tasks) - len(todo))
-    if todo:
-        scratch = _scratch_dir(out)
-        try:
-            # A full disk in the global pass is most likely the scratch folder's (local when out is a URI).
-            prepared = stage.prepare(
-                tasks, lambda fn, args: _map_all(executor, fn, args, resources, scratch), scratch, out
-            )
-        except PreparationError as exc:
-            raise PreparationError(
-                f"stage {stage.name!r}: {exc}. Nothing of this stage was written; fix the cause and rerun "
-                "the same command (finished stages are skipped)"
-            ) from exc.__cause__
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        todo = [{t.name: t for t in prepared}[t.name] for t in todo]
-        work = [(stage, t, str(out)) for t in todo]
-        with contextlib.closing(executor.map(execute_task, work, resources)) as mapped:
-            for index, counts, error in mapped:
-                if error is not None:
-                    _raise_if_disk_full(error, out)
-                    failed.append(_record_failure(stage, todo[index], out, error))
-                else:
-                    nodes[counts["node"]] += 1
-                    node_seconds[counts["node"]] += counts["seconds"]
-                    task_seconds += counts["seconds"]
-                if bar:
-                    bar.advance(1)
-    if bar:
-        bar.close()
+    state = _stage_progress(stage, tasks, todo)
+    view = progress(state) if progress else None
+    try:
+        _run_tasks(stage, tasks, todo, out, executor, resources, state, failed, nodes, node_seconds)
+    except BaseException:
+        state.stopped = True
+        raise
+    finally:
+        state.close()
+        if view is not None:
+            view.close()
+    task_seconds = sum(node_seconds.values())
 
     manifest = _manifest(stage, tasks, inputs, out, failed, fingerprint, hashes)
     manifest.update(
@@ -404,16 +504,81 @@ def _run_locked(
     return manifest
 
 
+def _stage_progress(stage: Stage, tasks: list[Task], todo: list[Task]) -> StageProgress:
+    """The stage's progress before it runs: documents expected (if the stage can tell), what a rerun skips."""
+    expected = [_planned_documents(stage, t) for t in tasks]
+    total = None if any(n is None for n in expected) else sum(expected)
+    state = StageProgress(stage.name, len(tasks), total)
+    running = {t.name for t in todo}
+    skipped = [n for t, n in zip(tasks, expected, strict=True) if t.name not in running]
+    state.skip(len(skipped), sum(n or 0 for n in skipped))
+    return state
+
+
+def _planned_documents(stage: Stage, task: Task) -> int | None:
+    try:
+        return stage.planned_documents(task)
+    except Exception:  # noqa: BLE001 - an unreadable input is its task's error to report, not the progress's
+        return None
+
+
+def _run_tasks(
+    stage: Stage,
+    tasks: list[Task],
+    todo: list[Task],
+    out: Path | StoragePath,
+    executor: Executor,
+    resources: Resources | None,
+    state: StageProgress,
+    failed: list[dict[str, Any]],
+    nodes: Counter,
+    node_seconds: Counter,
+) -> None:
+    """The global pass, then the unfinished tasks; failures recorded, progress kept current."""
+    if not todo:
+        return
+    scratch = _scratch_dir(out)
+    try:
+        # A full disk in the global pass is most likely the scratch folder's (local when out is a URI).
+        prepared = stage.prepare(
+            tasks, lambda fn, args: _map_all(executor, fn, args, resources, scratch, state), scratch, out
+        )
+    except PreparationError as exc:
+        raise PreparationError(
+            f"stage {stage.name!r}: {exc}. Nothing of this stage was written; fix the cause and rerun "
+            "the same command (finished stages are skipped)"
+        ) from exc.__cause__
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        state.phase = ""
+    todo = [{t.name: t for t in prepared}[t.name] for t in todo]
+    work = [(stage, t, str(out)) for t in todo]
+    with contextlib.closing(executor.map(execute_task, work, resources, state.report)) as mapped:
+        for index, counts, error in mapped:
+            if error is not None:
+                _raise_if_disk_full(error, out)
+                failed.append(_record_failure(stage, todo[index], out, error))
+                state.task_finished(index, failed[-1]["documents"])
+            else:
+                nodes[counts["node"]] += 1
+                node_seconds[counts["node"]] += counts["seconds"]
+                state.task_finished(index, counts["in"])
+
+
 def _map_all(
-    executor: LocalExecutor | RayExecutor,
+    executor: Executor,
     fn: Callable[..., Any],
     args_list: Sequence[tuple],
     resources: Resources | None = None,
     out: Path | StoragePath | None = None,
+    state: StageProgress | None = None,
 ) -> list:
     results: list[Any] = [None] * len(args_list)
+    what = getattr(fn, "__name__", "task").strip("_").replace("_", " ")
     with contextlib.closing(executor.map(fn, args_list, resources)) as mapped:
-        for index, value, error in mapped:
+        for done, (index, value, error) in enumerate(mapped, 1):
+            if state is not None:
+                state.phase = f"global pass: {what} {done}/{len(args_list)}"
             _check_result(fn, args_list[index], error, out)
             results[index] = value
     return results

@@ -11,12 +11,12 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from curate.io import (
-    parquet_files,
     parquet_rows,
     parquet_schema,
     read_json,
     read_parquet,
     sha256_file,
+    stage_shards,
     write_json,
 )
 from curate.schema import conform, split_invalid
@@ -89,7 +89,7 @@ class ShardStage(Stage):
         # own (validation-shard-*), so a training job never reads them by accident.
         splits: dict[str, list[tuple[str, int, int]]] = {}
         unreadable: list[Task] = []
-        for path in parquet_files([i.path for i in inputs]):
+        for path in [f for i in inputs for f in stage_shards(i.path)]:
             try:
                 rows = parquet_rows(path)
             except Exception:  # noqa: BLE001 - a task of its own fails on it and names it (an error row)
@@ -111,6 +111,8 @@ class ShardStage(Stage):
 
     def count_in(self, task: Task) -> int:
         return sum(length for _, _, length in task.payload)
+
+    planned_documents = count_in
 
     def process(self, task: Task) -> StageResult:
         from curate.mix.tokens import cached_tokenizer

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from curate.io import parquet_files, parquet_rows, parquet_schema, read_parquet
+from curate.io import parquet_rows, parquet_schema, read_parquet, stage_shards
 from curate.schema import (
     ERROR_REASON,
     RECORD_SCHEMA,
@@ -87,6 +88,10 @@ class Stage:
         """How many documents this task's inputs hold (the 'in' of the accounting rule)."""
         raise NotImplementedError
 
+    def planned_documents(self, task: Task) -> int | None:
+        """Documents the task will read, when known cheaply before it runs (for progress); else None."""
+        return None
+
     def error_rows(self, task: Task, error: str) -> pa.Table:
         """Rejected rows that stand for a task that failed as a whole, one per input."""
         rows = [{"id": f"error:{p}", "text": "", "source": "", "url": _uri(p)} for p in task.inputs]
@@ -123,11 +128,16 @@ class TableStage(Stage):
     """A stage that maps one Parquet shard to kept and rejected rows: subclasses implement `apply`."""
 
     def plan(self, inputs: list[Input]) -> list[Task]:
-        groups = [(as_path(i.path), parquet_files([i.path])) for i in inputs]
+        groups = [(as_path(i.path), stage_shards(i.path)) for i in inputs]
         prefix = len(groups) > 1  # fan-in: keep names from different upstream stages apart
         tasks = []
+        seen: set[str] = set()
         for root, files in groups:
             for f in files:
+                where = str(f) if is_uri(f) else os.path.abspath(f)
+                if where in seen:
+                    continue  # a shard named twice (its folder and itself) is read once
+                seen.add(where)
                 name = f"{root.name}-{f.stem}" if prefix and root.is_dir() else f.stem
                 tasks.append(Task(name=name, inputs=(str(f),)))
         names = [t.name for t in tasks]
@@ -137,6 +147,9 @@ class TableStage(Stage):
 
     def count_in(self, task: Task) -> int:
         return sum(parquet_rows(p) for p in task.inputs)
+
+    def planned_documents(self, task: Task) -> int | None:
+        return None if any(is_uri(p) for p in task.inputs) else self.count_in(task)  # footers: one read each
 
     def error_rows(self, task: Task, error: str) -> pa.Table:
         """The shard's own documents (text kept) as error rows, so that none is lost; one row per file when

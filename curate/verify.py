@@ -72,6 +72,8 @@ def verify_stage(stage_dir: Path | StoragePath) -> list[str]:
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return [f"{name}: manifest.json is unreadable or malformed ({exc}); rerun the pipeline to rewrite it"]
     problems = []
+    if not listed:
+        problems.append(f"{name}: the stage wrote no output files (were its inputs empty?): nothing to check")
     if manifest.get("status") != "complete":
         failed = manifest.get("failed_tasks")
         failed = len(failed) if isinstance(failed, list) else "?"

@@ -10,6 +10,7 @@ import datasketch
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from curate.dedup.exact import normalize_text
 from curate.dedup.minhash import MinHashDedup, bucket_pairs, cluster_labels
@@ -260,3 +261,15 @@ def test_pipeline_step_takes_priorities_from_sources_yaml():
     assert isinstance(stage, MinHashDedup) and stage.within_source
     assert stage.priority == {s.name: s.priority for s in sources.values()} and stage.priority
     assert stage.bands * stage.rows <= stage.num_perm and (stage.bands, stage.rows) != (16, 8)
+
+
+@pytest.mark.parametrize("num_perm", [32, 128])
+def test_optimal_bands_equal_datasketchs_optimiser(num_perm: int):
+    from datasketch.lsh import _optimal_param
+
+    from curate.dedup.minhash import optimal_bands
+
+    for threshold in (0.3, 0.5, 0.7, 0.8, 0.9):
+        for weights in ((0.5, 0.5), (0.05, 0.95)):
+            ours = optimal_bands(threshold, num_perm, *weights)
+            assert ours == _optimal_param(threshold, num_perm, *weights), (threshold, weights)

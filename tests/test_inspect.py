@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -129,3 +130,18 @@ def test_bad_paths_and_options(tmp_path: Path) -> None:
     write_stage(tmp_path / "s", [kept_table(DOCS)])
     result = runner.invoke(app, ["inspect", str(tmp_path / "s"), "--sample", "0"])
     assert result.exit_code == 2 and "--sample" in result.output
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_long_lines_are_wrapped_to_the_terminal_never_cut(tmp_path: Path, columns: int) -> None:
+    words = [f"word{n:04d}" for n in range(400)]
+    url = "https://example.org/" + "a" * 150  # one word longer than a line: folded onto the next ones
+    text = " ".join(words[:200]) + "\n\n" + url + "\n\n" + " ".join(words[200:])
+    title = "A long title of a guideline " * 6
+    write_stage(tmp_path / "s", [kept_table([("a:1", "a", "en", None, text)], titles={"a:1": title})])
+    result = runner.invoke(app, ["inspect", str(tmp_path / "s")], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= columns
+    flat = re.sub(r"[\s│╭╮╰╯─]", "", result.output)  # the panel's frame and the wrapping taken away
+    for part in ("".join(words[:200]), url, "".join(words[200:]), title.replace(" ", "")):
+        assert part in flat

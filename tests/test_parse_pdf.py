@@ -485,3 +485,29 @@ def test_hard_cases_parse_or_reject_cleanly() -> None:
         assert doc.text.strip()
         if path.name in HARD_CASE_TEXT:
             assert HARD_CASE_TEXT[path.name] in doc.text
+
+
+def test_pmc_furniture_examples_are_gone() -> None:
+    # The examples a reader found in the PMC evaluation set (issue 17), after parsing and `clean`.
+    from curate.filter.clean import clean_text
+
+    root = _evaldata("pmc_pdf_jats")
+    with (root / "index.csv").open(newline="", encoding="utf-8") as f:
+        pdfs = {row["pmcid"]: root / row["pdf"] for row in csv.DictReader(f)}
+
+    def text(pmcid: str) -> str:
+        return _flat(parse_pdf(pdfs[pmcid]).text)
+
+    tulsi = text("PMC4562040")
+    assert "Tulsi is also called as the ‘Elixir of Life’" in tulsi and "1Reader" not in tulsi
+    cleaned = clean_text(parse_pdf(pdfs["PMC4562040"]).text)[0]
+    assert "worshipped.1-3" not in cleaned and "worshipped." in cleaned
+    seals = text("PMC4521097")
+    assert "Communicated by" not in seals and "Sea Mammal Research Unit, Scottish" not in seals
+    panda = text("PMC4632522")
+    for furniture in ("Subject Category", "Present address", "University of Glasgow, Graham Kerr"):
+        assert furniture not in panda, furniture
+    assert "King Abdulaziz University, Jeddah" not in text("PMC5860693")
+    corrigendum = parse_pdf(pdfs["PMC5987334"])
+    assert "They also assessed" in corrigendum.text and "Tey " not in corrigendum.text
+    assert "Biological Effects of Medicinal Plants on Induced Periodontitis" in corrigendum.title

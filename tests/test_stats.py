@@ -695,13 +695,20 @@ def test_demo_stats_print_the_funnel_of_the_manifests(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     lines = result.output[result.output.index("Funnel (from stage manifests)") :].splitlines()
     stages = json.loads((work / "pipeline.json").read_text())["stages"]
+    kept_chars: dict[str, int] = {}
     for stage in stages:
         m = json.loads((work / stage / "manifest.json").read_text())
+        kept_chars[stage] = m["characters"]["kept"]
         row = next(line.split() for line in lines if line.split()[:1] == [stage])
         numbers = [int(x.replace(",", "")) for x in row[1:7]]
         c = m["counts"]
-        chars_in = m["characters"]["kept"] + m["characters"]["rejected"]
-        assert numbers == [c["in"], c["kept"], c["rejected"], c["errored"], chars_in, m["characters"]["kept"]]
+        upstream = [Path(i["path"]).name for i in m["inputs"]]
+        if all(name in kept_chars and name != stage for name in upstream):
+            chars_in = sum(kept_chars[name] for name in upstream)  # what the stages it reads kept
+        else:
+            chars_in = m["characters"]["kept"] + m["characters"]["rejected"]  # files: as parsed
+        removed = chars_in - m["characters"]["kept"]
+        assert numbers == [c["in"], c["kept"], c["rejected"], c["errored"], chars_in, removed], stage
         assert row[7] == "ok"
         start = lines.index(next(line for line in lines if line.split()[:1] == [stage]))
         below = {}
@@ -712,3 +719,49 @@ def test_demo_stats_print_the_funnel_of_the_manifests(tmp_path: Path) -> None:
             below[parts[0]] = int(parts[1])
         assert below == m["drop_reasons"], stage
     assert "exact_duplicate" in result.output and "lang" in result.output
+
+
+def test_funnel_shows_the_characters_clean_cut_and_the_terminal_has_samples(tmp_path: Path) -> None:
+    """`curate run` then `curate stats`: clean keeps every document but cuts citation markers, which the
+    funnel shows as characters removed; the Samples section shows kept documents and each drop reason's."""
+    from typer.testing import CliRunner
+
+    from curate.cli import app
+    from curate.io import write_parquet
+
+    from .conftest import REPO
+
+    texts = [
+        f"Guideline {n} recommends early antibiotics in sepsis [12]. Measure lactate within one hour [3, 4]. "
+        "Review the response to fluids and repeat the assessment."
+        for n in range(6)
+    ]
+    rows = [{"id": f"nice:g{n}", "text": t, "source": "nice"} for n, t in enumerate(texts)]
+    rows.append({"id": "nice:copy", "text": texts[0], "source": "nice"})  # an exact duplicate
+    write_parquet(records_table(rows), tmp_path / "docs" / "part-0.parquet")
+    (tmp_path / "p.yaml").write_text(
+        "name: p\nstages:\n  - {name: dedup, step: dedup, inputs: [docs]}\n  - {name: clean, step: clean}\n"
+    )
+    runner = CliRunner()
+    work = tmp_path / "work"
+    args = ["run", str(tmp_path / "p.yaml"), "--workdir", str(work), "--sources", str(REPO / "sources.yaml")]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, ["stats", str(work)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+
+    def characters(stage: str) -> int:
+        return sum(
+            len(t) for f in (work / stage).glob("*.parquet") for t in pq.read_table(f)["text"].to_pylist()
+        )
+
+    cut = characters("dedup") - characters("clean")
+    assert cut == 6 * len(" [12]") + 6 * len(" [3, 4]")  # what clean took out of the documents it kept
+    funnel = result.output[result.output.index("Funnel") :].splitlines()
+    row = next(line.split() for line in funnel if line.split()[:1] == ["clean"])
+    assert [int(x.replace(",", "")) for x in row[1:7]] == [6, 6, 0, 0, characters("dedup"), cut]
+    dedup = next(line.split() for line in funnel if line.split()[:1] == ["dedup"])
+    assert int(dedup[6].replace(",", "")) == len(texts[0])  # the duplicate's text, dropped
+    samples = result.output[result.output.index("Samples (the first 300 characters of each)") :]
+    assert "kept  nice:g1  nice" in samples
+    assert "Guideline 1 recommends early antibiotics in sepsis." in samples
+    assert "exact_duplicate  nice:g0  dedup: " in samples  # the copy's id sorts first: it survived

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from curate.progress import report_documents
 from curate.schema import (
     ERROR_REASON,
     ParsedDoc,
@@ -24,33 +26,48 @@ class FileStage(Stage):
     """Base of stages whose inputs are files: each file is one document, kept, rejected or errored."""
 
     suffixes: ClassVar[tuple[str, ...]] = ()
+    # The extension left out of ids, exact case (see file_keys); None: whichever of `suffixes` ends the name.
+    id_suffix: ClassVar[str | None] = None
     source: str = ""
     licenses: dict[str, str | None] = field(default_factory=dict)
     batch_size: int = 16
 
     def plan(self, inputs: list[Input]) -> list[Task]:
-        files: list[tuple[str, str, str]] = []  # (path, source, id key)
+        found: dict[str, tuple[str, str, str]] = {}  # absolute path -> (source, input folder, path)
         for item in inputs:
             source = item.source or self.source
             if not source:
                 raise ValueError(f"stage {self.name!r}: no source tag for input {item.path}")
             root = Path(item.path)
             if root.is_file():
-                files.append((str(root), source, _strip_suffix(root.name, self.suffixes)))
-                continue
-            if not root.is_dir():
-                raise FileNotFoundError(f"stage {self.name!r}: input not found: {root}")
-            for f in sorted(root.rglob("*")):
+                members, folder = [root], root.parent
+            elif root.is_dir():
                 # Symlinks could point anywhere (outside the input, or in a loop): listed, then rejected.
-                if (f.is_symlink() or f.is_file()) and f.name.lower().endswith(self.suffixes):
-                    key = _strip_suffix(f.relative_to(root).as_posix(), self.suffixes)
-                    files.append((str(f), source, key))
-        if not files:
+                members = [
+                    f
+                    for f in sorted(root.rglob("*"))
+                    if (f.is_symlink() or f.is_file()) and f.name.lower().endswith(self.suffixes)
+                ]
+                folder = root
+            else:
+                raise FileNotFoundError(f"stage {self.name!r}: input not found: {root}")
+            for f in members:
+                # A file named twice (the same input twice, or a folder and a file in it) is parsed once.
+                found.setdefault(os.path.abspath(f), (source, os.path.abspath(folder), str(f)))
+        if not found:
             wanted = ", ".join(self.suffixes)
             raise FileNotFoundError(
                 f"stage {self.name!r}: no {wanted} files under {[i.path for i in inputs]}"
             )
-        return self.batch([(path, (source, key)) for path, source, key in files])
+        keys = file_keys(list(found.values()), self._without_suffix)
+        units = [(path, (source, key)) for (source, _, path), key in zip(found.values(), keys, strict=True)]
+        return self.batch(units)
+
+    def _without_suffix(self, key: str) -> str:
+        if self.id_suffix is None:
+            return strip_suffix(key, self.suffixes)
+        suffix = self.id_suffix if key.endswith(self.id_suffix) else ""
+        return key[: len(key) - len(suffix)] if suffix and len(key) > len(suffix) else key
 
     def batch(self, units: list[tuple[str, Any]]) -> list[Task]:
         """Consecutive (input path, payload item) units in tasks of batch_size, named from their paths."""
@@ -65,6 +82,10 @@ class FileStage(Stage):
 
     def count_in(self, task: Task) -> int:
         return len(task.inputs)
+
+    def planned_documents(self, task: Task) -> int | None:
+        # One document per file, unless a subclass counts otherwise (a tarball or a PubMed file holds many).
+        return len(task.inputs) if type(self).count_in is FileStage.count_in else None
 
     def process(self, task: Task) -> StageResult:
         kept, dropped, reasons, details = [], [], [], []
@@ -84,16 +105,19 @@ class FileStage(Stage):
                 reasons.append(rejection.reason)
                 details.append(clean_str(rejection.detail))
                 dropped.append(row)
+                report_documents(1)
                 continue
             except Exception as exc:  # noqa: BLE001 - one bad file must not fail its batch
                 reasons.append(ERROR_REASON)
                 details.append(clean_str(describe_error(exc)))
                 dropped.append(row)
+                report_documents(1)
                 continue
             meta = {"file": key, "bytes": Path(path).stat().st_size, **doc.meta}
             kept.append(
                 {**row, "text": clean_str(doc.text), "title": clean_str(doc.title), "meta": dumps_meta(meta)}
             )
+            report_documents(1)
         rejected = with_drop(records_table(dropped), self.name, reasons, details)
         return StageResult(kept=records_table(kept), rejected=rejected)
 
@@ -102,12 +126,63 @@ class FileStage(Stage):
         raise NotImplementedError
 
 
-def _strip_suffix(name: str, suffixes: tuple[str, ...]) -> str:
+def strip_suffix(name: str, suffixes: tuple[str, ...]) -> str:
+    """`name` less the longest of `suffixes` it ends with (any case); a bare suffix stays as it is."""
     lower = name.lower()
-    for suffix in sorted(suffixes, key=len, reverse=True):
-        if lower.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    suffix = max((s for s in suffixes if lower.endswith(s)), key=len, default="")
+    return name[: len(name) - len(suffix)] if suffix and len(name) > len(suffix) else name
+
+
+def file_keys(files: list[tuple[str, str, str]], strip: Callable[[str], str]) -> list[str]:
+    """The id key of each (source, input folder, path): unique among files of one source, stable across runs.
+
+    The key is the file's path relative to its input folder (the folder given, or a file's own folder), less
+    what `strip` removes (the stage's usual extension: for pdf and html `.pdf` and `.html` in exact case, so
+    that `a.html`, `a.htm`, `a.HTML` and `a.html.gz` are `a`, `a.htm`, `a.HTML` and `a.html.gz`). When one
+    source has files from several input folders, the key starts with the folder's name (with as many parent
+    folders as it takes to tell the folders apart): `curate pdf a b` gives `a/paper` and `b/paper`.
+    """
+    folders: dict[str, dict[str, None]] = {}
+    for source, folder, _ in files:
+        folders.setdefault(source, {})[folder] = None
+    labels = {
+        (s, f): label for s, found in folders.items() for f, label in _folder_labels(list(found)).items()
+    }
+    full = []
+    for source, folder, path in files:
+        relative = Path(os.path.relpath(path, folder)).as_posix()
+        label = labels[source, folder]
+        full.append(f"{label}/{relative}" if label else relative)
+    taken = {(source, key) for (source, _, _), key in zip(files, full, strict=True)}
+    keys = []
+    for (source, _, _), key in zip(files, full, strict=True):
+        short = strip(key)
+        # `a.htm.html` keeps its suffix where `a.htm` is another file's key: keys never collide.
+        keys.append(key if short != key and (source, short) in taken else short)
+    seen: dict[tuple[str, str], str] = {}
+    for (source, _, path), key in zip(files, keys, strict=True):
+        other = seen.setdefault((source, key), path)
+        if other != path:  # only folders nested in odd ways can get here
+            raise ValueError(
+                f"{other} and {path} would both get the id {source}:{key}; give their folders "
+                "distinct names or different source tags"
+            )
+    return keys
+
+
+def _folder_labels(folders: list[str]) -> dict[str, str]:
+    """Each folder's shortest trailing path that no other folder ends with; '' when there is one folder."""
+    if len(folders) < 2:
+        return dict.fromkeys(folders, "")
+    parts = {f: Path(f).parts for f in folders}
+    labels = {}
+    for folder, mine in parts.items():
+        for n in range(1, len(mine) + 1):
+            tail = mine[-n:]
+            if all(other[-n:] != tail for f, other in parts.items() if f != folder):
+                break
+        labels[folder] = "/".join(p.strip("/") for p in tail if p.strip("/")) or "root"
+    return labels
 
 
 @dataclass
@@ -116,6 +191,7 @@ class PdfStage(FileStage):
 
     step: ClassVar[str] = "pdf"
     suffixes: ClassVar[tuple[str, ...]] = (".pdf",)
+    id_suffix: ClassVar[str] = ".pdf"
     source: str = "local-pdf"
     batch_size: int = 8
     max_pages: int = 2000
@@ -145,6 +221,7 @@ class HtmlStage(FileStage):
 
     step: ClassVar[str] = "html"
     suffixes: ClassVar[tuple[str, ...]] = (".html", ".htm", ".html.gz", ".htm.gz")
+    id_suffix: ClassVar[str] = ".html"
     source: str = "local-html"
     batch_size: int = 64
     max_bytes: int = 50_000_000

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from curate.parse.stages import FileStage, _strip_suffix
+from curate.parse.stages import FileStage, strip_suffix
 from curate.schema import ERROR_REASON, ParsedDoc, Rejection, clean_str, dumps_meta, records_table, with_drop
 from curate.stage import Input, StageResult, Task, describe_error
 
@@ -83,13 +83,13 @@ class PmcStage(_MultiDocStage):
             source = item.source or self.source
             root = Path(item.path)
             if root.is_file():
-                units.setdefault(str(root), (source, _strip_suffix(root.name, self.suffixes)))
+                units.setdefault(str(root), (source, strip_suffix(root.name, self.suffixes)))
             elif root.is_dir():
                 for f in sorted(root.rglob("*")):
                     # Symlinks are listed, then rejected (as in FileStage): never followed, never lost.
                     if (f.is_symlink() or f.is_file()) and is_tarball(f.name):
                         units.setdefault(
-                            str(f), (source, _strip_suffix(f.relative_to(root).as_posix(), self.suffixes))
+                            str(f), (source, strip_suffix(f.relative_to(root).as_posix(), self.suffixes))
                         )
                 for d in package_dirs(root):
                     # Keys are paths inside the input; its own files are named after it.

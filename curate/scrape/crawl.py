@@ -20,6 +20,7 @@ from typing import Any
 from curate.fetch.fetcher import Fetcher, FetchSettings
 from curate.fetch.store import CrawlState, FrontierRow
 from curate.fetch.urls import canonical, check_url
+from curate.progress import report_documents
 from curate.schema import ERROR_REASON, Rejection, clean_str, dumps_meta
 from curate.sources.registry import Source
 from curate.stage import describe_error
@@ -291,6 +292,7 @@ class _Crawl:
                 "meta": dumps_meta(doc.meta),
             }
         )
+        report_documents(1)  # live progress: a crawl's documents appear only as it finds them
 
     def _reject(self, url: str, reason: str, detail: str | None) -> None:
         self.result.rejected.append(
@@ -305,3 +307,4 @@ class _Crawl:
                 "drop_detail": clean_str(detail),
             }
         )
+        report_documents(1)

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from lxml import etree
 from lxml.html import HtmlElement, document_fromstring
 
-from curate.parse.html import extract_html
 from curate.schema import ParsedDoc, Rejection
 
 # Where a guideline's own text ends: what follows is back matter, not guidance.
@@ -231,6 +230,8 @@ def extract_page(
 
 def render(main: HtmlElement, url: str, rules: ExtractRules, title: str | None) -> ParsedDoc:
     """Render a selected container with trafilatura (via extract_html), then finish_text."""
+    from curate.parse.html import extract_html  # here: loading sources.yaml needs no trafilatura
+
     body = etree.tostring(main, encoding="unicode", method="html")
     head = f"<head><title>{html.escape(title or '')}</title></head>"
     page = f"<html>{head}<body><article>{body}</article></body></html>"

@@ -624,6 +624,8 @@ def collect_stats(
         stats["stage"] = (manifest or {}).get("stage") or root.name
         # None, not a "missing manifest" entry: the shard stage writes stats.json before its manifest exists.
         stats["manifest"] = _funnel_entry(stats["stage"], manifest) if manifest is not None else None
+        if manifest is not None:
+            _characters_read(stats["manifest"], manifest, {})
         stats["warnings"] = _check(stats["stage"], manifest, kept.documents, rejected.reasons)
         stats["decontamination"] = _decontamination({stats["stage"]: root})
     stats.update(_redistributable(stats["by_source"], root, sources))
@@ -671,12 +673,13 @@ def _workdir_stats(root: Path | StoragePath, tok: Any, tokenizer: str | None) ->
     kept = _KeptStats(tok)
     rejected = _RejectedStats()
     funnel: list[dict[str, Any]] = []
+    manifests: dict[str, dict[str, Any] | None] = {}
     warnings: list[str] = []
     size = rejected_size = 0
     for i, name in enumerate(stages):
         stage_dir = root / name
         final = i == len(stages) - 1
-        manifest = _manifest(stage_dir)
+        manifest = manifests[name] = _manifest(stage_dir)
         funnel.append(_funnel_entry(name, manifest, exists=stage_dir.is_dir()))
         if not stage_dir.is_dir():
             warnings.append(f"stage {name!r}: directory {stage_dir} does not exist")
@@ -688,6 +691,9 @@ def _workdir_stats(root: Path | StoragePath, tok: Any, tokenizer: str | None) ->
             size = size_here
         here = rejected.reasons - before
         warnings.extend(_check(name, manifest, kept.documents if final else None, here))
+    for n, entry in enumerate(funnel):  # each stage reads what the ones before it kept
+        earlier = {e["stage"]: e["characters_kept"] for e in funnel[:n]}
+        _characters_read(entry, manifests[entry["stage"]], earlier)
     stats = _assemble(root, "workdir", kept, rejected, size, tokenizer)
     stats["bytes_rejected"] = rejected_size
     stats["pipeline"] = pipeline.get("pipeline")
@@ -745,7 +751,7 @@ def _manifest(stage_dir: Path | StoragePath) -> dict[str, Any] | None:
 
 
 FUNNEL_NUMBERS = ("in", "kept", "rejected", "errored", "characters_in", "characters_kept")
-FUNNEL_NUMBERS += ("characters_rejected",)
+FUNNEL_NUMBERS += ("characters_rejected", "characters_removed")
 
 
 def _funnel_entry(name: str, manifest: dict[str, Any] | None, *, exists: bool = True) -> dict[str, Any]:
@@ -773,9 +779,36 @@ def _funnel_entry(name: str, manifest: dict[str, Any] | None, *, exists: bool = 
         "characters_in": kept_chars + rejected_chars if both else None,
         "characters_kept": kept_chars,
         "characters_rejected": rejected_chars,
+        "characters_removed": rejected_chars if both else None,  # until _characters_read knows better
         "drop_reasons": dict(manifest.get("drop_reasons") or {}),
         "wall_seconds": manifest.get("wall_seconds"),
     }
+
+
+def _characters_read(
+    entry: dict[str, Any], manifest: dict[str, Any] | None, kept_by_stage: dict[str, int | None]
+) -> None:
+    """Characters in of a stage that reads only other stages: what they kept (the funnel's earlier stages,
+    else the manifests in the input folders), so that a stage which edits text (clean) shows what it
+    removed. Other stages keep kept + rejected (after parsing, for file stages); mix counts copies, so it
+    too."""
+    inputs = [str(i.get("path", "")) for i in (manifest or {}).get("inputs") or []]
+    if not inputs or (manifest or {}).get("step") == "mix":
+        return
+    read = []
+    for path in dict.fromkeys(inputs):
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        if name in kept_by_stage:
+            read.append(kept_by_stage[name])
+            continue
+        try:
+            upstream = _manifest(as_path(path)) if as_path(path).is_dir() else None
+        except (OSError, ValueError):
+            upstream = None
+        read.append(((upstream or {}).get("characters") or {}).get("kept"))
+    if read and all(n is not None for n in read) and entry.get("characters_kept") is not None:
+        entry["characters_in"] = sum(read)
+        entry["characters_removed"] = entry["characters_in"] - entry["characters_kept"]
 
 
 def _check(name: str, manifest: dict[str, Any] | None, kept: int | None, reasons: Counter) -> list[str]:

@@ -214,7 +214,8 @@ def print_selection(selection: Selection, console: Console, *, max_chars: int | 
         )
     )
     for doc in selection.documents:
-        console.print(render_document(doc, max_chars))
+        # Wrapped to the terminal whatever the console's default: a panel never cuts its text off.
+        console.print(render_document(doc, max_chars), soft_wrap=False)
 
 
 def miss_message(selection: Selection, source: str | None, reason: str | None, doc_id: str | None) -> str:

@@ -11,11 +11,12 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
 from curate.io import write_bytes
-from curate.stats.compute import length_bin_labels
+from curate.stats.compute import SAMPLE_CHARS, length_bin_labels
 
 # ----------------------------------------------------------------------------------------------- formats
 
@@ -211,19 +212,22 @@ def print_stats(stats: dict, console: Console | None = None) -> None:
         table.box = box.SIMPLE_HEAD  # lighter rules: eight columns and the stage names fit 80 columns
         table.pad_edge = False
         table.add_column("Stage", no_wrap=True)
-        for name in ("In", "Kept", "Drops", "Errors", "Chars in", "Chars kept"):
+        # Characters kept are characters in less those removed (the JSON and HTML reports have all three).
+        for name in ("In", "Kept", "Drops", "Errors", "Chars in", "Removed"):
             table.add_column(name, justify="right", no_wrap=True)
         table.add_column("", no_wrap=True)  # status
         for e in funnel:
-            stage, n_in, kept, rejected, errored, _, chars_in, chars_kept, _, status = _funnel_row(e)
+            stage, n_in, kept, rejected, errored, _, chars_in, _, _, _, status = _funnel_row(e)
             style = "" if status == "complete" else "yellow"
-            numbers = (n_in, kept, rejected, errored, chars_in, chars_kept)
+            numbers = (n_in, kept, rejected, errored, chars_in, _num(e.get("characters_removed")))
             shown = "ok" if status == "complete" else str(status or "")  # short, to fit 80 columns
             table.add_row(Text(str(stage), style="bold"), *numbers, Text(shown, style=style))
             for reason, count in (e.get("drop_reasons") or {}).items():
-                table.add_row(Text(f"  {reason}", style="dim"), "", "", _num(count), "", "", "", "")
+                table.add_row(Text(f"  {reason}", style="dim"), "", "", _num(count), *[""] * 4)
+        table.caption = "Removed: characters of dropped documents, and text cut from kept ones (clean)"
         console.print(table)
 
+    _print_samples(stats, console)
     for warning in stats.get("warnings") or []:
         console.print(Text(f"warning: {warning}", style="yellow"))
 
@@ -277,6 +281,32 @@ def print_decontamination(stage: str, report: Mapping[str, Any], console: Consol
             )
 
 
+def _print_samples(stats: Mapping[str, Any], console: Console) -> None:
+    """The Samples section: the first kept documents, then the first ones each drop reason removed."""
+    samples = stats.get("samples") or {}
+    kept, rejected = samples.get("kept") or [], samples.get("rejected") or {}
+    if not kept and not rejected:
+        return
+    console.print(Text(f"Samples (the first {SAMPLE_CHARS} characters of each)", style="bold italic"))
+    for s in kept:
+        _print_sample(console, "kept", s, f"{s.get('source')}  {s.get('title') or ''}")
+    for reason, rows in sorted(rejected.items()):
+        for s in rows:
+            _print_sample(console, str(reason), s, f"{s.get('stage')}: {s.get('detail') or ''}")
+
+
+def _print_sample(console: Console, label: str, sample: Mapping[str, Any], about: str) -> None:
+    head = Text.assemble(
+        (f"{label}  ", "bold red" if label != "kept" else "bold green"), (str(sample.get("id")), "bold")
+    )
+    head.append(f"  {about}".rstrip(), style="dim")
+    text = " ".join(str(sample.get("text") or "").split()) or "(no text)"  # one paragraph: its lines joined
+    more = (sample.get("characters") or 0) > len(str(sample.get("text") or ""))
+    # Wrapped to the terminal, indented; Text, so that "[...]" in a document is never read as markup.
+    console.print(head, soft_wrap=False)
+    console.print(Padding(Text(text + (" …" if more else "")), (0, 0, 0, 4)), soft_wrap=False)
+
+
 FUNNEL_COLUMNS = (
     "Stage",
     "In",
@@ -286,6 +316,7 @@ FUNNEL_COLUMNS = (
     "Kept %",
     "Characters in",
     "Characters kept",
+    "Characters removed",
     "Drop reasons",
     "Status",
 )
@@ -304,9 +335,18 @@ def _funnel_row(e: Mapping[str, Any]) -> tuple:
         _pct(e.get("kept"), e.get("in")),
         _num(e.get("characters_in")),
         _num(e.get("characters_kept")),
+        _removed(e),
         reasons,
         e.get("status"),
     )
+
+
+def _removed(e: Mapping[str, Any]) -> str:
+    """Characters a stage removed, with their share of what it read: '1,234 (5%)'."""
+    removed, read = e.get("characters_removed"), e.get("characters_in")
+    if removed is None:
+        return _num(None)
+    return f"{_num(removed)} ({_pct(removed, read)})" if read else _num(removed)
 
 
 def _histogram_rows(
@@ -652,7 +692,7 @@ def render_html(stats: Mapping[str, Any]) -> str:
     if funnel:
         rows = [_funnel_row(e) for e in funnel]
         parts.append("<h2>Funnel</h2>" + _funnel_chart(funnel))
-        parts.append(_table(list(FUNNEL_COLUMNS), rows, numeric=(1, 2, 3, 4, 5, 6, 7)))
+        parts.append(_table(list(FUNNEL_COLUMNS), rows, numeric=(1, 2, 3, 4, 5, 6, 7, 8)))
     parts.append(_groups_section(stats, "by_source", "Documents by source", "Source", "sources"))
     parts.append(_groups_section(stats, "by_lang", "Language mix", "Language", "languages"))
     parts.append(_groups_section(stats, "by_license", "Documents by licence", "Licence", "licences"))

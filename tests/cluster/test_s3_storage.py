@@ -210,6 +210,8 @@ def test_curate_run_on_a_local_ray_writes_to_s3(
             uri,
             "--num-cpus",
             "2",
+            "--address",
+            "local",  # a Ray in the process (without it, local worker processes)
             "--sources",
             str(REPO / "sources.yaml"),
         ],
