@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import textwrap
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
@@ -104,6 +106,8 @@ def _summarise(manifests: list[dict[str, Any]], where: Path) -> None:
             f"{m['wall_seconds']:.1f}",
         )
     err.print(table)
+    for warning in (w for m in manifests for w in m.get("warnings", [])):
+        err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     failed = [f for m in manifests for f in m["failed_tasks"]]
     if failed:
         for f in failed:
@@ -670,9 +674,8 @@ def sources_list(
         table.add_column(column)
     for s in found.values():
         discovery = s.scrape.discovery.type if s.scrape else "-"  # "-": local files only, nothing to scrape
-        table.add_row(
-            s.name, s.content, discovery, "yes" if s.redistributable else "no", str(s.priority), s.title
-        )
+        cells = (s.name, s.content, discovery, "yes" if s.redistributable else "no", str(s.priority), s.title)
+        table.add_row(*map(escape, cells))  # configured text, verbatim: `[...]` is not rich markup here
     out.print(table)
 
 
@@ -698,7 +701,13 @@ def sources_show(
         ("notes", s.notes),
         *sorted(s.extra.items()),
     ]:
-        out.print(f"[bold]{key:>16}[/]  {value if value is not None else '-'}")
+        # Values verbatim: a selector such as a[title="x"] is not rich markup; blocks as the YAML they were.
+        if isinstance(value, (dict, list)) and value:
+            block = yaml.safe_dump(value, sort_keys=False, allow_unicode=True)
+            text = "\n" + textwrap.indent(block, " " * 18)
+        else:
+            text = str(value if value is not None else "-")
+        out.print(f"[bold]{escape(key):>16}[/]  {escape(text.rstrip())}")
 
 
 @sources_app.command("check")
@@ -727,6 +736,8 @@ def sources_check(
         out.print(f"[bold]{key:>18}[/]  {escape(str(value))}")
     for problem in report.problems:
         out.print(f"[red]problem[/] {escape(problem)}", soft_wrap=True)
+    if report.unreachable:
+        _fail(f"{name}: the site could not be reached, so discovery and extraction were not checked", code=1)
     if report.problems:
         _fail(f"{name}: {len(report.problems)} problem(s): discovery or extraction is broken", code=1)
     out.print(f"ok: {name} discovers and extracts as expected")

@@ -17,12 +17,13 @@ import re
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 from lxml import etree
 
+from curate.fetch.http import Request, Response
 from curate.fetch.urls import check_url
 from curate.schema import ParsedDoc, Rejection
 from curate.sources.config import GENERIC_DISCOVERY, ScrapeConfig
@@ -40,42 +41,6 @@ from curate.sources.registry import ConfigError, Source
 log = logging.getLogger("curate.scrape")
 
 _PDF_PATH = re.compile(r"\.pdf$", re.I)
-
-
-@dataclass(frozen=True)
-class Request:
-    """A URL a spider wants fetched, with its own label and state carried to the response."""
-
-    url: str  # absolute http(s) URL on the real site
-    kind: str = "page"  # the spider's own label: "listing", "article", "pdf", "api", ...
-    meta: Mapping[str, Any] = field(default_factory=dict)  # carried to the Response (JSON-serialisable)
-
-
-@dataclass
-class Response:
-    """What the fetcher got for a Request (url is the final real URL after redirects)."""
-
-    url: str
-    request: Request
-    status: int
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-    @property
-    def content_type(self) -> str:
-        """The mime type without parameters, lower case ('' when absent)."""
-        return self.headers.get("content-type", "").split(";")[0].strip().lower()
-
-    @property
-    def charset(self) -> str | None:
-        """The charset parameter of Content-Type, if any."""
-        match = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", self.headers.get("content-type", ""), re.I)
-        return match.group(1) if match else None
-
-    @property
-    def is_pdf(self) -> bool:
-        """A PDF by its bytes, whatever the type says (PDFs come as octet-stream, login pages as .pdf)."""
-        return b"%PDF-" in self.body[:1024]
 
 
 @dataclass
@@ -173,7 +138,7 @@ class Spider:
     ) -> list[str]:
         """Absolute, de-fragmented, allowed URLs of the hrefs under selector, in page order, once each."""
         tree = tree if tree is not None else self.tree(response)
-        found: list[str] = []
+        found: dict[str, None] = {}  # ordered and de-duplicated in linear time (a list test is quadratic)
         for element in css(tree, selector):
             anchors = [element] if element.tag == "a" else element.iter("a")
             for anchor in anchors:
@@ -190,9 +155,9 @@ class Spider:
                     continue
                 if exclude and re.search(exclude, url):
                     continue
-                if self.allowed(url) and url not in found:
-                    found.append(url)
-        return found
+                if url not in found and self.allowed(url):
+                    found[url] = None
+        return list(found)
 
     def tree(self, response: Response) -> Any:
         """The response parsed as HTML (cached on the response object)."""
