@@ -286,6 +286,11 @@ class _Crawl:
                     self._reject(url, ERROR_REASON, f"spider yielded a {type(result).__name__}")
 
     def _enqueue(self, queue: list[FrontierRow], request: Request, start: bool = False) -> None:
+        if request.url in self.queued:
+            return  # already queued (as spiders spell most links: absolute, canonical)
+        if not start and len(queue) >= self.max_pages:
+            self.skipped[OVER_BUDGET] += 1  # the frontier is full: a link not queued, counted and reported
+            return
         failure = None
         try:
             url = canonical(request.url)
@@ -301,9 +306,6 @@ class _Crawl:
             url, failure = request.url, exc
         if url in self.queued:
             return  # already queued
-        if not start and len(queue) >= self.max_pages:
-            self.skipped[OVER_BUDGET] += 1
-            return
         row = self.state.add(url, request.kind, dict(request.meta or {}))
         self.queued.add(url)
         if row is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,6 +66,7 @@ class SiteServer:
         self.root = Path(root)
         self.routes = dict(routes or {})
         self.log: list[tuple[str, int, dict[str, str]]] = []  # (raw path, status, request headers)
+        self.arrivals: list[tuple[float, str]] = []  # (time.monotonic(), raw path) as each request arrives
         self.lock = threading.Lock()
         # For kill tests: after this many requests, further ones are held unanswered until close (counted as
         # they arrive, so that concurrent requests cannot slip past the limit).
@@ -110,6 +112,7 @@ class SiteServer:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 with server.lock:
+                    server.arrivals.append((time.monotonic(), self.path))
                     server.arrived += 1
                     hold = server.hold_after is not None and server.arrived > server.hold_after
                     if hold:

@@ -146,7 +146,7 @@ class Spider:
                 if not href or href.startswith(("javascript:", "mailto:", "tel:", "#")):
                     continue
                 try:
-                    url = urldefrag(urljoin(response.url, href)).url
+                    url = absolute_url(response.url, href)
                 except ValueError as exc:  # "http://[oops/": one bad link, not a lost page
                     self.skipped["fetch_bad_url"] += 1
                     log.info("%s: %s: skipping link %r: %s", self.name, response.url, href[:200], exc)
@@ -155,8 +155,14 @@ class Spider:
                     continue
                 if exclude and re.search(exclude, url):
                     continue
-                if url not in found and self.allowed(url):
-                    found[url] = None
+                if url in found:
+                    continue
+                try:
+                    check_url(url, self.source.allowed_domains)
+                except Rejection as exc:  # another site, port or scheme: counted, and the crawler reports it
+                    self.skipped[exc.reason] += 1
+                    continue
+                found[url] = None
         return list(found)
 
     def tree(self, response: Response) -> Any:
@@ -195,6 +201,25 @@ class Spider:
             doc.title = title
         doc.meta.update(meta or {})
         return Item(response.url, doc=doc)
+
+
+# A link whose resolution is plain concatenation: a path from the root, or an absolute http(s) URL, with no
+# dot segments, backslashes, fragments or spaces for urljoin to resolve (urljoin costs ~10 us a link).
+_PLAIN_PATH = re.compile(r"/(?!/)[^#\\\s]*")
+_PLAIN_ABSOLUTE = re.compile(r"https?://[^/?#\\\s]+(?:/[^#\\\s]*)?")
+_ORIGIN = re.compile(r"https?://[^/?#\\\s]+")
+
+
+def absolute_url(base: str, href: str) -> str:
+    """href resolved against the page's URL, its fragment dropped (as urljoin and urldefrag do)."""
+    if "/." not in href:
+        if _PLAIN_ABSOLUTE.fullmatch(href):
+            return href
+        origin = _ORIGIN.match(base)
+        if origin and _PLAIN_PATH.fullmatch(href):
+            return origin.group() + href
+    url = urljoin(base, href)
+    return urldefrag(url).url if "#" in url else url
 
 
 def rejections_as_items(

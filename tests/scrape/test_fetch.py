@@ -205,7 +205,11 @@ def test_url_rules() -> None:
     with pytest.raises(Rejection) as exc:
         check_url("file:///etc/passwd", ("example.test",))
     assert exc.value.reason == "fetch_bad_scheme"
-    assert check_url("https://www.example.test/x", ("example.test",)).hostname == "www.example.test"
+    check_url("https://www.example.test/x", ("example.test",))  # a subdomain
+    with pytest.raises(Rejection, match="fetch_bad_port"):
+        check_url("https://example.test:22/x", ("example.test",))
+    check_url("https://example.test:443/x", ("example.test",))  # the default port, written out
+    check_url("https://example.test:8443/x", ("example.test", "Example.test:8443"))
     with pytest.raises(Rejection):
         check_url("https://example.test.evil/x", ("example.test",))
     assert all(
