@@ -16,6 +16,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from curate.pipeline import attach_sources, load_pipeline, make_stage, run_pipeline
 from curate.runner import (
@@ -87,6 +88,12 @@ def _progress() -> Progress:
     )
 
 
+def _labelled(label: str, style: str, value: str, gap: str = "  ") -> Text:
+    """A styled label and a value printed verbatim: `[...]` and backslashes in data are not rich markup
+    (escape() keeps `[b]` but not the backslash of a regex's `\\[`)."""
+    return Text.assemble((label, style), gap, value)
+
+
 def _fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
@@ -107,7 +114,7 @@ def _summarise(manifests: list[dict[str, Any]], where: Path) -> None:
         )
     err.print(table)
     for warning in (w for m in manifests for w in m.get("warnings", [])):
-        err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+        err.print(_labelled("warning:", "yellow", warning, gap=" "), soft_wrap=True)
     failed = [f for m in manifests for f in m["failed_tasks"]]
     if failed:
         for f in failed:
@@ -675,7 +682,7 @@ def sources_list(
     for s in found.values():
         discovery = s.scrape.discovery.type if s.scrape else "-"  # "-": local files only, nothing to scrape
         cells = (s.name, s.content, discovery, "yes" if s.redistributable else "no", str(s.priority), s.title)
-        table.add_row(*map(escape, cells))  # configured text, verbatim: `[...]` is not rich markup here
+        table.add_row(*map(Text, cells))  # configured text, verbatim: `[...]` is not rich markup here
     out.print(table)
 
 
@@ -707,7 +714,7 @@ def sources_show(
             text = "\n" + textwrap.indent(block, " " * 18)
         else:
             text = str(value if value is not None else "-")
-        out.print(f"[bold]{escape(key):>16}[/]  {escape(text.rstrip())}")
+        out.print(_labelled(f"{key:>16}", "bold", text.rstrip()))
 
 
 @sources_app.command("check")
@@ -731,11 +738,11 @@ def sources_check(
         report = check_source(found[name], live=live, pages=pages, sources_file=where)
     except ConfigError as exc:
         _fail(str(exc))
-    out.print(f"[bold]{name}[/] checked against {escape(report.where)}")
+    out.print(_labelled(name, "bold", f"checked against {report.where}", gap=" "))
     for key, value in report.summary().items():
-        out.print(f"[bold]{key:>18}[/]  {escape(str(value))}")
+        out.print(_labelled(f"{key:>18}", "bold", str(value)))
     for problem in report.problems:
-        out.print(f"[red]problem[/] {escape(problem)}", soft_wrap=True)
+        out.print(_labelled("problem", "red", problem, gap=" "), soft_wrap=True)
     if report.unreachable:
         _fail(f"{name}: the site could not be reached, so discovery and extraction were not checked", code=1)
     if report.problems:

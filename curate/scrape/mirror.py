@@ -10,6 +10,7 @@ Tests may add `routes`: a raw path (with query) -> handler function, for fault c
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -55,6 +56,14 @@ def content_type(path: Path, body: bytes) -> str:
     if head.startswith(b"<?xml"):
         return "application/xml"
     return "text/html; charset=utf-8"
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up (a size cap, a timeout, a closed connection) is no error worth a traceback."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class SiteServer:
@@ -147,7 +156,7 @@ class SiteServer:
                 }
                 self.send(200, body, headers)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
