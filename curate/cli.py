@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import sys
+import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
@@ -146,8 +148,14 @@ def _progress_views() -> Iterator[Callable[[StageProgress], Any]]:
         yield lambda state: _BarView(progress, state)
 
 
+def _labelled(label: str, style: str, value: str, gap: str = "  ") -> Text:
+    """A styled label and a value printed verbatim: `[...]` and backslashes in data are not rich markup
+    (escape() keeps `[b]` but not the backslash of a regex's `\\[`)."""
+    return Text.assemble((label, style), gap, value)
+
+
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {escape(printable(message))}", soft_wrap=True)
+    err.print(_labelled("error:", "bold red", printable(message), gap=" "), soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -165,6 +173,8 @@ def _summarise(manifests: list[dict[str, Any]], where: Path) -> None:
             f"{m['wall_seconds']:.1f}",
         )
     err.print(table)
+    for warning in (w for m in manifests for w in m.get("warnings", [])):
+        err.print(_labelled("warning:", "yellow", warning, gap=" "), soft_wrap=True)
     failed = [f for m in manifests for f in m["failed_tasks"]]
     if failed:
         for f in failed:
@@ -901,9 +911,8 @@ def sources_list(
         table.add_column(column)
     for s in found.values():
         discovery = s.scrape.discovery.type if s.scrape else "-"  # "-": local files only, nothing to scrape
-        table.add_row(
-            s.name, s.content, discovery, "yes" if s.redistributable else "no", str(s.priority), s.title
-        )
+        cells = (s.name, s.content, discovery, "yes" if s.redistributable else "no", str(s.priority), s.title)
+        table.add_row(*map(Text, cells))  # configured text, verbatim: `[...]` is not rich markup here
     out.print(table)
 
 
@@ -929,7 +938,13 @@ def sources_show(
         ("notes", s.notes),
         *sorted(s.extra.items()),
     ]:
-        out.print(f"[bold]{key:>16}[/]  {value if value is not None else '-'}")
+        # Values verbatim: a selector such as a[title="x"] is not rich markup; blocks as the YAML they were.
+        if isinstance(value, (dict, list)) and value:
+            block = yaml.safe_dump(value, sort_keys=False, allow_unicode=True)
+            text = "\n" + textwrap.indent(block, " " * 18)
+        else:
+            text = str(value if value is not None else "-")
+        out.print(_labelled(f"{key:>16}", "bold", text.rstrip()))
 
 
 @sources_app.command("check")
@@ -953,11 +968,13 @@ def sources_check(
         report = check_source(found[name], live=live, pages=pages, sources_file=where)
     except ConfigError as exc:
         _fail(str(exc))
-    out.print(f"[bold]{name}[/] checked against {escape(report.where)}")
+    out.print(_labelled(name, "bold", f"checked against {report.where}", gap=" "))
     for key, value in report.summary().items():
-        out.print(f"[bold]{key:>18}[/]  {escape(str(value))}")
+        out.print(_labelled(f"{key:>18}", "bold", str(value)))
     for problem in report.problems:
-        out.print(f"[red]problem[/] {escape(problem)}", soft_wrap=True)
+        out.print(_labelled("problem", "red", problem, gap=" "), soft_wrap=True)
+    if report.unreachable:
+        _fail(f"{name}: the site could not be reached, so discovery and extraction were not checked", code=1)
     if report.problems:
         _fail(f"{name}: {len(report.problems)} problem(s): discovery or extraction is broken", code=1)
     out.print(f"ok: {name} discovers and extracts as expected")

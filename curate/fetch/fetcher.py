@@ -1,9 +1,10 @@
-"""The one polite fetcher: robots.txt, per-host rate limit, retries with backoff and Retry-After, timeouts, a
-streamed size cap, content-type checks, allowed domains hop by hop, refused private addresses, conditional
-requests, and every exchange archived as WARC.
+"""The one polite fetcher: robots.txt, per-host rate limit, retries with backoff and Retry-After, timeouts
+(per read and per page, in wall-clock time), a streamed size cap, content-type checks, allowed domains and
+ports hop by hop, refused private addresses, conditional requests, and every exchange archived as WARC.
 
-`Fetcher.fetch(request)` returns a spider Response or raises curate.schema.Rejection with a `fetch_*` (or
-`robots_disallowed`) reason; it never raises anything else for a bad site.
+`Fetcher.fetch(request)` returns a Response or raises curate.schema.Rejection with a `fetch_*` (or
+`robots_*`) reason; it never raises anything else for a bad site. It knows nothing of sources or spiders:
+a crawl gives it the allowed domains, its settings and the crawl state.
 """
 
 from __future__ import annotations
@@ -13,20 +14,20 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, fields, replace
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx2 as httpx
 from protego import Protego
 
 from curate import __version__
+from curate.fetch.http import Request, Response
 from curate.fetch.store import CacheEntry, CrawlState
 from curate.fetch.urls import canonical, check_url, is_ip_literal, refused_ip, resolve_location, to_mirror
 from curate.schema import Rejection
-from curate.sources.registry import ConfigError, Source
 
 log = logging.getLogger("curate.fetch")
 
@@ -35,22 +36,29 @@ USER_AGENT = f"curate/{__version__} (medical corpus builder; +{CONTACT})"
 REDIRECTS = (301, 302, 303, 307, 308)
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 ROBOTS_MAX_BYTES = 500_000  # RFC 9309: crawlers must read at least 500 KiB
+ROBOTS_REDIRECTS = 5  # RFC 9309: follow at least five
 _WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")  # UTF-16 LE/BE, UTF-32 BE (LE starts FF FE)
 _BINARY_MAGIC = (b"%PDF", b"PK\x03\x04", b"\x1f\x8b", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"\x7fELF")
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A fetch setting with a bad value (the message names the key)."""
 
 
 @dataclass(frozen=True)
 class FetchSettings:
     """Politeness and limits; sources.yaml sets them per source under `scrape:`."""
 
-    rate_limit: float = 1.0  # requests per second per host
+    rate_limit: float = 1.0  # requests per second per host (a robots.txt Crawl-delay may space them more)
     user_agent: str = USER_AGENT
     max_bytes: int = 20_000_000
-    timeout: float = 30.0  # read timeout, seconds
+    timeout: float = 30.0  # seconds without a byte from the server (per read)
+    page_timeout: float = 120.0  # wall-clock seconds for one page: robots.txt, redirects, retries, body
     connect_timeout: float = 10.0
     retries: int = 3  # after the first attempt, on 429/5xx, timeouts and connection errors
     backoff: float = 1.0  # first wait; doubles per retry
-    max_retry_wait: float = 60.0  # cap on any wait, Retry-After included
+    max_retry_wait: float = 60.0  # cap on any wait, Retry-After and Crawl-delay included
     max_redirects: int = 10
     concurrency: int = 4  # requests in flight per source
     allow_private: bool = False  # fetch loopback/private addresses (never needed on the real web)
@@ -64,7 +72,7 @@ class FetchSettings:
     @classmethod
     def from_block(cls, block: Mapping[str, Any], where: str) -> FetchSettings:
         """Settings from the politeness keys of a `scrape:` block (others are the spider's), each checked:
-        a ConfigError names the key at fault."""
+        a SettingsError names the key at fault."""
         values: dict[str, Any] = {}
         for f in fields(cls):
             value = block.get(f.name)
@@ -75,17 +83,9 @@ class FetchSettings:
                 want = {bool: "true or false", str: "a non-empty string"}.get(
                     kind, f"a {'whole ' if kind is int else ''}number {'> 0' if low is None else f'>= {low}'}"
                 )
-                raise ConfigError(f"{where}.{f.name}: must be {want}, got {value!r}")
+                raise SettingsError(f"{where}.{f.name}: must be {want}, got {value!r}")
             values[f.name] = kind(value)
         return cls(**values)
-
-    @classmethod
-    def for_source(cls, source: Source) -> FetchSettings:
-        """Settings from the source's `scrape:` block (validated when sources.yaml was loaded)."""
-        block = source.extra.get("scrape") or {}
-        if not isinstance(block, Mapping):
-            raise ConfigError(f"source {source.name!r}: 'scrape' must be a mapping")
-        return cls.from_block(block, f"source {source.name!r}: scrape")
 
 
 # Each setting's type and least value (None: above zero).
@@ -94,6 +94,7 @@ _KINDS: dict[str, tuple[type, Any]] = {
     "user_agent": (str, None),
     "max_bytes": (int, 1),
     "timeout": (float, None),
+    "page_timeout": (float, None),
     "connect_timeout": (float, None),
     "retries": (int, 0),
     "backoff": (float, 0),
@@ -117,25 +118,62 @@ def _valid(kind: type, low: Any, value: Any) -> bool:
     return value > 0 if low is None else value >= low
 
 
+class Deadline:
+    """The wall-clock budget of one page: robots.txt, every redirect and retry, headers and body. httpx's
+    timeout is per read (a server sending a byte a second never trips it), so this one bounds the whole.
+    The clock stops while the page waits for politeness (rate limit, Crawl-delay) or a retry's backoff."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        """Seconds of the budget still unspent."""
+        return self._end - time.monotonic()
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep without spending the budget."""
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+            self._end += seconds
+
+    async def run(self, step: Coroutine[Any, Any, T]) -> T:
+        """Await one network step within what is left; Rejection `fetch_timeout` when the budget runs out."""
+        left = self.left()
+        if left <= 0:
+            step.close()
+            raise self.expired()
+        try:
+            return await asyncio.wait_for(step, left)
+        except asyncio.TimeoutError:
+            raise self.expired() from None
+
+    def expired(self) -> Rejection:
+        return Rejection("fetch_timeout", f"no complete answer within page_timeout={self.seconds:g} s")
+
+
 class Fetcher:
-    """Fetches one source's requests politely; use as `async with Fetcher(...) as f: await f.fetch(req)`."""
+    """Fetches one crawl's requests politely; use as `async with Fetcher(...) as f: await f.fetch(req)`."""
 
     def __init__(
         self,
-        source: Source,
         state: CrawlState,
-        settings: FetchSettings | None = None,
+        settings: FetchSettings,
+        allowed_domains: tuple[str, ...],
+        *,
+        name: str = "fetch",
         mirror: str | None = None,
     ):
-        self.source = source
         self.state = state
-        self.settings = settings or FetchSettings.for_source(source)
+        self.settings = settings
+        self.allowed_domains = tuple(allowed_domains)
+        self.name = name  # for log lines: the source being crawled
         self.mirror = mirror.rstrip("/") if mirror else None
         self.stats: dict[str, int] = {"network": 0, "replayed": 0, "not_modified": 0, "retries": 0}
-        self._robots: dict[str, Protego | None] = {}
+        self._robots: dict[str, Protego] = {}
+        self._robots_failed: dict[str, str] = {}  # host -> why its robots.txt could not be read
         self._robots_lock: dict[str, asyncio.Lock] = {}
         self._next_slot: dict[str, float] = {}
-        self._host_lock: dict[str, asyncio.Lock] = {}
         self._client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> Fetcher:
@@ -143,9 +181,11 @@ class Fetcher:
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(s.timeout, connect=s.connect_timeout),
             follow_redirects=False,  # every hop is checked here
-            headers={"User-Agent": s.user_agent, "Accept-Encoding": "gzip, deflate"},
+            # One connection per request: bytes a server sends past its Content-Length would otherwise be
+            # read as the answer to the next request on the connection, and archived under that URL.
+            headers={"User-Agent": s.user_agent, "Accept-Encoding": "gzip, deflate", "Connection": "close"},
             trust_env=False,  # no proxies from the environment: the address checks must hold
-            limits=httpx.Limits(max_connections=max(1, s.concurrency)),
+            limits=httpx.Limits(max_connections=max(1, s.concurrency), max_keepalive_connections=0),
         )
         return self
 
@@ -154,15 +194,15 @@ class Fetcher:
             await self._client.aclose()
 
     # ------------------------------------------------------------------------------------------ public
-    async def fetch(self, request: Any) -> Any:
-        """The Response to a spider Request (redirects followed and checked), or raise Rejection."""
-        from curate.sources.spider import Response
-
+    async def fetch(self, request: Request) -> Response:
+        """The Response to a Request (redirects followed and checked), or raise Rejection; the whole of it
+        within page_timeout."""
+        deadline = Deadline(self.settings.page_timeout)
         url = canonical(request.url)
         seen = {url}
         for _ in range(self.settings.max_redirects + 1):
-            check_url(url, self.source.allowed_domains)
-            status, headers, body = await self._get(url)
+            check_url(url, self.allowed_domains)
+            status, headers, body = await self._get(url, deadline)
             location = headers.get("location")
             if status in REDIRECTS and location:
                 target = resolve_location(location, url, self.mirror)
@@ -179,7 +219,9 @@ class Fetcher:
         raise Rejection("fetch_too_many_redirects", f"more than {self.settings.max_redirects} redirects")
 
     # ------------------------------------------------------------------------------------------ one URL
-    async def _get(self, url: str, is_robots: bool = False) -> tuple[int, dict[str, str], bytes]:
+    async def _get(
+        self, url: str, deadline: Deadline, is_robots: bool = False
+    ) -> tuple[int, dict[str, str], bytes]:
         """One URL through the cache: replayed when fetched in this crawl, else fetched (conditionally)."""
         entry = self.state.cached(url)
         generation = self.state.generation
@@ -189,9 +231,9 @@ class Fetcher:
                 self.stats["replayed"] += 1
                 return replayed
             entry = None  # lost from the archive: fetched again, unconditionally
-        await self._check_address(url)
+        await self._check_address(url, deadline)
         if self.settings.robots and not is_robots:
-            await self._check_robots(url)
+            await self._check_robots(url, deadline)
         conditional = {}
         if entry is not None and entry.status == 200:
             if entry.etag:
@@ -199,7 +241,8 @@ class Fetcher:
             if entry.last_modified:
                 conditional["If-Modified-Since"] = entry.last_modified
         cap = ROBOTS_MAX_BYTES if is_robots else self.settings.max_bytes
-        status, headers, body, sent = await self._fetch_with_retries(url, conditional, cap, is_robots)
+        fetched = await self._fetch_with_retries(url, conditional, cap, deadline, is_robots)
+        status, headers, body, sent = fetched
         name, offset = self.state.archive.write(url, sent, status, headers, body)
         if status == 304 and entry is not None and conditional:
             replayed = self._replay(entry)
@@ -208,7 +251,7 @@ class Fetcher:
                 self.state.remember(replace(entry, generation=generation))  # still valid in this crawl
                 return replayed
             # Not modified, but our copy is lost from the archive: ask for the whole page.
-            status, headers, body, sent = await self._fetch_with_retries(url, {}, cap, is_robots)
+            status, headers, body, sent = await self._fetch_with_retries(url, {}, cap, deadline, is_robots)
             name, offset = self.state.archive.write(url, sent, status, headers, body)
         if status == 304:  # no copy of ours to stand for: not a response
             raise Rejection("fetch_http_error", "HTTP 304 to a request without validators")
@@ -232,22 +275,20 @@ class Fetcher:
         try:
             return self.state.archive.read(entry.warc, entry.offset, entry.url)
         except Exception as exc:  # noqa: BLE001 - any failure to read it back is a cache miss, never a crash
-            log.warning(
-                "%s: archived %s unreadable (%s): fetching it again", self.source.name, entry.url, exc
-            )
+            log.warning("%s: archived %s unreadable (%s): fetching it again", self.name, entry.url, exc)
             self.state.forget(entry.url)
             return None
 
     async def _fetch_with_retries(
-        self, url: str, extra: dict[str, str], cap: int, truncate: bool = False
+        self, url: str, extra: dict[str, str], cap: int, deadline: Deadline, truncate: bool = False
     ) -> tuple[int, dict[str, str], bytes, dict[str, str]]:
         s = self.settings
         host = urlsplit(url).netloc
         for attempt in range(s.retries + 1):
-            await self._wait_turn(host)
+            await deadline.pause(self._turn(host))
             last = attempt == s.retries
             try:
-                status, headers, body, sent = await self._stream(url, extra, cap, truncate)
+                status, headers, body, sent = await deadline.run(self._stream(url, extra, cap, truncate))
             except httpx.DecodingError as exc:  # a corrupt gzip/deflate/br body: the same bytes next time
                 detail = f"Content-Encoding not decodable: {exc}"[:300]
                 raise Rejection("fetch_bad_encoding", detail) from None
@@ -264,8 +305,8 @@ class Fetcher:
                     return status, headers, body, sent
                 wait = self._backoff(attempt, headers.get("retry-after"))
             self.stats["retries"] += 1
-            log.info("%s: retry %d of %s in %.2f s", self.source.name, attempt + 1, url, wait)
-            await asyncio.sleep(wait)
+            log.info("%s: retry %d of %s in %.2f s", self.name, attempt + 1, url, wait)
+            await deadline.pause(wait)
         raise AssertionError("unreachable")
 
     async def _stream(
@@ -300,24 +341,22 @@ class Fetcher:
             wait = max(wait, _retry_after_seconds(retry_after))
         return min(wait, s.max_retry_wait)
 
-    async def _wait_turn(self, host: str) -> None:
-        """Space requests to one host by 1/rate_limit seconds (or the robots.txt Crawl-delay, if longer)."""
-        lock = self._host_lock.setdefault(host, asyncio.Lock())
-        async with lock:
-            interval = 1.0 / self.settings.rate_limit
-            robots = self._robots.get(host)
-            if robots is not None:
-                delay = robots.crawl_delay(self.settings.user_agent)
-                if delay:
-                    interval = max(interval, min(float(delay), self.settings.max_retry_wait))
-            now = time.monotonic()
-            slot = max(now, self._next_slot.get(host, 0.0))
-            self._next_slot[host] = slot + interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+    def _turn(self, host: str) -> float:
+        """Book the next request slot of a host; the seconds to wait for it. Slots are 1/rate_limit apart,
+        or the robots.txt Crawl-delay if longer (capped at max_retry_wait)."""
+        interval = 1.0 / self.settings.rate_limit
+        robots = self._robots.get(host)
+        if robots is not None:
+            delay = robots.crawl_delay(self.settings.user_agent)
+            if delay:
+                interval = max(interval, min(float(delay), self.settings.max_retry_wait))
+        now = time.monotonic()
+        slot = max(now, self._next_slot.get(host, 0.0))
+        self._next_slot[host] = slot + interval
+        return slot - now
 
     # ------------------------------------------------------------------------------------------ checks
-    async def _check_address(self, url: str) -> None:
+    async def _check_address(self, url: str, deadline: Deadline) -> None:
         """Refuse loopback, private and link-local hosts (unless allowed): the mirror is the one exception."""
         if self.settings.allow_private:
             return
@@ -330,46 +369,53 @@ class Fetcher:
             return  # the real host is never contacted in mirror mode
         loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(hostname, None, type=socket.SOCK_STREAM)
+            infos = await deadline.run(loop.getaddrinfo(hostname, None, type=socket.SOCK_STREAM))
         except OSError as exc:
             raise Rejection("fetch_connection", f"cannot resolve {hostname}: {exc}") from None
         bad = sorted({info[4][0] for info in infos if refused_ip(info[4][0])})
         if bad:
             raise Rejection("fetch_address_refused", f"{hostname} resolves to {', '.join(bad)}")
 
-    async def _check_robots(self, url: str) -> None:
+    async def _check_robots(self, url: str, deadline: Deadline) -> None:
         scheme, host = urlsplit(url)[:2]
         lock = self._robots_lock.setdefault(host, asyncio.Lock())
         async with lock:
-            if host not in self._robots:
-                self._robots[host] = await self._load_robots(f"{scheme}://{host}/robots.txt")
-        robots = self._robots[host]
-        if robots is None:
-            raise Rejection("robots_disallowed", f"{host}/robots.txt could not be read: all of it disallowed")
-        if not robots.can_fetch(url, self.settings.user_agent):
-            log.info("%s: robots.txt disallows %s", self.source.name, url)
+            if host not in self._robots and host not in self._robots_failed:
+                await self._load_robots(host, f"{scheme}://{host}/robots.txt", deadline)
+        failure = self._robots_failed.get(host)
+        if failure is not None:
+            raise Rejection("robots_unreachable", failure)
+        if not self._robots[host].can_fetch(url, self.settings.user_agent):
+            log.info("%s: robots.txt disallows %s", self.name, url)
             raise Rejection("robots_disallowed", f"{host}/robots.txt disallows this URL")
 
-    async def _load_robots(self, robots_url: str) -> Protego | None:
-        """The parsed robots.txt; allow-all when it is missing (4xx), None (disallow all) when unreachable."""
+    async def _load_robots(self, host: str, robots_url: str, deadline: Deadline) -> None:
+        """Parse a host's robots.txt (RFC 9309): a 4xx allows everything; a 5xx, or no answer at all
+        (connection error, timeout, redirect loop), disallows the whole host for this crawl."""
         url = robots_url
         try:
-            for _ in range(5):  # RFC 9309: follow at least five redirects
-                status, headers, body = await self._get(url, is_robots=True)
+            for _ in range(ROBOTS_REDIRECTS + 1):
+                status, headers, body = await self._get(url, deadline, is_robots=True)
                 if status in REDIRECTS and headers.get("location"):
                     url = resolve_location(headers["location"], url, self.mirror)
-                    check_url(url, self.source.allowed_domains)
+                    check_url(url, self.allowed_domains)
                     continue
                 break
         except Rejection as exc:
-            log.warning("%s: %s unreachable (%s): host disallowed", self.source.name, url, exc)
-            return None
+            cause = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
+            self._unreachable(host, robots_url, cause)
+            return
         if 400 <= status < 500:
-            return Protego.parse("")
-        if status != 200:
-            log.warning("%s: %s answered HTTP %d: host disallowed", self.source.name, url, status)
-            return None
-        return Protego.parse(body.decode("utf-8", "replace"))
+            self._robots[host] = Protego.parse("")
+        elif status == 200:
+            self._robots[host] = Protego.parse(body.decode("utf-8", "replace"))
+        else:
+            self._unreachable(host, robots_url, f"HTTP {status}")
+
+    def _unreachable(self, host: str, robots_url: str, cause: str) -> None:
+        detail = f"{robots_url} could not be read ({cause}): RFC 9309 disallows the whole host"
+        log.warning("%s: %s", self.name, detail)
+        self._robots_failed[host] = detail[:500]
 
 
 def _retry_after_seconds(value: str) -> float:

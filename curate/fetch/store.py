@@ -8,14 +8,18 @@ conditional request (ETag / Last-Modified) and replayed when the server answers 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
+import functools
 import json
 import re
 import sqlite3
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from warcio.archiveiterator import ArchiveIterator
@@ -28,6 +32,35 @@ WARC_DIR = "warc"
 _SEGMENT = re.compile(r"^(\d{5})\.warc\.gz$")
 # Headers that describe the bytes on the wire, not the decoded body the archive stores.
 _WIRE_HEADERS = {"content-encoding", "transfer-encoding", "content-length"}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CrawlStateError(RuntimeError):
+    """The crawl state folder cannot be written (full, read-only, gone): the crawl stops, naming it."""
+
+
+def _state_error(folder: Path, exc: BaseException) -> CrawlStateError:
+    full = getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in str(exc)
+    what = "no space left in" if full else "cannot write"
+    return CrawlStateError(
+        f"{what} the crawl state folder {folder} ({exc}): "
+        + ("free some space there" if full else "fix it")
+        + " or name another folder with --state (`state:`), and rerun with --resume"
+    )
+
+
+def _writes_state(method: F) -> F:
+    """Turn a failed write of the crawl state (OSError, sqlite error) into a CrawlStateError that names
+    the folder: the runner would otherwise blame the stage's output folder, and the crawler one page."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (OSError, sqlite3.Error) as exc:
+            raise _state_error(self.state_folder, exc) from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -64,6 +97,7 @@ class WarcArchive:
 
     def __init__(self, folder: Path, after: int = 0):
         self.folder = folder
+        self.state_folder = folder.parent
         folder.mkdir(parents=True, exist_ok=True)
         numbers = [int(m.group(1)) for p in folder.iterdir() if (m := _SEGMENT.match(p.name))]
         self.number = max(*numbers, after, 0) + 1
@@ -71,6 +105,7 @@ class WarcArchive:
         self._fh = None
         self._writer = None
 
+    @_writes_state
     def write(
         self,
         url: str,
@@ -109,10 +144,11 @@ class WarcArchive:
         self._fh.flush()  # before the state says it is there: a killed run never points past the end
         return self.name, offset
 
+    @_writes_state
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            fh.close()
 
     def read(self, name: str, offset: int, url: str) -> tuple[int, dict[str, str], bytes]:
         """The status, headers and body of url's response record at offset in segment name; ValueError
@@ -134,8 +170,14 @@ class CrawlState:
     """The sqlite file of one source's crawl: generation, frontier and cache."""
 
     def __init__(self, folder: Path):
+        self.folder = self.state_folder = folder
+        try:
+            self._open(folder)
+        except (OSError, sqlite3.Error) as exc:
+            raise _state_error(folder, exc) from exc
+
+    def _open(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.folder = folder
         # One crawl of a source at a time; the kernel drops the lock when its process dies (SIGKILL too).
         self._lock = open(folder / LOCK_FILE, "a")  # noqa: SIM115 - held for the crawl's lifetime
         try:
@@ -166,6 +208,7 @@ class CrawlState:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
+    @_writes_state
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES(?, ?)", (key, value))
 
@@ -174,6 +217,7 @@ class CrawlState:
     def generation(self) -> int:
         return int(self.get_meta("generation") or 0)
 
+    @_writes_state
     def new_crawl(self) -> None:
         """Forget the frontier and start a new generation (the cache stays, for conditional requests)."""
         with self.db:
@@ -184,6 +228,7 @@ class CrawlState:
                 (str(self.generation + 1),),
             )
 
+    @_writes_state
     def clear_frontier(self) -> None:
         """Forget the frontier but stay in this generation (what it fetched is still replayed)."""
         self.db.execute("DELETE FROM frontier")
@@ -193,6 +238,7 @@ class CrawlState:
         rows = self.db.execute("SELECT seq, url, kind, meta, reason, detail FROM frontier ORDER BY seq")
         return [FrontierRow(s, u, k, json.loads(m), r, d) for s, u, k, m, r, d in rows]
 
+    @_writes_state
     def add(self, url: str, kind: str, meta: dict[str, Any]) -> FrontierRow | None:
         """Append a request to the frontier; None when its URL is already there."""
         cur = self.db.execute(
@@ -203,6 +249,7 @@ class CrawlState:
             return None
         return FrontierRow(int(cur.lastrowid), url, kind, dict(meta))
 
+    @_writes_state
     def fail(self, url: str, reason: str, detail: str) -> None:
         """Remember that fetching url failed in this crawl, so a resumed crawl does not fetch it again."""
         self.db.execute("UPDATE frontier SET reason=?, detail=? WHERE url=?", (reason, detail, url))
@@ -218,10 +265,12 @@ class CrawlState:
             return None
         return CacheEntry(row[0], row[1], json.loads(row[2]), *row[3:])
 
+    @_writes_state
     def forget(self, url: str) -> None:
         """Drop url's cache entry (its archived response is lost or unreadable)."""
         self.db.execute("DELETE FROM cache WHERE url=?", (url,))
 
+    @_writes_state
     def remember(self, entry: CacheEntry) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO cache VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
@@ -237,7 +286,29 @@ class CrawlState:
             ),
         )
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Writes as one transaction: a page's thousands of links cost one commit, and land all or none."""
+        self._begin()
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):  # sqlite may have rolled back already (disk full)
+                self.db.execute("ROLLBACK")
+            raise
+        self._commit()
+
+    @_writes_state
+    def _begin(self) -> None:
+        self.db.execute("BEGIN")
+
+    @_writes_state
+    def _commit(self) -> None:
+        self.db.execute("COMMIT")
+
     def close(self) -> None:
-        self.archive.close()
-        self.db.close()
-        self._lock.close()
+        try:
+            self.archive.close()
+        finally:
+            self.db.close()
+            self._lock.close()

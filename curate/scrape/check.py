@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curate.fetch.fetcher import FetchSettings
-from curate.scrape.crawl import EMPTY_TEXT, NOTHING_FOUND, CrawlResult, crawl
+from curate.scrape.crawl import EMPTY_TEXT, NOTHING_FOUND, CrawlResult, crawl, fetch_settings
 from curate.scrape.mirror import SiteServer
 from curate.sources.registry import ConfigError, Source, load_yaml
 
@@ -19,6 +18,8 @@ FIXTURES = Path("tests") / "fixtures" / "sites"
 # Reasons that mean "the page was there but the rules found nothing in it".
 EMPTY_REASONS = {EMPTY_TEXT, "html_no_text", "pdf_no_text", "pdf_empty", "xml_no_text"}
 MISS_REASONS = {NOTHING_FOUND, "listing_empty", "pdf_link_missing", "selector_missing", "main_missing"}
+# Reasons that mean "the site did not answer": nothing about discovery or extraction can be judged then.
+UNREACHABLE_REASONS = {"robots_unreachable", "fetch_connection", "fetch_timeout", "fetch_address_refused"}
 # --live fetches at most this many pages per document asked for (listings, landing pages, retries' worth).
 LIVE_PAGES_PER_DOCUMENT = 4
 
@@ -31,6 +32,14 @@ class CheckReport:
     where: str
     result: CrawlResult
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def unreachable(self) -> str | None:
+        """Why the site could not be reached, when nothing was kept and every page failed that way."""
+        rows = self.result.rejected
+        if self.result.kept or not rows or any(r["drop_reason"] not in UNREACHABLE_REASONS for r in rows):
+            return None
+        return f"{rows[0]['url']}: {rows[0]['drop_reason']}: {rows[0]['drop_detail']}"
 
     @property
     def reasons(self) -> Counter:
@@ -73,7 +82,7 @@ def check_source(
     """Crawl a handful of pages of the live site, or all of the bundled fixture site, and judge them."""
     from curate.sources.spider import spider_for
 
-    settings = FetchSettings.for_source(source)
+    settings = fetch_settings(source)
     spider = spider_for(source)  # a source without a scrape block fails here, before any fetch
     with tempfile.TemporaryDirectory(prefix="curate-check-") as tmp:
         if live:
@@ -101,6 +110,8 @@ def judge(report: CheckReport, expected: dict[str, Any] | None) -> list[str]:
     problems = []
     result = report.result
     summary = report.summary()
+    if report.unreachable:
+        return [f"the site could not be reached: {report.unreachable}"]
     if not result.kept:
         problems.append("no document was extracted")
     if expected is not None:  # the fixture says what must come out, intended failures included

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from curate.fetch.fetcher import Fetcher, FetchSettings
-from curate.fetch.store import CrawlState, FrontierRow
+from curate.fetch.http import Request
+from curate.fetch.store import CrawlState, CrawlStateError, FrontierRow
 from curate.fetch.urls import canonical, check_url
 from curate.progress import report_documents
 from curate.schema import ERROR_REASON, Rejection, clean_str, dumps_meta
+from curate.sources.config import DEFAULT_MAX_PAGES
 from curate.sources.registry import Source
 from curate.stage import describe_error
 
@@ -30,8 +32,9 @@ log = logging.getLogger("curate.scrape")
 NOTHING_FOUND = "scrape_nothing_found"  # a page that yielded neither links nor documents (empty listing)
 EMPTY_TEXT = "scrape_empty_text"
 DUPLICATE = "scrape_duplicate"
+OVER_BUDGET = "scrape_page_budget"  # a link not queued: the crawl's max_pages were all queued already
 PROGRESS_EVERY = 25  # pages between progress lines (curate -v)
-_CONFIG_KEYS = ("discovery", "extract", "spider")
+_CONFIG_KEYS = ("discovery", "extract", "spider", "max_pages")
 
 
 @dataclass
@@ -41,6 +44,11 @@ class CrawlResult:
     kept: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+
+
+def fetch_settings(source: Source) -> FetchSettings:
+    """The fetcher's settings from the source's `scrape:` block (validated when sources.yaml was loaded)."""
+    return FetchSettings.from_block(source.extra.get("scrape") or {}, f"source {source.name!r}: scrape")
 
 
 def record_id(source: str, url: str) -> str:
@@ -75,7 +83,9 @@ def crawl(
 ) -> CrawlResult:
     """Crawl one source into records; the frontier, cache and WARC archive persist in state_dir.
 
-    `limit` stops after that many kept documents, `max_pages` after that many pages whatever they gave.
+    `limit` stops after that many kept documents; at most `max_pages` pages are queued (default: the
+    source's `scrape.max_pages`), whatever they gave. Raises CrawlStateError when state_dir cannot be
+    written.
     """
     crawler = _Crawl(source, spider, state_dir, resume, limit, mirror, settings, max_pages=max_pages)
     return asyncio.run(crawler.run())
@@ -100,11 +110,13 @@ class _Crawl:
         self.state = CrawlState(Path(state_dir))
         self.resume = resume
         self.limit = limit
-        self.max_pages = max_pages
+        own = source.scrape.max_pages if source.scrape is not None else DEFAULT_MAX_PAGES
+        self.max_pages = min(max_pages, own) if max_pages else own
         self.mirror = mirror
-        self.settings = settings or FetchSettings.for_source(source)
+        self.settings = settings or fetch_settings(source)
         self.result = CrawlResult()
         self.ids: set[str] = set()
+        self.queued: set[str] = set()  # the frontier's URLs: links are de-duplicated here, in linear time
         self.skipped: Counter = Counter()
         self.kinds: Counter = Counter()
 
@@ -112,32 +124,47 @@ class _Crawl:
         try:
             fingerprint = config_fingerprint(self.source)
             queue = self.state.frontier() if self.resume else []
+            self.queued = {row.url for row in queue}
             if queue and self.state.get_meta("config") != fingerprint:
                 # The frontier came from other discovery or extraction rules: walk the new ones from the
                 # start, in the same generation, so that pages this crawl fetched are replayed, not fetched.
                 log.info("%s: the scrape config changed: crawling again from the start", self.source.name)
                 self.state.clear_frontier()
                 queue = []
+                self.queued = set()
             elif queue:
                 log.info("%s: resuming a crawl of %d known requests", self.source.name, len(queue))
             else:
                 self.state.new_crawl()
             if not queue:
                 self.state.set_meta("config", fingerprint)
-                for request in self.spider.start_requests():
-                    # Start requests are always queued: one that is refused becomes a rejected record.
-                    self._enqueue(queue, request, start=True)
-            async with Fetcher(self.source, self.state, self.settings, self.mirror) as fetcher:
+                with self.state.batch():
+                    for request in self.spider.start_requests():
+                        # Start requests are always queued: one that is refused becomes a rejected record.
+                        self._enqueue(queue, request, start=True)
+            fetcher = Fetcher(
+                self.state,
+                self.settings,
+                self.source.allowed_domains,
+                name=self.source.name,
+                mirror=self.mirror,
+            )
+            async with fetcher:
                 processed = await self._loop(queue, fetcher)
             self.skipped.update(getattr(self.spider, "skipped", {}))  # bad links the spider passed over
             self.result.stats = {
                 "requests": len(queue),
                 "processed": processed,
                 "pending": len(queue) - processed,
+                "kept": len(self.result.kept),
+                "rejected": len(self.result.rejected),
                 "kinds": dict(sorted(self.kinds.items())),
                 "skipped": dict(sorted(self.skipped.items())),
                 **fetcher.stats,
             }
+            self.result.stats["warnings"] = warnings = self._warnings(processed)
+            for warning in warnings:
+                log.warning("%s", warning)
             log.info(
                 "%s: %d pages (%d fetched, %d replayed), %d documents kept, %d rejected",
                 self.source.name,
@@ -181,10 +208,27 @@ class _Crawl:
             await asyncio.gather(*inflight.values(), return_exceptions=True)
         return done
 
+    def _warnings(self, processed: int) -> list[str]:
+        """What a person must hear about this crawl: it kept nothing (and why), or it hit its page budget."""
+        name, warnings = self.source.name, []
+        over = self.skipped.get(OVER_BUDGET, 0)
+        if over:
+            warnings.append(
+                f"{name}: the page budget was reached (max_pages={self.max_pages}): {over} more link(s) were "
+                "not queued; raise scrape.max_pages in sources.yaml to crawl them"
+            )
+        if not self.result.kept and self.result.rejected:
+            reasons = Counter(r["drop_reason"] for r in self.result.rejected)
+            reason, count = reasons.most_common(1)[0]
+            first = next(r for r in self.result.rejected if r["drop_reason"] == reason)
+            warnings.append(
+                f"{name}: nothing kept from {processed} page(s): {count} x {reason}, e.g. {first['url']}: "
+                f"{first['drop_detail']}"
+            )
+        return warnings
+
     async def _fetch(self, row: FrontierRow, fetcher: Fetcher) -> Any:
         """The Response, or the Rejection (remembered, so a resumed crawl does not fetch it again)."""
-        from curate.sources.spider import Request
-
         if row.reason:
             return Rejection(row.reason, row.detail or "")
         try:
@@ -192,14 +236,14 @@ class _Crawl:
         except Rejection as exc:
             self.state.fail(row.url, exc.reason, exc.detail)
             return exc
+        except CrawlStateError:
+            raise  # the state cannot be written: no page can be, so the crawl stops (and says where)
         except Exception as exc:  # noqa: BLE001 - a fetcher bug costs one page, never the crawl
-            log.exception("%s: fetching %s failed", self.source.name, row.url)
+            log.warning("%s: fetching %s failed: %s", self.source.name, row.url, describe_error(exc))
             self.state.fail(row.url, ERROR_REASON, describe_error(exc))
             return Rejection(ERROR_REASON, describe_error(exc))
 
     async def _process(self, queue: list[FrontierRow], row: FrontierRow, outcome: Any) -> None:
-        from curate.sources.spider import Request
-
         request = Request(url=row.url, kind=row.kind, meta=row.meta)
         if isinstance(outcome, Rejection):
             log.info("%s: %s: %s %s", self.source.name, row.url, outcome.reason, outcome.detail)
@@ -223,25 +267,31 @@ class _Crawl:
         sub-pages) carries a document in the request's meta and must go on or finish it."""
         try:
             results = list(self.spider.on_error(request, rejection))
-        except Exception:  # noqa: BLE001 - a spider bug costs one page, never the crawl
-            log.exception("%s: on_error for %s failed", self.source.name, request.url)
+        except Exception as exc:  # noqa: BLE001 - a spider bug costs one page, never the crawl
+            log.warning("%s: on_error for %s failed: %s", self.source.name, request.url, describe_error(exc))
             return
         self._results(queue, request.url, results)
 
     def _results(self, queue: list[FrontierRow], url: str, results: list[Any]) -> None:
-        from curate.sources.spider import Item, Request
+        from curate.sources.spider import Item
 
-        for result in results:
-            if isinstance(result, Request):
-                self._enqueue(queue, result)
-            elif isinstance(result, Item):
-                if self.limit and len(self.result.kept) >= self.limit:
-                    break
-                self._item(result)
-            else:
-                self._reject(url, ERROR_REASON, f"spider yielded a {type(result).__name__}")
+        with self.state.batch():  # a page's links land in the frontier together, in one commit
+            for result in results:
+                if isinstance(result, Request):
+                    self._enqueue(queue, result)
+                elif isinstance(result, Item):
+                    if self.limit and len(self.result.kept) >= self.limit:
+                        break
+                    self._item(result)
+                else:
+                    self._reject(url, ERROR_REASON, f"spider yielded a {type(result).__name__}")
 
-    def _enqueue(self, queue: list[FrontierRow], request: Any, start: bool = False) -> None:
+    def _enqueue(self, queue: list[FrontierRow], request: Request, start: bool = False) -> None:
+        if request.url in self.queued:
+            return  # already queued (as spiders spell most links: absolute, canonical)
+        if not start and len(queue) >= self.max_pages:
+            self.skipped[OVER_BUDGET] += 1  # the frontier is full: a link not queued, counted and reported
+            return
         failure = None
         try:
             url = canonical(request.url)
@@ -255,7 +305,10 @@ class _Crawl:
             # Start requests are always queued; one that cannot even be parsed is queued as failed, so that
             # a resumed crawl reports it too.
             url, failure = request.url, exc
+        if url in self.queued:
+            return  # already queued
         row = self.state.add(url, request.kind, dict(request.meta or {}))
+        self.queued.add(url)
         if row is None:
             return  # already queued
         if failure is not None:

@@ -10,7 +10,9 @@ Tests may add `routes`: a raw path (with query) -> handler function, for fault c
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
+import time
 from collections.abc import Callable
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,6 +58,14 @@ def content_type(path: Path, body: bytes) -> str:
     return "text/html; charset=utf-8"
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up (a size cap, a timeout, a closed connection) is no error worth a traceback."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class SiteServer:
     """`with SiteServer(site_dir) as server:` serves on http://127.0.0.1:PORT (server.url) in a thread."""
 
@@ -65,6 +75,7 @@ class SiteServer:
         self.root = Path(root)
         self.routes = dict(routes or {})
         self.log: list[tuple[str, int, dict[str, str]]] = []  # (raw path, status, request headers)
+        self.arrivals: list[tuple[float, str]] = []  # (time.monotonic(), raw path) as each request arrives
         self.lock = threading.Lock()
         # For kill tests: after this many requests, further ones are held unanswered until close (counted as
         # they arrive, so that concurrent requests cannot slip past the limit).
@@ -110,6 +121,7 @@ class SiteServer:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 with server.lock:
+                    server.arrivals.append((time.monotonic(), self.path))
                     server.arrived += 1
                     hold = server.hold_after is not None and server.arrived > server.hold_after
                     if hold:
@@ -144,7 +156,7 @@ class SiteServer:
                 }
                 self.send(200, body, headers)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,13 +12,14 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from curate.fetch.fetcher import FetchSettings
+from curate.io import read_json
 from curate.schema import ERROR_REASON, records_table, with_drop
-from curate.scrape.crawl import CrawlResult, crawl
+from curate.scrape.crawl import CrawlResult, crawl, fetch_settings
 from curate.scrape.mirror import SiteServer
 from curate.sources.registry import ConfigError, Source
 from curate.stage import Input, Stage, StageResult, Task
 
+REPORT_SUFFIX = ".crawl.json"  # a source's crawl report, beside its records
 STATE_DIR = "_crawl"  # beside the stage's output folder: the runner may wipe the stage folder, never this
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Options that never change the records (where the crawl state lives, the mirror, resuming): they stay out
@@ -105,7 +107,7 @@ class ScrapeStage(Stage):
         source = self.catalog[task.name]
         root = Path((task.payload or {}).get("state") or state_root(".", self.state))
         spider = spider_for(source)
-        mirror, settings = self.mirror or None, FetchSettings.for_source(source)
+        mirror, settings = self.mirror or None, fetch_settings(source)
         with contextlib.ExitStack() as stack:
             if task.inputs:  # a local copy of the site, served on loopback
                 mirror = stack.enter_context(SiteServer(task.inputs[0])).url
@@ -122,7 +124,8 @@ class ScrapeStage(Stage):
             )
         kept, rejected = result_tables(self.name, result)
         self._counts[task.name] = kept.num_rows + rejected.num_rows
-        return StageResult(kept=kept, rejected=rejected)
+        report = json.dumps(result.stats, indent=2, sort_keys=True).encode()
+        return StageResult(kept=kept, rejected=rejected, sidecars={f"{task.name}{REPORT_SUFFIX}": report})
 
     def count_in(self, task: Task) -> int:
         # Pages become records only as the crawl finds them; a task that failed as a whole is one error.
@@ -132,6 +135,19 @@ class ScrapeStage(Stage):
         rows = [{"id": f"error:{task.name}", "text": "", "source": task.name, "url": None}]
         return with_drop(records_table(rows), self.name, [ERROR_REASON], [error])
 
+    def finish(self, out_dir: Any, manifest: dict[str, Any]) -> None:
+        """Each source's crawl report (pages, fetches, skipped links) into the manifest, and its warnings
+        (a source that kept nothing, a page budget reached) where the command prints them."""
+        crawls, warnings = {}, []
+        failed = {f["task"] for f in manifest.get("failed_tasks", [])}
+        for name in dict.fromkeys(self.sources):
+            path = out_dir / f"{name}{REPORT_SUFFIX}"
+            if name not in failed and path.exists():
+                crawls[name] = read_json(path)
+                warnings += crawls[name].get("warnings", [])
+        manifest["crawl"] = crawls
+        manifest["warnings"] = warnings
+
 
 def forget_outputs(out_dir: str | Path, names: list[str]) -> None:
     """Remove the finished outputs of these sources, so that the runner crawls them again (fresh scrape)."""
@@ -140,6 +156,7 @@ def forget_outputs(out_dir: str | Path, names: list[str]) -> None:
         if _SAFE_NAME.match(name):
             (out / f"{name}.parquet").unlink(missing_ok=True)
             (out / "rejected" / f"{name}.parquet").unlink(missing_ok=True)
+            (out / f"{name}{REPORT_SUFFIX}").unlink(missing_ok=True)
 
 
 def result_tables(stage: str, result: CrawlResult) -> tuple[pa.Table, pa.Table]:

@@ -19,7 +19,10 @@ DISCOVERY_TYPES = (*GENERIC_DISCOVERY, "api", "eutils", "mediawiki")
 
 # Besides these, a scrape block holds the fetcher's settings (curate.fetch.fetcher.FetchSettings: rate_limit,
 # user_agent, max_bytes, timeout, retries, concurrency, allow_private, ...), read from source.extra["scrape"].
-_SPIDER_KEYS = {"discovery", "extract", "spider"}
+_SPIDER_KEYS = {"discovery", "extract", "spider", "max_pages"}
+# Pages one crawl of a source may queue (start pages included): the bound on a site that links without end
+# (a listing of 200,000 links, a calendar). Links past it are counted and reported, never fetched.
+DEFAULT_MAX_PAGES = 100_000
 _LISTING_KEYS = {"type", "start", "links", "pattern", "exclude", "next", "follow", "also", "pdf_link"}
 _DISCOVERY_KEYS = {
     "sitemap": {"type", "start", "pattern", "exclude", "also", "pdf_link"},
@@ -77,25 +80,34 @@ class ScrapeConfig:
     extract: ExtractRules
     spider: str | None = None  # a registered spider class by name (default: the source's own name)
     drop_chapters: str | None = None
+    max_pages: int = DEFAULT_MAX_PAGES
 
 
 def parse_scrape(where: str, block: Any, homepage: str | None) -> tuple[ScrapeConfig, dict[str, Any]]:
     """Validate a `scrape:` block; returns the spider's config and the raw block (the fetcher's settings)."""
     # Imported here: the fetcher (httpx, warcio) loads only when sources.yaml has a scrape block.
-    from curate.fetch.fetcher import FetchSettings
+    from curate.fetch.fetcher import FetchSettings, SettingsError
 
     if not isinstance(block, dict):
         raise ConfigError(f"{where}: 'scrape' must be a mapping (discovery, extract, rate_limit, ...)")
     where = f"{where}: scrape"
     _unknown(where, block, _SPIDER_KEYS | FetchSettings.keys())
-    FetchSettings.from_block(block, where)
+    try:
+        FetchSettings.from_block(block, where)
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
     spider = block.get("spider")
     if spider is not None and not isinstance(spider, str):
         raise ConfigError(f"{where}.spider: must be the name of a registered spider class")
+    max_pages = block.get("max_pages", DEFAULT_MAX_PAGES)
+    if isinstance(max_pages, bool) or not isinstance(max_pages, int) or max_pages < 1:
+        raise ConfigError(f"{where}.max_pages: must be a whole number >= 1, got {max_pages!r}")
     discovery = _discovery(f"{where}.discovery", block.get("discovery"), homepage)
     extract_block = block.get("extract") or {}
     rules, drop_chapters = _extract(f"{where}.extract", extract_block)
-    config = ScrapeConfig(discovery=discovery, extract=rules, spider=spider, drop_chapters=drop_chapters)
+    config = ScrapeConfig(
+        discovery=discovery, extract=rules, spider=spider, drop_chapters=drop_chapters, max_pages=max_pages
+    )
     return config, dict(block)
 
 

@@ -105,7 +105,9 @@ class ExtractRules:
 
 
 def decode_page(raw: bytes, charset: str | None = None) -> str:
-    """Page bytes to text: BOM, the response's charset, UTF-8, the page's <meta> charset, else cp1252."""
+    """Page bytes to text: BOM, the response's charset, UTF-8, the page's <meta> charset; when none decodes
+    cleanly, UTF-8 with replacement characters if most of its sequences are valid, else the declared
+    codec or windows-1252. Labels that name no web encoding (`undefined`, `rot13`) are ignored."""
     for bom, name in (
         (codecs.BOM_UTF8, "utf-8"),
         (codecs.BOM_UTF16_LE, "utf-16-le"),
@@ -113,23 +115,70 @@ def decode_page(raw: bytes, charset: str | None = None) -> str:
     ):
         if raw.startswith(bom):
             return raw[len(bom) :].decode(name, errors="replace")
-    candidates = [charset] if charset else []
-    candidates.append("utf-8")
-    declared = _META_CHARSET.search(raw[:4096])
-    if declared:
-        candidates.append(declared.group(1).decode("ascii", "ignore"))
-    for name in candidates:
+    meta = _META_CHARSET.search(raw[:4096])
+    header = web_codec(charset)
+    own = web_codec(meta.group(1).decode("ascii", "ignore")) if meta else None
+    for name in dict.fromkeys(c for c in (header, "utf-8", own) if c):
         try:
-            return raw.decode(_codec(name))
-        except (LookupError, UnicodeDecodeError):
+            return raw.decode(name)
+        except UnicodeDecodeError:
             continue
-    return raw.decode("cp1252", errors="replace")
+    # A UTF-8 page with one stray byte stays UTF-8: one U+FFFD, not mojibake in every accented word.
+    text = raw.decode("utf-8", errors="replace")
+    broken = text.count("\ufffd")
+    if broken <= len(text) - len(text.encode("ascii", "ignore")) - broken:
+        return text
+    fallback = next((c for c in (header, own) if c and c != "utf-8"), "cp1252")
+    return raw.decode(fallback, errors="replace")
 
 
-def _codec(label: str) -> str:
-    name = codecs.lookup(label.strip()).name
-    # WHATWG: pages labelled latin-1/ascii are decoded as windows-1252 by browsers.
-    return "cp1252" if name in ("latin-1", "iso8859-1", "ascii") else name
+# The encodings of the WHATWG Encoding Standard, by Python codec name; the aliases browsers decode as a
+# superset (latin-1 as windows-1252, ...). Any other codec Python knows (`undefined`, `unicode_escape`,
+# `rot13`, `utf-7`) is not a web page encoding: a page labelled so is decoded as if unlabelled.
+_WEB_ALIASES = {
+    "ascii": "cp1252",
+    "iso8859-1": "cp1252",
+    "latin-1": "cp1252",
+    "iso8859-9": "cp1254",
+    "iso8859-11": "cp874",
+    "gb2312": "gbk",
+    "euc_kr": "cp949",
+    "shift_jis": "cp932",
+    "big5": "big5hkscs",
+}
+_WEB_CODECS = {
+    "utf-8",
+    "utf-16",
+    "utf-16-le",
+    "utf-16-be",
+    "cp866",
+    *(f"iso8859-{n}" for n in (2, 3, 4, 5, 6, 7, 8, 10, 13, 14, 15, 16)),
+    "koi8-r",
+    "koi8-u",
+    "mac-roman",
+    "mac-cyrillic",
+    "cp874",
+    *(f"cp{n}" for n in range(1250, 1259)),
+    "gbk",
+    "gb18030",
+    "big5hkscs",
+    "euc_jp",
+    "iso2022_jp",
+    "cp932",
+    "cp949",
+}
+
+
+def web_codec(label: str | None) -> str | None:
+    """The Python codec for a charset label of a web page, or None when it names no web encoding."""
+    if not label:
+        return None
+    try:
+        name = codecs.lookup(label.strip()).name
+    except LookupError:
+        return None
+    name = _WEB_ALIASES.get(name, name)
+    return name if name in _WEB_CODECS else None
 
 
 def parse_page(text: str) -> HtmlElement:

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from curate.fetch.fetcher import FetchSettings
 from curate.fetch.urls import canonical, check_url, refused_ip, resolve_location, to_mirror
 from curate.schema import Rejection
-from curate.scrape.crawl import crawl
+from curate.scrape.crawl import crawl, fetch_settings
 from curate.scrape.mirror import SiteServer, site_file
 from curate.sources.registry import load_sources
 from curate.sources.spider import Request, spider_for
@@ -182,7 +181,7 @@ sources:
   local:
     title: t
     homepage: http://localhost:{port}/{HOST}/index.html
-    allowed_domains: [localhost, 127.0.0.1]
+    allowed_domains: [localhost, 127.0.0.1, "localhost:{port}", "127.0.0.1:{port}"]
     content: html
     license: x
     redistributable: false
@@ -206,7 +205,11 @@ def test_url_rules() -> None:
     with pytest.raises(Rejection) as exc:
         check_url("file:///etc/passwd", ("example.test",))
     assert exc.value.reason == "fetch_bad_scheme"
-    assert check_url("https://www.example.test/x", ("example.test",)).hostname == "www.example.test"
+    check_url("https://www.example.test/x", ("example.test",))  # a subdomain
+    with pytest.raises(Rejection, match="fetch_bad_port"):
+        check_url("https://example.test:22/x", ("example.test",))
+    check_url("https://example.test:443/x", ("example.test",))  # the default port, written out
+    check_url("https://example.test:8443/x", ("example.test", "Example.test:8443"))
     with pytest.raises(Rejection):
         check_url("https://example.test.evil/x", ("example.test",))
     assert all(
@@ -241,7 +244,7 @@ def test_retry_waits_honour_retry_after_within_the_cap(tmp_path: Path) -> None:
     assert _retry_after_seconds("soon") == 0.0
     state = CrawlState(tmp_path / "state")
     settings = dataclasses.replace(FAST, backoff=0.5, max_retry_wait=30.0)
-    fetcher = Fetcher(source_for(tmp_path), state, settings)
+    fetcher = Fetcher(state, settings, ("example.test",))
     assert fetcher._backoff(0, "10") == 10.0  # Retry-After beats a shorter backoff
     assert fetcher._backoff(0, "3600") == 30.0  # ... up to the cap
     assert 2.0 <= fetcher._backoff(2, None) <= 2.5  # 0.5 * 2**2, plus at most a quarter of jitter
@@ -252,7 +255,7 @@ def test_settings_come_from_the_scrape_block(tmp_path: Path, server: SiteServer)
     source = source_for(tmp_path, start="index.html")
     block = dict(source.extra["scrape"], user_agent="curate-test (+https://example.test/contact)", timeout=5)
     source = dataclasses.replace(source, extra={**source.extra, "scrape": block})
-    settings = FetchSettings.for_source(source)
+    settings = fetch_settings(source)
     assert (settings.rate_limit, settings.timeout, settings.user_agent) == (1000.0, 5.0, block["user_agent"])
     crawl(source, spider_for(source), tmp_path / "state", mirror=server.url, limit=1)
     assert {headers["user-agent"] for _, _, headers in server.log} == {block["user_agent"]}
@@ -356,7 +359,7 @@ sources:
   local:
     title: t
     homepage: http://127.0.0.1:{srv.url.rsplit(":", 1)[1]}/{HOST}/index.html
-    allowed_domains: [127.0.0.1]
+    allowed_domains: ["127.0.0.1:{srv.url.rsplit(":", 1)[1]}"]
     content: html
     license: x
     redistributable: false

@@ -8,6 +8,7 @@ import pytest
 
 from curate.fetch.fetcher import FetchSettings
 from curate.schema import Rejection
+from curate.scrape.crawl import fetch_settings
 from curate.sources import load_sources
 from curate.sources.extract import ExtractRules, extract_page, finish_text
 from curate.sources.registry import ConfigError
@@ -69,7 +70,7 @@ def test_api_discovery_without_a_class_and_local_source(tmp_path):
     )
     with pytest.raises(ConfigError, match="needs a spider class"):
         spider_for(sources["clinic"])
-    assert FetchSettings.for_source(sources["clinic"]).rate_limit == 1.0
+    assert fetch_settings(sources["clinic"]).rate_limit == 1.0
 
 
 def test_source_without_scrape_block_has_no_spider(tmp_path):
@@ -81,7 +82,7 @@ def test_source_without_scrape_block_has_no_spider(tmp_path):
 
 def test_fetch_settings_come_from_the_scrape_block(tmp_path):
     source = _load(tmp_path, "scrape:\n  discovery: {type: sitemap}\n")["clinic"]
-    assert FetchSettings.for_source(source) == FetchSettings()  # the defaults: rate_limit 1, 20 MB, 30 s
+    assert fetch_settings(source) == FetchSettings()  # the defaults: rate_limit 1, 20 MB, 30 s
     assert source.scrape.discovery.start == ("https://clinic.example.org/",)
     block = """
     scrape:
@@ -92,7 +93,7 @@ def test_fetch_settings_come_from_the_scrape_block(tmp_path):
       allow_private: true
       robots: false
     """
-    settings = FetchSettings.for_source(_load(tmp_path, block)["clinic"])
+    settings = fetch_settings(_load(tmp_path, block)["clinic"])
     assert (settings.retries, settings.concurrency, settings.connect_timeout) == (0, 2, 2.5)
     assert settings.allow_private is True and settings.robots is False
     for key, value, message in (
