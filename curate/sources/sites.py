@@ -275,10 +275,9 @@ class EutilsSpider(Spider):
     @rejections_as_items
     def parse(self, response: Response) -> Iterator[Request | Item]:
         """esearch: efetch batches and the next page; efetch: citations."""
-        root = xml_root(response)
         if response.request.kind == "esearch":
-            yield from self._esearch(response, root)
-        else:
+            yield from self._esearch(response, xml_root(response))
+        else:  # read citation by citation: one damaged citation must not cost the others
             yield from self._efetch(response)
 
     def _esearch(self, response: Response, root: Any) -> Iterator[Request | Item]:
@@ -305,27 +304,37 @@ class EutilsSpider(Spider):
             )
 
     def _efetch(self, response: Response) -> Iterator[Item]:
-        from curate.parse.pubmed import PubmedRecord, iter_pubmed
+        from curate.parse.pubmed import Broken, NoPmid, PubmedRecord, iter_pubmed
 
         handle, path = tempfile.mkstemp(suffix=".xml", prefix="curate-efetch-")
+        records: list = []
         try:
             with os.fdopen(handle, "wb") as fh:
                 fh.write(response.body)
-            records = list(iter_pubmed(path))
+            records.extend(iter_pubmed(path))  # what was read before a cut is kept
         except Rejection as exc:
-            yield Item(response.url, rejection=exc)
-            return
+            records.append(exc)
         finally:
             os.unlink(path)
         for record in records:
-            if not isinstance(record, PubmedRecord):
-                continue
-            url = f"https://pubmed.ncbi.nlm.nih.gov/{record.pmid}/"
-            if not record.abstract:
-                yield Item(url, rejection=Rejection("pubmed_no_abstract", f"PMID {record.pmid}"))
-                continue
-            text = finish_text(record.text, self.rules)
-            yield Item(url, doc=ParsedDoc(text=text, title=record.title or None, meta=record.meta))
+            if isinstance(record, Rejection):
+                yield Item(response.url, rejection=record)
+            elif isinstance(record, Broken):  # one damaged citation: a row of its own, the rest go on
+                where = f"{response.url}#element-{record.position}"
+                if record.pmid:
+                    where = f"https://pubmed.ncbi.nlm.nih.gov/{record.pmid}/"
+                yield Item(where, rejection=Rejection(record.reason, record.detail))
+            elif isinstance(record, NoPmid):
+                detail = f"element {record.position} of the efetch answer has no PMID"
+                where = f"{response.url}#element-{record.position}"
+                yield Item(where, rejection=Rejection("pubmed_no_pmid", detail))
+            elif isinstance(record, PubmedRecord):
+                url = f"https://pubmed.ncbi.nlm.nih.gov/{record.pmid}/"
+                if not record.abstract:
+                    yield Item(url, rejection=Rejection("pubmed_no_abstract", f"PMID {record.pmid}"))
+                    continue
+                text = finish_text(record.text, self.rules)
+                yield Item(url, doc=ParsedDoc(text=text, title=record.title or None, meta=record.meta))
 
 
 # --- MediaWiki (WikiDoc): allpages through the API, a topic's sub-pages merged --------------------------

@@ -92,3 +92,24 @@ def test_esearch_paging_stops_at_pubmeds_cap_with_a_reason(sources):
         capped = [r for r in out if not isinstance(r, Request)]
         assert bool(nxt) == more and bool(capped) != more
     assert capped[0].rejection.reason == "eutils_capped" and "25000" in capped[0].rejection.detail
+
+
+def _citation(pmid: int, abstract: str) -> str:
+    return (
+        f'<PubmedArticle><MedlineCitation Status="MEDLINE"><PMID Version="1">{pmid}</PMID><Article>'
+        f"<ArticleTitle>Trial {pmid}</ArticleTitle><Abstract><AbstractText>{abstract}</AbstractText>"
+        "</Abstract></Article></MedlineCitation></PubmedArticle>"
+    )
+
+
+def test_a_damaged_citation_in_an_efetch_answer_is_one_rejection_and_the_rest_are_kept(sources):
+    spider = spider_for(sources["pubmed"])
+    words = "Adults with sepsis received early antibiotics and fluids in the emergency department. " * 3
+    damaged = _citation(2, words).replace("</AbstractText>", "</AbstractText \x01>")
+    body = f"<PubmedArticleSet>{_citation(1, words)}{damaged}{_citation(3, words)}</PubmedArticleSet>"
+    request = Request("https://eutils.example/efetch.fcgi?id=1,2,3", kind="efetch")
+    out = list(spider.parse(Response(request.url, request, 200, {"content-type": "text/xml"}, body.encode())))
+    kept = [i.url for i in out if i.doc is not None]
+    assert kept == ["https://pubmed.ncbi.nlm.nih.gov/1/", "https://pubmed.ncbi.nlm.nih.gov/3/"]
+    [bad] = [i for i in out if i.doc is None]
+    assert bad.url == "https://pubmed.ncbi.nlm.nih.gov/2/" and bad.rejection.reason == "xml_broken"
