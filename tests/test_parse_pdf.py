@@ -16,7 +16,7 @@ import pymupdf
 import pytest
 
 from curate.parse.jats import read_jats
-from curate.parse.pdf import parse_pdf, parse_pdf_isolated
+from curate.parse.pdf import PdfLimits, parse_pdf, parse_pdf_isolated
 from curate.schema import Rejection
 
 REPO = Path(__file__).resolve().parents[1]
@@ -229,9 +229,9 @@ def test_font_without_unicode_map_is_garbled(tmp_path: Path) -> None:
 
 def test_max_pages(demo: Path) -> None:
     with pytest.raises(Rejection) as caught:
-        parse_pdf(demo / "cardiology-trial.pdf", max_pages=1)
+        parse_pdf(demo / "cardiology-trial.pdf", PdfLimits(max_pages=1))
     assert caught.value.reason == "pdf_too_many_pages"
-    assert parse_pdf(demo / "cardiology-trial.pdf", max_pages=2).meta["pages"] == 2
+    assert parse_pdf(demo / "cardiology-trial.pdf", PdfLimits(max_pages=2)).meta["pages"] == 2
 
 
 def test_mupdf_stays_quiet(demo: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
@@ -349,7 +349,7 @@ def test_sideways_table_page_is_turned_and_dropped(tmp_path: Path) -> None:
 
 def test_time_limit_rejects_with_pdf_timeout(demo: Path) -> None:
     with pytest.raises(Rejection) as caught:
-        parse_pdf(demo / "cardiology-trial.pdf", max_seconds=0)
+        parse_pdf(demo / "cardiology-trial.pdf", PdfLimits(max_seconds=0))
     assert caught.value.reason == "pdf_timeout"
     assert "pages" in caught.value.detail
 
@@ -413,7 +413,7 @@ def test_isolated_parse_matches_and_keeps_limits(demo: Path) -> None:
     path = demo / "cardiology-trial.pdf"
     assert parse_pdf_isolated(path).text == parse_pdf(path).text
     with pytest.raises(Rejection) as caught:
-        parse_pdf_isolated(path, max_seconds=0)
+        parse_pdf_isolated(path, PdfLimits(max_seconds=0))
     assert caught.value.reason == "pdf_timeout"
     with pytest.raises(Rejection) as caught:
         parse_pdf_isolated(demo / "truncated.pdf")

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from curate.parse.pdf.limits import PdfLimits
 from curate.schema import ParsedDoc, Rejection
 
 XML_SUFFIXES = (".nxml", ".xml")
@@ -129,7 +130,9 @@ def _add(package: PmcPackage, name: str, data: bytes) -> None:
     target[name] = data
 
 
-def parse_package(package: PmcPackage, *, max_pages: int = 2000, **jats_options: bool) -> ParsedDoc:
+def parse_package(
+    package: PmcPackage, *, max_pages: int = PdfLimits().max_pages, **jats_options: bool
+) -> ParsedDoc:
     """The article of a package: from its XML when there is one, else from its PDF; Rejection otherwise."""
     from curate.parse.jats import parse_jats
 
@@ -154,7 +157,7 @@ def parse_package(package: PmcPackage, *, max_pages: int = 2000, **jats_options:
             tmp.write(package.pdf[name])
             tmp.flush()
             # A killable child process: a PDF on which MuPDF loops or explodes cannot take the worker.
-            doc = parse_pdf_isolated(tmp.name, max_pages=max_pages)
+            doc = parse_pdf_isolated(tmp.name, PdfLimits(max_pages=max_pages))
         doc.meta.update({"package": package.key, "from": name, "format": "pdf"})
         return doc
     if package.skipped:

@@ -1,0 +1,73 @@
+"""Text repair: Unicode normalisation, unmapped glyphs, garbage detection and lost ligatures."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from curate.parse.pdf.model import Page
+from curate.schema import Rejection
+
+_GARBLED_MIN_LETTERS = 0.35  # below this share of letters among visible characters the text is garbage
+_GARBLED_MAX_BAD = 0.15  # above this share of control/private-use/replacement characters it is garbage
+_TE_WORD = re.compile(r"\bTe\b")
+_T_WORD = re.compile(r"\bT([a-z]+)\b")
+_LOWER_WORD = re.compile(r"\b[a-z]+\b")
+_TH_EVIDENCE = 3  # this many "Te" words mean the font lost its "Th" ligature
+
+
+def check_garbled(raw: str, visible: int) -> None:
+    """Fonts without a Unicode map give control, private-use or symbol characters instead of letters."""
+    letters = bad = 0
+    for ch in raw:
+        if ch.isalpha():
+            letters += 1
+        elif ch == "\ufffd" or (not ch.isspace() and unicodedata.category(ch) in ("Cc", "Co", "Cs", "Cn")):
+            bad += 1
+    if letters < _GARBLED_MIN_LETTERS * visible or bad > _GARBLED_MAX_BAD * visible:
+        raise Rejection(
+            "pdf_garbled",
+            f"text is mostly not letters ({letters} letters, {bad} unmapped of {visible} characters)",
+        )
+
+
+def clean(text: str) -> str:
+    """NFKC (ligatures, full-width forms); control characters become spaces, unmapped glyphs go."""
+    text = unicodedata.normalize("NFKC", text)
+    if text.isascii() and text.isprintable():
+        return text
+    out = []
+    for i, ch in enumerate(text):
+        category = unicodedata.category(ch)
+        if category == "Cc":
+            out.append(" ")  # often an unmapped space glyph: keep the word boundary
+        elif category in ("Co", "Cs", "Cn") or ch in "\ufffd\u200b\ufeff":
+            continue
+        elif ch == "\u00ad" and text[i + 1 :].strip():
+            continue  # a soft hyphen only matters at the end of a line, where join reads it
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def repair_th_ligature(pages: list[Page]) -> None:
+    """Restore "Th" where a font maps its "Th" ligature to "T" ("Te results", "Tese"), seen in the document.
+
+    Only when the document shows the fault (the non-word "Te" several times), and only for words whose "th"
+    form the document itself uses while the "t" form it does not.
+    """
+    lines = [line for page in pages for block in page.blocks for line in block.lines]
+    if sum(len(_TE_WORD.findall(line.text)) for line in lines) < _TH_EVIDENCE:
+        return
+    # Words as written in lowercase mid-sentence: the broken "Te" itself must not count as a word "te".
+    words = set(_LOWER_WORD.findall(" ".join(line.text for line in lines)))
+
+    def fix(match: re.Match[str]) -> str:
+        rest = match.group(1)
+        lower = rest.lower()
+        return f"Th{rest}" if f"t{lower}" not in words and f"th{lower}" in words else match.group(0)
+
+    for line in lines:
+        if "T" in line.text:
+            line.text = _T_WORD.sub(fix, line.text)
+            line.lead = _T_WORD.sub(fix, line.lead)
