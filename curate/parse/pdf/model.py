@@ -81,7 +81,7 @@ class Page:
     height: float
     blocks: list[Block] = field(default_factory=list)
     images: int = 0
-    ocr: dict | None = None  # what OCR found on the page (confidence, rotation), None for the text layer
+    ocr: bool = False  # read by OCR: sizes are estimated from line heights, and nothing is bold
 
     def lines(self) -> list[Line]:
         """Every line of the page, block by block."""

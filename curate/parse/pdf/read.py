@@ -13,12 +13,21 @@ from curate.schema import Rejection
 # "dict" without image blocks: with images PyMuPDF copies every image's bytes, which makes it ~3x slower.
 _TEXT_FLAGS = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
 _BOLD = 16  # span flag bit
+_OUT_OF_MEMORY = ("malloc", "calloc", "realloc", "out of memory", "cannot allocate")
 
 
 def message(exc: BaseException) -> str:
     """An exception as one short line (MuPDF messages can span lines)."""
     text = SPACES.sub(" ", str(exc)).strip() or type(exc).__name__
     return text[:200]
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether an exception is a failed allocation (MuPDF's reach Python as RuntimeError "malloc failed")."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return any(word in text for word in _OUT_OF_MEMORY)
 
 
 def read_pages(
@@ -62,6 +71,8 @@ def read_pages(
             data = page.get_text("dict", flags=_TEXT_FLAGS)
             images = len(page.get_images(full=False))
         except Exception as exc:  # noqa: BLE001 - one unreadable page should not lose the others
+            if out_of_memory(exc):
+                raise  # the memory limit, not a damaged page: the sandbox reports pdf_memory
             failed.append(message(exc))
             pages.append(Page(0.0, 0.0))
             continue

@@ -16,19 +16,29 @@ _LOWER_WORD = re.compile(r"\b[a-z]+\b")
 _TH_EVIDENCE = 3  # this many "Te" words mean the font lost its "Th" ligature
 
 
-def check_garbled(raw: str, visible: int) -> None:
-    """Fonts without a Unicode map give control, private-use or symbol characters instead of letters."""
-    letters = bad = 0
+def garbled(raw: str, numbers: bool = False) -> str | None:
+    """Why text is garbage (fonts without a Unicode map give control, private-use or symbol characters
+    instead of letters), or None when it reads as text; with `numbers`, digits count as letters (a page
+    of a table is numbers, not garbage)."""
+    visible = letters = bad = 0
     for ch in raw:
-        if ch.isalpha():
+        if ch.isspace():
+            continue
+        visible += 1
+        if ch.isalpha() or (numbers and ch.isdigit()):
             letters += 1
-        elif ch == "\ufffd" or (not ch.isspace() and unicodedata.category(ch) in ("Cc", "Co", "Cs", "Cn")):
+        elif ch == "\ufffd" or unicodedata.category(ch) in ("Cc", "Co", "Cs", "Cn"):
             bad += 1
     if letters < _GARBLED_MIN_LETTERS * visible or bad > _GARBLED_MAX_BAD * visible:
-        raise Rejection(
-            "pdf_garbled",
-            f"text is mostly not letters ({letters} letters, {bad} unmapped of {visible} characters)",
-        )
+        return f"text is mostly not letters ({letters} letters, {bad} unmapped of {visible} characters)"
+    return None
+
+
+def check_garbled(raw: str) -> None:
+    """Raise pdf_garbled for text that is mostly not letters."""
+    why = garbled(raw)
+    if why:
+        raise Rejection("pdf_garbled", why)
 
 
 def clean(text: str) -> str:

@@ -21,14 +21,13 @@ from typing import Any
 
 from curate.parse.pdf.limits import PdfLimits
 from curate.parse.pdf.parse import DEFAULT_LIMITS, parse_pdf
-from curate.parse.pdf.read import message
+from curate.parse.pdf.read import message, out_of_memory
 from curate.schema import ParsedDoc, Rejection
 
 RECYCLE_AFTER = 500  # documents one worker parses before a fresh process replaces it (bounds slow leaks)
 _GRACE_S = 2.0  # on top of the budget: the worker's own check between pages normally answers first
 _START_S = 120.0  # a new worker must be ready within this (the first one also starts the fork server)
 _MAX_IDLE = 4  # idle workers kept per pool; more (after a burst of threads) are stopped
-_OUT_OF_MEMORY = ("malloc", "calloc", "realloc", "out of memory", "cannot allocate")
 
 
 class _Worker:
@@ -66,19 +65,12 @@ class PdfSandbox:
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
 
-    def parse(
-        self,
-        path: str | os.PathLike,
-        limits: PdfLimits = DEFAULT_LIMITS,
-        *,
-        captions: bool = False,
-        ocr: str = "auto",
-    ) -> ParsedDoc:
+    def parse(self, path: str | os.PathLike, limits: PdfLimits = DEFAULT_LIMITS, **options: Any) -> ParsedDoc:
         """parse_pdf in a worker; Rejection `pdf_timeout`, `pdf_memory` or `pdf_crashed` past a limit."""
         worker = self._take(limits.max_memory_mb)
         reusable = False
         try:
-            worker.conn.send((os.fspath(path), limits, captions, ocr))
+            worker.conn.send((os.fspath(path), limits, options))
             kind, value = _outcome(worker, limits)
             worker.done += 1
             reusable = kind in ("doc", "rejection")
@@ -148,15 +140,15 @@ _SANDBOX = PdfSandbox()
 
 
 def parse_pdf_isolated(
-    path: str | os.PathLike, limits: PdfLimits = DEFAULT_LIMITS, *, captions: bool = False, ocr: str = "auto"
+    path: str | os.PathLike, limits: PdfLimits = DEFAULT_LIMITS, **options: Any
 ) -> ParsedDoc:
     """parse_pdf in this process's pool of sandboxed workers, under the limits' time and memory caps.
 
     For untrusted files: a page on which MuPDF loops or allocates without end cannot hang or crash the
     caller. Raises Rejection `pdf_timeout`, `pdf_memory` or `pdf_crashed` for those, and parse_pdf's own
-    otherwise.
+    otherwise. `options` are parse_pdf's (captions, ocr, ocr_languages).
     """
-    return _SANDBOX.parse(path, limits, captions=captions, ocr=ocr)
+    return _SANDBOX.parse(path, limits, **options)
 
 
 @contextlib.contextmanager
@@ -190,7 +182,7 @@ def _serve(conn: Connection, memory_mb: int) -> None:
             job = conn.recv()
         except (EOFError, OSError):
             return  # the parent is gone
-        path, limits, captions, ocr = job
+        path, limits, options = job
 
         def extend(seconds: float) -> None:
             conn.send(("extend", seconds))
@@ -198,17 +190,13 @@ def _serve(conn: Connection, memory_mb: int) -> None:
         try:
             result: tuple[str, Any] = (
                 "doc",
-                parse_pdf(path, limits, captions=captions, ocr=ocr, on_ocr_page=extend),
+                parse_pdf(path, limits, on_ocr_page=extend, **options),
             )
         except Rejection as rejection:
             result = ("rejection", (rejection.reason, rejection.detail))
-        except MemoryError:
-            result = ("memory", None)
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it as an error
-            text = message(exc)
-            # MuPDF's failed allocations reach Python as RuntimeError("... malloc (N bytes) failed").
-            out_of_memory = any(word in text.lower() for word in _OUT_OF_MEMORY)
-            result = ("memory", None) if out_of_memory else ("error", f"{type(exc).__name__}: {text}")
+            failure = f"{type(exc).__name__}: {message(exc)}"
+            result = ("memory", None) if out_of_memory(exc) else ("error", failure)
         conn.send(result)
         if result[0] not in ("doc", "rejection"):
             return  # the parent replaces this worker: its state after a failure is not to be trusted
