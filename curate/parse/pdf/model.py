@@ -81,6 +81,7 @@ class Page:
     height: float
     blocks: list[Block] = field(default_factory=list)
     images: int = 0
+    unmapped: int = 0  # characters in fonts without a Unicode map (glyph numbers, not text)
     ocr: bool = False  # read by OCR: sizes are estimated from line heights, and nothing is bold
 
     def lines(self) -> list[Line]:

@@ -31,6 +31,7 @@ DPI = 200  # scans are read at this resolution: Tesseract's accuracy is flat fro
 MAX_PIXELS = 40_000_000  # a larger page (posters, A0 plans) is rendered at a lower resolution
 MIN_LINE_CONFIDENCE = 40  # lines Tesseract trusts less than this are noise (drawings, stains, photos)
 RETRY_BELOW = 70  # a page read upright with less mean confidence is checked for orientation
+SIZE_NOISE = 0.15  # OCR's font sizes closer than this share to the page's body size are the body size
 MIN_ORIENTATION_CONFIDENCE = 2.0  # OSD's own confidence needed before a page is turned
 _BULLET = re.compile(r"^[•·●○◦▪■□♦◆©®¢«»°*]\s+(?=\w)")
 _TESSDATA_DIRS = (
@@ -122,6 +123,11 @@ def ocr_page(page: pymupdf.Page, languages: str = "eng", seconds: float = 60.0) 
         zoom = math.sqrt(MAX_PIXELS / (width * height))
     pixmap = _render(page, zoom, 0)
     result = _recognise(pixmap, zoom, languages, seconds)
+    if not result.words and not result.timed_out:
+        # Tesseract's layout analysis sometimes takes a skewed scrap of text for a picture: read it as one
+        # block of text instead.
+        left = max(0.0, seconds - (time.monotonic() - start))
+        result = _recognise(pixmap, zoom, languages, left, single_block=True)
     if not result.timed_out and (result.confidence < RETRY_BELOW or result.notes.get("vertical")):
         turn = _orientation(pixmap)
         if turn:
@@ -157,11 +163,14 @@ def _orientation(pixmap: pymupdf.Pixmap) -> int:
     return int(found["orient_deg"]) % 360
 
 
-def _recognise(pixmap: pymupdf.Pixmap, zoom: float, languages: str, seconds: float) -> OcrResult:
+def _recognise(
+    pixmap: pymupdf.Pixmap, zoom: float, languages: str, seconds: float, single_block: bool = False
+) -> OcrResult:
     """Tesseract over one rendered page: its paragraphs as blocks of lines, in points."""
-    from tesserocr import RIL, WritingDirection
+    from tesserocr import PSM, RIL, WritingDirection
 
     api = _api(languages)
+    api.SetPageSegMode(PSM.SINGLE_BLOCK if single_block else PSM.AUTO)
     api.SetImageBytes(pixmap.samples, pixmap.width, pixmap.height, 1, pixmap.stride)
     api.SetSourceResolution(round(72 * zoom))
     finished = api.Recognize(timeout=max(1, int(seconds * 1000)))
@@ -194,7 +203,7 @@ def _recognise(pixmap: pymupdf.Pixmap, zoom: float, languages: str, seconds: flo
         if paragraph:
             raw.append(paragraph)
     api.Clear()
-    blocks = [_block(p, zoom, skew, pixmap.width, pixmap.height) for p in raw]
+    blocks = _snap_sizes([_block(p, zoom, skew, pixmap.width, pixmap.height) for p in raw])
     result = OcrResult(
         page=Page(width, height, blocks, ocr=True),
         confidence=statistics.fmean(confidences) if confidences else 0.0,
@@ -205,6 +214,23 @@ def _recognise(pixmap: pymupdf.Pixmap, zoom: float, languages: str, seconds: flo
     )
     result.notes["vertical"] = lines_seen > 0 and vertical > lines_seen / 2
     return result
+
+
+def _snap_sizes(blocks: list[Block]) -> list[Block]:
+    """Sizes within SIZE_NOISE of the page's commonest size become that size: OCR's estimates of one font
+    vary by a point or so, which the layout would read as small print or as headings."""
+    sizes: dict[float, int] = {}
+    for block in blocks:
+        for line in block.lines:
+            sizes[line.size] = sizes.get(line.size, 0) + len(line.text)
+    if not sizes:
+        return blocks
+    body = max(sizes, key=sizes.__getitem__)
+    for block in blocks:
+        for line in block.lines:
+            if abs(line.size - body) <= SIZE_NOISE * body:
+                line.size = body
+    return blocks
 
 
 def _line(iterator: Any, level: int) -> tuple[str, tuple[int, int, int, int] | None]:

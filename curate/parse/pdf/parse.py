@@ -86,7 +86,7 @@ class _OcrReport:
             "words": words,
         }
         rotated = {str(i + 1): r.rotation for i, r in sorted(self.read.items()) if r.rotation}
-        skewed = {str(i + 1): round(r.skew, 1) for i, r in sorted(self.read.items()) if abs(r.skew) >= 0.5}
+        skewed = {str(i + 1): round(r.skew, 1) for i, r in sorted(self.read.items()) if abs(r.skew) >= 1.5}
         for key, value in (
             ("rotated", rotated),
             ("deskewed", skewed),
@@ -103,6 +103,8 @@ class _OcrReport:
             return ""
         if self.unavailable:
             return f"; OCR unavailable: {self.unavailable}"
+        if self.timed_out:
+            return f"; OCR ran out of time (ocr_page_seconds) on {len(self.timed_out)} page(s)"
         return f"; OCR of {len(self.wanted)} page(s) found no text it trusts"
 
 
@@ -156,9 +158,10 @@ def _unusable(page: Page, mode: str) -> str | None:
     if mode == "force":
         return "forced"
     raw = "".join(line.text for line in page.lines())
-    if sum(not ch.isspace() for ch in raw) < _NO_TEXT_CHARS_PER_PAGE:
+    visible = sum(not ch.isspace() for ch in raw)
+    if visible < _NO_TEXT_CHARS_PER_PAGE:
         return "none"
-    return "garbled" if repair.garbled(raw, numbers=True) else None
+    return "garbled" if repair.garbled(raw, numbers=True) or 2 * page.unmapped >= visible else None
 
 
 def _has_ink(doc: pymupdf.Document, number: int, page: Page) -> bool:

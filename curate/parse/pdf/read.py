@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pymupdf
@@ -13,6 +14,7 @@ from curate.schema import Rejection
 # "dict" without image blocks: with images PyMuPDF copies every image's bytes, which makes it ~3x slower.
 _TEXT_FLAGS = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
 _BOLD = 16  # span flag bit
+_NOT_NAME = re.compile(r"#20|[\s\-_,]")
 _OUT_OF_MEMORY = ("malloc", "calloc", "realloc", "out of memory", "cannot allocate")
 
 
@@ -70,16 +72,49 @@ def read_pages(
             page = doc.load_page(number)
             data = page.get_text("dict", flags=_TEXT_FLAGS)
             images = len(page.get_images(full=False))
+            unmapped = _unmapped_chars(doc, page, data)
         except Exception as exc:  # noqa: BLE001 - one unreadable page should not lose the others
             if out_of_memory(exc):
                 raise  # the memory limit, not a damaged page: the sandbox reports pdf_memory
             failed.append(message(exc))
             pages.append(Page(0.0, 0.0))
             continue
-        pages.append(upright(Page(data["width"], data["height"], text_blocks(data), images)))
+        pages.append(
+            upright(Page(data["width"], data["height"], text_blocks(data), images, unmapped=unmapped))
+        )
     if len(failed) == count:
         raise Rejection("pdf_broken", f"no page could be read: {failed[0]}")
     return pages, metadata, len(failed)
+
+
+def _unmapped_chars(doc: pymupdf.Document, page: pymupdf.Page, data: dict) -> int:
+    """Characters on the page set in fonts that give glyph numbers, not letters, to text extraction.
+
+    A composite font with the Identity encoding and no /ToUnicode map: MuPDF can only hand out its glyph
+    ids, which read as shifted letters ("8BMLJOH" for "Walking") that no letter count can tell from text.
+    """
+    blind = set()
+    for xref, _, kind, basefont, _, encoding, *_ in page.get_fonts(full=True):
+        if (
+            kind == "Type0"
+            and encoding.startswith("Identity")
+            and doc.xref_get_key(xref, "ToUnicode")[0] == "null"
+        ):
+            blind.add(_font_key(basefont))
+    if not blind:
+        return 0
+    return sum(
+        len(span["text"])
+        for block in data["blocks"]
+        for line in block.get("lines", ())
+        for span in line["spans"]
+        if _font_key(span["font"]) in blind
+    )
+
+
+def _font_key(name: str) -> str:
+    """A font name comparable between the resources and the spans: no subset tag, spaces or hyphens."""
+    return _NOT_NAME.sub("", name.split("+", 1)[-1]).lower()
 
 
 def text_blocks(data: dict) -> list[Block]:

@@ -87,6 +87,11 @@ class PdfSandbox:
             raise Rejection("pdf_memory", f"needs more than max_memory_mb={limits.max_memory_mb}")
         raise RuntimeError(value)
 
+    def idle_pids(self) -> list[int]:
+        """Process ids of the workers waiting for a document (to see reuse and recycling)."""
+        with self._lock:
+            return [worker.process.pid for worker in self._idle if worker.process.pid is not None]
+
     def close(self) -> None:
         """Stop the idle workers."""
         with self._lock:
