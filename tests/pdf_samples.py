@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.util
 import zlib
 from pathlib import Path
+from types import ModuleType
 
 import pymupdf
 
+from .conftest import REPO
 
-def minimal_pdf(objects: list[bytes]) -> bytes:
-    """A PDF file from numbered object bodies (object 1 is the catalog), with a correct xref table."""
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+
+def _load_make_pdfs() -> ModuleType:
+    # pipelines/ is not a package: load the script by path, as a user would run it.
+    spec = importlib.util.spec_from_file_location("make_pdfs", REPO / "pipelines" / "demo" / "make_pdfs.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_pdfs = _load_make_pdfs()
+minimal_pdf = make_pdfs.pdf_file  # a PDF file from numbered object bodies, object 1 the catalog
 
 
 def stream(content: bytes, entries: bytes = b"") -> bytes:
@@ -82,16 +85,6 @@ def huge_string_page(path: Path, megabytes: int) -> Path:
     return path
 
 
-def text_page(path: Path, lines: list[tuple[float, float, str, float]], *, bold: set[int] = frozenset()) -> Path:
-    """One page with text lines at (x, y) in a size; lines whose index is in `bold` in bold."""
-    doc = pymupdf.open()
-    page = doc.new_page()
-    for i, (x, y, text, size) in enumerate(lines):
-        page.insert_text((x, y), text, fontsize=size, fontname="hebo" if i in bold else "helv")
-    doc.save(path)
-    return path
-
-
 LETTER = [
     "Northfield General Practice, 12 March 2024.",
     "Thank you for seeing Mr Example, aged 67, who reports",
@@ -101,7 +94,9 @@ LETTER = [
 ]
 
 
-def scan(path: Path, lines: list[str] = LETTER, *, turn: int = 0, skew: float = 0.0, size: float = 11) -> Path:
+def scan(
+    path: Path, lines: list[str] = LETTER, *, turn: int = 0, skew: float = 0.0, size: float = 11.0
+) -> Path:
     """An image-only page, as a scanner makes it: the lines rendered at 150 dpi in grey, then placed on a
     page turned by `turn` degrees (0, 90, 180, 270) and skewed by `skew` degrees; no text layer."""
     with pymupdf.open() as source:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import re
 import statistics
 import unicodedata
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 
 import pymupdf
 import pytest
@@ -19,22 +17,10 @@ from curate.parse.jats import read_jats
 from curate.parse.pdf import PdfLimits, parse_pdf, parse_pdf_isolated
 from curate.schema import Rejection
 
-from .pdf_samples import minimal_pdf
+from .pdf_samples import make_pdfs, minimal_pdf
 
 REPO = Path(__file__).resolve().parents[1]
 EVALDATA = REPO.parent / "shared" / "evaldata"
-
-
-def _load_make_pdfs() -> ModuleType:
-    # pipelines/ is not a package: load the script by path, as a user would run it.
-    spec = importlib.util.spec_from_file_location("make_pdfs", REPO / "pipelines" / "demo" / "make_pdfs.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_pdfs = _load_make_pdfs()
 
 
 @pytest.fixture(scope="module")
@@ -510,7 +496,8 @@ def test_references_heading_inside_the_body_does_not_cut_it(tmp_path: Path) -> N
     parts += [("h", "References"), ("p", "Studies cited in the table above were screened twice. " + _BODY)]
     parts += [("h", "Discussion"), *[("p", f"{_BODY} Later part {i}.") for i in range(3)]]
     parts += [("h", "References")]
-    parts += [("p", f"{n}. Author A, Writer B. A study of walking. J Walk. 20{n:02d};{n}:1-9.") for n in range(6)]
+    entry = "{n}. Author A, Writer B. A study of walking. J Walk. 20{n:02d};{n}:1-9."
+    parts += [("p", entry.format(n=n)) for n in range(6)]
     doc = parse_pdf(_article(tmp_path / "refs.pdf", parts))
     assert "Studies cited in the table above were screened twice." in doc.text
     assert "Later part 2." in doc.text

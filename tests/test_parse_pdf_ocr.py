@@ -13,8 +13,7 @@ from curate.parse.pdf import PdfLimits, parse_pdf, parse_pdf_isolated
 from curate.parse.pdf.ocr import unavailable
 from curate.schema import Rejection
 
-from .pdf_samples import LETTER, curves, scan, unmapped_font
-from .test_parse_pdf import make_pdfs
+from .pdf_samples import LETTER, curves, make_pdfs, scan, unmapped_font
 
 SENTENCE = "Thank you for seeing Mr Example, aged 67, who reports increasing breathlessness on exertion"
 
@@ -49,9 +48,11 @@ def test_text_without_a_usable_layer_is_read_by_ocr(tmp_path, build) -> None:
     assert "Example" not in raw  # the text layer really is missing or unreadable
     doc = parse_pdf(path)
     assert SENTENCE in doc.text and doc.meta["ocr"]["pages"] == [1]
-    with pytest.raises(Rejection) as caught:
-        parse_pdf(path, ocr="off")
-    assert caught.value.reason in ("pdf_no_text", "pdf_garbled") or SENTENCE not in parse_pdf(path, ocr="off").text
+    try:
+        off = parse_pdf(path, ocr="off").text  # glyph numbers ("5IBOL ZPV") for the font without a map
+    except Rejection as rejection:
+        off = rejection.reason
+    assert SENTENCE not in off
 
 
 def test_unreadable_ink_is_low_confidence_and_off_keeps_no_text(tmp_path) -> None:

@@ -13,8 +13,7 @@ import pytest
 from curate.parse.pdf import PdfLimits, PdfSandbox, parse_pdf
 from curate.schema import Rejection
 
-from .pdf_samples import endless_page, huge_string_page
-from .test_parse_pdf import make_pdfs
+from .pdf_samples import endless_page, huge_string_page, make_pdfs
 
 
 @pytest.fixture(scope="module")
