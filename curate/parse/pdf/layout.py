@@ -271,20 +271,34 @@ def join_lines(lines: list[Line], words: set[str], compounds: set[str]) -> str:
     return text.strip()
 
 
-def merge_continuations(paras: list[Para], words: set[str], compounds: set[str]) -> list[Para]:
-    """Rejoin a paragraph split by a column or page break: no final punctuation, then a lowercase start."""
+def merge_continuations(
+    paras: list[Para], words: set[str], compounds: set[str], body_size: float
+) -> list[Para]:
+    """Rejoin a paragraph split by a column or page break: no final punctuation, then a lowercase start.
+
+    Small print met between the two halves (the affiliation or "Communicated by" footnote at the foot of
+    a column) is set aside, so the sentence closes over it, and follows the rejoined paragraph.
+    """
     out: list[Para] = []
+    aside: list[Para] = []
     for para in paras:
-        if out and not para.heading and not out[-1].heading:
-            prev, start = out[-1].text, para.text[0]
-            # "... were women, and" + "38% had ..." continues; "1. Offer ..." starts a list item.
-            if prev[-1] not in TERMINAL and (
-                start.islower() or (start.isdigit() and not _LIST_ITEM.match(para.text))
-            ):
-                out[-1].text = join(prev, para.text, words, compounds)
+        if out and not out[-1].heading and out[-1].text[-1] not in TERMINAL:
+            if not para.heading and para.size < min(body_size, out[-1].size) - SMALL_PRINT:
+                aside.append(para)
                 continue
+            if not para.heading and _continues(para.text):
+                out[-1].text = join(out[-1].text, para.text, words, compounds)
+                continue
+        out.extend(aside)
+        aside = []
         out.append(para)
-    return out
+    return out + aside
+
+
+def _continues(text: str) -> bool:
+    """Whether a paragraph starts like the rest of a sentence ("38% had ..." does; "1. Offer ..." not)."""
+    start = text[0]
+    return start.islower() or (start.isdigit() and not _LIST_ITEM.match(text))
 
 
 def drop_table_blocks(blocks: list[Block]) -> list[Block]:

@@ -21,7 +21,19 @@ _FURNITURE = re.compile(
     r"copyright|©|creative\s*commons|open[\s-]*access\s+article|this\s+(?:article|work)\s+is\s+(?:licensed|distributed)"
     r"|\breceived\b.{0,40}\d.{0,80}\baccepted\b|correspondence\s*(?:should|to|:)|corresponding\s*author|e-?mail\s*:"
     r"|academic\s*editor|cite\s*this\s*article|please\s*cite|^keywords?\b|^article\s*(?:history|info)|\barticle\s*id\b"
-    r"|^(?:edited|reviewed)\s*by\b|\b[\w.+-]+@[\w-]+\.[\w.]+",
+    r"|^(?:edited|reviewed)\s*by\b|\b[\w.+-]+@[\w-]+\.[\w.]+"
+    r"|^communicated\s+by\b|^subject\s+categor(?:y|ies)\b|^\W{0,3}\d{0,2}\s*(?:present|current|permanent)\s+address",
+    re.I,
+)
+_AFFILIATION_COMMAS = 0.18  # commas per word in a list of affiliations (0.25-0.29 in PMC; prose ~0.05-0.1)
+# An affiliation list names institutions and places but never says anything: no verbs, no pronouns.
+_INSTITUTION = re.compile(
+    r"\b(?:department|dept|division|school|faculty|institute|centre|center|laborator(?:y|ies)|unit|college"
+    r"|universit(?:y|ies|ät|é|à|ad|ade)|hospital|clinic|academy|ministry|foundation)\b",
+    re.I,
+)
+_SAYS = re.compile(
+    r"\b(?:is|are|was|were|be|been|we|our|this|these|that|which|has|have|had|may|can|could|should|showed?|found)\b",
     re.I,
 )
 PMCID = re.compile(r"\b(PMC\d{4,9})\b")
@@ -57,7 +69,17 @@ def furniture(para: Para, captions: bool) -> bool:
     text = para.text
     if not captions and _CAPTION.match(text):
         return True
-    return len(text) < 700 and _FURNITURE.search(text) is not None
+    if len(text) < 700 and _FURNITURE.search(text) is not None:
+        return True
+    return not para.heading and affiliations(text)
+
+
+def affiliations(text: str) -> bool:
+    """A list of affiliations ("1 Department of ..., University of ..., City, Country 2 ..."), not prose:
+    institutions, no verbs, and a comma every few words (prose naming an institution has one in ten)."""
+    if len(text) > 3000 or len(_INSTITUTION.findall(text)) < 2 or _SAYS.search(text):
+        return False
+    return text.count(",") >= _AFFILIATION_COMMAS * len(text.split())
 
 
 def cut_front_matter(paras: list[Para], title: str | None) -> list[Para]:

@@ -11,6 +11,8 @@ from curate.schema import Rejection
 _GARBLED_MIN_LETTERS = 0.35  # below this share of letters among visible characters the text is garbage
 _GARBLED_MAX_BAD = 0.15  # above this share of control/private-use/replacement characters it is garbage
 _TE_WORD = re.compile(r"\bTe\b")
+# "They", "These", "Therefore", "Their" with "Th" lost: not words, not names one meets in papers.
+_LOST_TH = re.compile(r"\bT(?:ey|ese|erefore|eir|ose|ereby)\b")
 _T_WORD = re.compile(r"\bT([a-z]+)\b")
 _LOWER_WORD = re.compile(r"\b[a-z]+\b")
 _TH_EVIDENCE = 3  # this many "Te" words mean the font lost its "Th" ligature
@@ -63,11 +65,13 @@ def clean(text: str) -> str:
 def repair_th_ligature(pages: list[Page]) -> None:
     """Restore "Th" where a font maps its "Th" ligature to "T" ("Te results", "Tese"), seen in the document.
 
-    Only when the document shows the fault (the non-word "Te" several times), and only for words whose "th"
-    form the document itself uses while the "t" form it does not.
+    Only when the document shows the fault (the non-word "Te" several times, or once "Tey", "Tese" ...),
+    and only for words whose "th" form the document itself uses while the "t" form it does not.
     """
     lines = [line for page in pages for block in page.blocks for line in block.lines]
-    if sum(len(_TE_WORD.findall(line.text)) for line in lines) < _TH_EVIDENCE:
+    evidence = sum(len(_TE_WORD.findall(line.text)) for line in lines)
+    evidence += _TH_EVIDENCE * sum(len(_LOST_TH.findall(line.text)) for line in lines)
+    if evidence < _TH_EVIDENCE:
         return
     # Words as written in lowercase mid-sentence: the broken "Te" itself must not count as a word "te".
     words = set(_LOWER_WORD.findall(" ".join(line.text for line in lines)))
