@@ -36,6 +36,7 @@ _SAYS = re.compile(
     r"\b(?:is|are|was|were|be|been|we|our|this|these|that|which|has|have|had|may|can|could|should|showed?|found)\b",
     re.I,
 )
+_APPENDIX = re.compile(r"^(?:[\divx]+\.?\s*)?appendi(?:x|ces)\b(?:\s+[A-Z0-9]{1,3}\b)?", re.I)
 PMCID = re.compile(r"\b(PMC\d{4,9})\b")
 PMID = re.compile(r"\bPMID:?\s*(\d{1,9})\b")
 _DOI = re.compile(r"\b(10\.\d{4,9}/[^\s\"<>]+)")
@@ -139,7 +140,14 @@ def cut_back_matter(paras: list[Para]) -> tuple[list[Para], str | None]:
     if not cuts:
         return paras, None
     i, heading = min(cuts)
-    return paras[:i], heading
+    # An appendix set after the references is the article's own text again.
+    after = next((j for j in range(max(c for c, _ in cuts) + 1, len(paras)) if _appendix(paras[j])), None)
+    return paras[:i] + (paras[after:] if after is not None else []), heading
+
+
+def _appendix(para: Para) -> bool:
+    """An appendix heading ("Appendix", "Appendix A: ...", "Appendices")."""
+    return para.heading and _APPENDIX.match(para.text) is not None
 
 
 def doi(metadata: dict[str, str], first: Page) -> str | None:

@@ -201,6 +201,7 @@ def _assemble(
                 line.text = repair.clean(line.text)
                 line.lead = repair.clean(line.lead)
 
+    repair.respace(pages)
     repair.repair_th_ligature(pages)
     body_size = layout.body_size(pages)
     running = layout.running_lines(pages)

@@ -15,6 +15,26 @@ _TE_WORD = re.compile(r"\bTe\b")
 _LOST_TH = re.compile(r"\bT(?:ey|ese|erefore|eir|ose|ereby)\b")
 _T_WORD = re.compile(r"\bT([a-z]+)\b")
 _LOWER_WORD = re.compile(r"\b[a-z]+\b")
+_LONG_RUN = 12  # runs of letters at least this long may be words run together
+_LETTERS = re.compile(r"[^\W\d_]+")
+_LONG_LETTERS = re.compile(rf"[^\W\d_]{{{_LONG_RUN},}}")
+_SHORT_WORDS = {
+    "a",
+    "an",
+    "of",
+    "to",
+    "in",
+    "on",
+    "and",
+    "the",
+    "for",
+    "with",
+    "by",
+    "at",
+    "from",
+    "or",
+    "as",
+}
 _TH_EVIDENCE = 3  # this many "Te" words mean the font lost its "Th" ligature
 
 
@@ -85,3 +105,60 @@ def repair_th_ligature(pages: list[Page]) -> None:
         if "T" in line.text:
             line.text = _T_WORD.sub(fix, line.text)
             line.lead = _T_WORD.sub(fix, line.lead)
+
+
+def respace(pages: list[Page]) -> None:
+    """Put back the spaces of words set without space characters ("BiologicalEffectsofMedicinalPlants").
+
+    Only runs of letters that change from lower to upper case inside at least twice are touched, and they
+    are split only into words the document itself uses elsewhere (or the commonest short ones), with at
+    most one piece unknown; a run that cannot be read that way stays whole.
+    """
+    lines = [line for page in pages for block in page.blocks for line in block.lines]
+    glued = [line for line in lines if any(_glued(run) for run in _LONG_LETTERS.findall(line.text))]
+    if not glued:
+        return
+    counts: dict[str, int] = {}
+    for line in lines:
+        for word in _LETTERS.findall(line.text.lower()):
+            counts[word] = counts.get(word, 0) + 1
+    known = {w for w, n in counts.items() if len(w) > 1 and (n > 1 or len(w) < _LONG_RUN)} | _SHORT_WORDS
+    for line in glued:
+        line.text = _LONG_LETTERS.sub(
+            lambda m: _split(m.group(0), known) if _glued(m.group(0)) else m.group(0), line.text
+        )
+
+
+def _glued(run: str) -> bool:
+    """Words run together in title case: "EffectsofMedicinalPlants"."""
+    return sum(a.islower() and b.isupper() for a, b in zip(run, run[1:], strict=False)) >= 2
+
+
+def _split(run: str, known: set[str]) -> str:
+    """A run of letters as known words separated by spaces, or the run unchanged."""
+    lower = run.lower()
+    n = len(lower)
+    # best[i]: (unknown pieces, pieces, start of the last piece) for the prefix of length i
+    best: list[tuple[int, int, int] | None] = [None] * (n + 1)
+    best[0] = (0, 0, 0)
+    for end in range(1, n + 1):
+        for start in range(max(0, end - 30), end):
+            if best[start] is None:
+                continue
+            piece = lower[start:end]
+            unknown = 0 if piece in known else 1
+            if unknown and end - start < 4:
+                continue
+            cost = (best[start][0] + unknown, best[start][1] + 1, start)
+            if best[end] is None or cost[:2] < best[end][:2]:
+                best[end] = cost
+    if best[n] is None or best[n][1] < 2:
+        return run
+    if best[n][0] > 1:
+        return run
+    cuts, end = [], n
+    while end:
+        start = best[end][2]
+        cuts.append(run[start:end])
+        end = start
+    return " ".join(reversed(cuts))
