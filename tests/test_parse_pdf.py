@@ -532,3 +532,105 @@ def test_hard_cases_with_ocr() -> None:
     for name in ("truetype_font_nomapping.pdf", "type3_font_nomapping.pdf"):
         doc = parse_pdf(resources / name)
         assert doc.meta["ocr"]["pages"] == [1] and doc.text.strip(), name
+
+
+# ------------------------------------------------------------------------------------ page furniture
+
+
+def _two_columns(path: Path, left: str, right: str, foot: str, *, foot_size: float = 7) -> Path:
+    """A two-column page: `left` fills the left column, `foot` is small print at its foot, `right` follows."""
+    doc = pymupdf.open()
+    page = doc.new_page()
+    assert page.insert_textbox(pymupdf.Rect(50, 60, 295, 640), left, fontsize=10) >= 0
+    assert page.insert_textbox(pymupdf.Rect(50, 690, 295, 780), foot, fontsize=foot_size) >= 0
+    assert page.insert_textbox(pymupdf.Rect(315, 60, 560, 640), right, fontsize=10) >= 0
+    doc.save(path)
+    return path
+
+
+_PLANT = (
+    "Holy basil is grown in courtyards across the region and is used in daily rituals as well as in "
+    "traditional remedies for coughs, fevers and skin complaints. "
+)
+
+
+def test_footnotes_at_a_column_foot_stay_out_of_the_sentence(tmp_path: Path) -> None:
+    # Small print at the foot of the left column, between the halves of a sentence: set aside whatever it
+    # says (a plain note here; affiliation lists are also left out as such, see the next test).
+    note = "1 Leaves were bought at the local market in June 2015 and dried in the shade for ten days."
+    path = _two_columns(
+        tmp_path / "foot.pdf",
+        _PLANT * 5 + "Tulsi is also called",
+        "as the Elixir of Life since it promotes longevity in those who take it. " + _PLANT * 5,
+        note,
+    )
+    text = _flat(parse_pdf(path).text)
+    assert "Tulsi is also called as the Elixir of Life since it promotes longevity" in text
+    assert "called 1 Leaves" not in text and "ten days. as the Elixir" not in text
+
+
+def test_front_page_labels_and_affiliation_lists_are_left_out(tmp_path: Path) -> None:
+    # Some journals set the affiliations and labels in body type after the abstract has begun.
+    parts = [
+        ("h", "Milk of the Giant Panda Changes over the First Month"),
+        ("h", "Abstract"),
+        *[("p", f"{_BODY} Section {i}.") for i in range(3)],
+        (
+            "p",
+            "1Institute of Biodiversity, College of Medical Sciences, University of Glasgow, Glasgow, UK "
+            "2The Sichuan Key Laboratory, Chengdu Research Base, Chengdu, Sichuan, People's Republic of China",
+        ),
+        ("p", "Communicated by L. M. Moller 1 Sea Mammal Research Unit, Scottish Oceans Institute"),
+        ("p", "Subject Category:"),
+        (
+            "p",
+            "†Present address: International Fund for Animal Welfare, 290 Summer Street, Yarmouth Port, USA.",
+        ),
+        *[("p", f"{_BODY} Later section {i}.") for i in range(3)],
+        (
+            "p",
+            "Seeds were authenticated by the Department of Botany at Mangalore University, which keeps a "
+            "voucher, and all patients were seen at the University Hospital clinic.",
+        ),
+    ]
+    text = _flat(parse_pdf(_article(tmp_path / "front.pdf", parts)).text)
+    for furniture in (
+        "University of Glasgow",
+        "Sichuan",
+        "Communicated by",
+        "Subject Category",
+        "Present address",
+    ):
+        assert furniture not in text, furniture
+    # A sentence that names institutions is prose: it stays.
+    assert "authenticated by the Department of Botany at Mangalore University" in text
+
+
+def test_glued_title_is_spaced_and_a_single_lost_th_is_repaired(tmp_path: Path) -> None:
+    parts = [
+        ("h", "BiologicalEffectsofMedicinalPlantsonInduced Periodontitis"),
+        (
+            "p",
+            "This corrigendum concerns the review of biological effects of medicinal plants on induced "
+            "periodontitis in animal models. Tey also assessed the antimicrobial activity, which they did not "
+            "publish, and the plants they tested are listed again here with their effects.",
+        ),
+        *[("p", f"{_BODY} Section {i}.") for i in range(2)],
+    ]
+    doc = parse_pdf(_article(tmp_path / "title.pdf", parts))
+    assert doc.title == "Biological Effects of Medicinal Plants on Induced Periodontitis"
+    assert "They also assessed the antimicrobial activity" in doc.text and "Tey" not in doc.text
+
+
+def test_an_appendix_after_the_references_is_kept(tmp_path: Path) -> None:
+    parts = [("h", "Introduction"), *[("p", f"{_BODY} Part {i}.") for i in range(4)], ("h", "References")]
+    parts += [
+        ("p", f"{n}. Author A, Writer B. A study of walking. J Walk. 2001;{n}:1-9.") for n in range(1, 6)
+    ]
+    parts += [
+        ("h", "Appendix A"),
+        ("p", "The walking diary each patient kept listed the minutes walked per day. " * 3),
+    ]
+    doc = parse_pdf(_article(tmp_path / "appendix.pdf", parts))
+    assert "The walking diary each patient kept" in doc.text and "Appendix A" in doc.text
+    assert "A study of walking" not in doc.text and doc.meta["cut_from"] == "References"
