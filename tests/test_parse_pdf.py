@@ -578,7 +578,7 @@ def test_front_page_labels_and_affiliation_lists_are_left_out(tmp_path: Path) ->
         (
             "p",
             "1Institute of Biodiversity, College of Medical Sciences, University of Glasgow, Glasgow, UK "
-            "2The Sichuan Key Laboratory, Chengdu Research Base, Chengdu, Sichuan, People's Republic of China",
+            "2The Sichuan Key Laboratory, Chengdu Research Base, Chengdu, Sichuan, Republic of China",
         ),
         ("p", "Communicated by L. M. Moller 1 Sea Mammal Research Unit, Scottish Oceans Institute"),
         ("p", "Subject Category:"),
@@ -612,8 +612,8 @@ def test_glued_title_is_spaced_and_a_single_lost_th_is_repaired(tmp_path: Path) 
         (
             "p",
             "This corrigendum concerns the review of biological effects of medicinal plants on induced "
-            "periodontitis in animal models. Tey also assessed the antimicrobial activity, which they did not "
-            "publish, and the plants they tested are listed again here with their effects.",
+            "periodontitis in animal models. Tey also assessed the antimicrobial activity, which they did "
+            "not publish, and the plants they tested are listed again here with their effects.",
         ),
         *[("p", f"{_BODY} Section {i}.") for i in range(2)],
     ]
