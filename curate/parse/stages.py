@@ -127,6 +127,7 @@ class PdfStage(FileStage):
     max_bytes: int = _PDF_LIMITS.max_bytes  # larger files are refused before PyMuPDF opens them
     ocr: str = "auto"  # auto: only pages without a usable text layer; off: never; force: every page with ink
     ocr_page_seconds: float = _PDF_LIMITS.ocr_page_seconds
+    ocr_languages: str = "eng"  # Tesseract models, "+"-joined ("eng+fra+deu"): more languages, slower
     # Parse in a sandboxed worker process: a looping or exploding PDF cannot take the worker.
     isolate: bool = True
 
@@ -152,7 +153,7 @@ class PdfStage(FileStage):
         if size > limits.max_bytes:
             raise Rejection("pdf_too_large", f"{size} bytes > max_bytes={limits.max_bytes}")
         parse = parse_pdf_isolated if self.isolate else parse_pdf
-        return parse(path, limits, ocr=self.ocr)
+        return parse(path, limits, ocr=self.ocr, ocr_languages=self.ocr_languages)
 
 
 @dataclass
