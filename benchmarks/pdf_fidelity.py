@@ -9,8 +9,9 @@ order, counted as the longest increasing run of their positions.
 
 Speed: pages per second of CPU time in this one process (= per core), both methods over the same files.
 The sandbox (curate's default in the pdf stage: a long-lived worker process under the time and memory
-limits) is timed by wall clock against the same parser in-process, one document at a time, same run; its
-worker is started before the clock starts. Issue 20 asks for >= 0.8x.
+limits) is timed against the same parser in-process, one document at a time, same run: CPU seconds (the
+caller's plus its worker's) and wall seconds; its worker is started before the clock starts. Issue 20 asks
+for >= 0.8x.
 
     .venv/bin/python benchmarks/pdf_fidelity.py [--repeat 1] [--out benchmarks/results] [--only PMC123]
 
@@ -99,24 +100,42 @@ def curate_text(path: Path) -> tuple[str, int]:
     return doc.text, int(doc.meta["pages"])
 
 
+def _process_cpu(pid: int) -> float:
+    """CPU seconds a process has used (Linux /proc), for the sandbox worker's share."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def sandbox_speed(paths: list[Path], repeat: int) -> dict[str, float]:
-    """Wall seconds for the files in-process and through a warm sandbox worker, best of `repeat` each."""
+    """Seconds for the files in-process and through a warm sandbox worker (best of `repeat` each).
+
+    Both CPU time (the sandbox's: the caller's plus its worker's; what a busy machine does not distort)
+    and wall time (which on a loaded machine mostly measures the other processes).
+    """
     sandbox = PdfSandbox()
     try:
         sandbox.parse(paths[0])  # start the worker (and the fork server) before timing
-        best = {"in_process_wall_s": float("inf"), "sandbox_wall_s": float("inf")}
+        (pid,) = sandbox.idle_pids()
+        best = {key: float("inf") for key in ("in_process", "sandbox", "in_process_wall", "sandbox_wall")}
         for _ in range(repeat):
-            for key, parse in (("in_process_wall_s", parse_pdf), ("sandbox_wall_s", sandbox.parse)):
-                start = time.perf_counter()
+            for key, parse in (("in_process", parse_pdf), ("sandbox", sandbox.parse)):
+                cpu, wall, worker = time.process_time(), time.perf_counter(), _process_cpu(pid)
                 texts = [parse(p).text for p in paths]
-                best[key] = min(best[key], time.perf_counter() - start)
+                spent = time.process_time() - cpu + (_process_cpu(pid) - worker if key == "sandbox" else 0.0)
+                best[key] = min(best[key], spent)
+                best[f"{key}_wall"] = min(best[f"{key}_wall"], time.perf_counter() - wall)
                 assert texts, "no PDFs"
+        assert sandbox.idle_pids() == [pid], "the worker was replaced during the measurement"
         same = [parse_pdf(p).text for p in paths] == [sandbox.parse(p).text for p in paths]
     finally:
         sandbox.close()
     return {
-        **{k: round(v, 3) for k, v in best.items()},
-        "sandbox_vs_in_process": round(best["in_process_wall_s"] / best["sandbox_wall_s"], 3),
+        "in_process_cpu_s": round(best["in_process"], 3),
+        "sandbox_cpu_s": round(best["sandbox"], 3),
+        "in_process_wall_s": round(best["in_process_wall"], 3),
+        "sandbox_wall_s": round(best["sandbox_wall"], 3),
+        "sandbox_vs_in_process_cpu": round(best["in_process"] / best["sandbox"], 3),
+        "sandbox_vs_in_process_wall": round(best["in_process_wall"] / best["sandbox_wall"], 3),
         "same_text": same,
     }
 
@@ -200,8 +219,11 @@ def main() -> None:
             f"{s['wall_s']:.2f} s wall"
         )
     print(
-        f"sandbox: {sandbox['sandbox_wall_s']:.2f} s wall vs {sandbox['in_process_wall_s']:.2f} s in-process "
-        f"({sandbox['sandbox_vs_in_process']:.2f}x, same text: {sandbox['same_text']})"
+        f"sandbox: {sandbox['sandbox_cpu_s']:.2f} s CPU (caller + worker) "
+        f"vs {sandbox['in_process_cpu_s']:.2f} s "
+        f"in-process = {sandbox['sandbox_vs_in_process_cpu']:.2f}x; wall {sandbox['sandbox_wall_s']:.2f} vs "
+        f"{sandbox['in_process_wall_s']:.2f} s = {sandbox['sandbox_vs_in_process_wall']:.2f}x "
+        f"(same text: {sandbox['same_text']})"
     )
     args.out.mkdir(parents=True, exist_ok=True)
     report = {
