@@ -491,7 +491,7 @@ def asthma_guideline(path: Path) -> Path:
 
 
 def scanned_letter(path: Path) -> Path:
-    """A page that is only an image of text (a scan): no text layer."""
+    """A page that is only an image of text (a scan): no text layer, so the pdf stage reads it by OCR."""
     with pymupdf.open() as source:
         page = source.new_page(width=PAGE_W / 2, height=PAGE_H / 3)
         y = 30.0
