@@ -634,3 +634,29 @@ def test_an_appendix_after_the_references_is_kept(tmp_path: Path) -> None:
     doc = parse_pdf(_article(tmp_path / "appendix.pdf", parts))
     assert "The walking diary each patient kept" in doc.text and "Appendix A" in doc.text
     assert "A study of walking" not in doc.text and doc.meta["cut_from"] == "References"
+
+
+def test_pmc_furniture_examples_are_gone() -> None:
+    # The examples a reader found in the PMC evaluation set (issue 17), after parsing and `clean`.
+    from curate.filter.clean import clean_text
+
+    root = _evaldata("pmc_pdf_jats")
+    with (root / "index.csv").open(newline="", encoding="utf-8") as f:
+        pdfs = {row["pmcid"]: root / row["pdf"] for row in csv.DictReader(f)}
+
+    def text(pmcid: str) -> str:
+        return _flat(parse_pdf(pdfs[pmcid]).text)
+
+    tulsi = text("PMC4562040")
+    assert "Tulsi is also called as the \u2018Elixir of Life\u2019" in tulsi and "1Reader" not in tulsi
+    cleaned = clean_text(parse_pdf(pdfs["PMC4562040"]).text)[0]
+    assert "worshipped.1-3" not in cleaned and "worshipped." in cleaned
+    seals = text("PMC4521097")
+    assert "Communicated by" not in seals and "Sea Mammal Research Unit, Scottish" not in seals
+    panda = text("PMC4632522")
+    for furniture in ("Subject Category", "Present address", "University of Glasgow, Graham Kerr"):
+        assert furniture not in panda, furniture
+    assert "King Abdulaziz University, Jeddah" not in text("PMC5860693")
+    corrigendum = parse_pdf(pdfs["PMC5987334"])
+    assert "They also assessed" in corrigendum.text and "Tey " not in corrigendum.text
+    assert "Biological Effects of Medicinal Plants on Induced Periodontitis" in corrigendum.title
