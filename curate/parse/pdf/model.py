@@ -31,7 +31,6 @@ class Line:
     lead: str  # leading bold text, for run-in headings ("Acknowledgements The authors thank ...")
     horizontal: bool
     direction: tuple[int, int] = (1, 0)  # writing direction, rounded
-    superscript: bool = False  # set smaller and raised above the line it follows (a footnote marker)
 
 
 @dataclass(slots=True)

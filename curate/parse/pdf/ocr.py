@@ -17,6 +17,7 @@ import math
 import os
 import re
 import statistics
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import cache
@@ -33,6 +34,7 @@ MIN_LINE_CONFIDENCE = 40  # lines Tesseract trusts less than this are noise (dra
 RETRY_BELOW = 70  # a page read upright with less mean confidence is checked for orientation
 SIZE_NOISE = 0.15  # OCR's font sizes closer than this share to the page's body size are the body size
 MIN_ORIENTATION_CONFIDENCE = 2.0  # OSD's own confidence needed before a page is turned
+_ENGINE = threading.Lock()
 _BULLET = re.compile(r"^[•·●○◦▪■□♦◆©®¢«»°*]\s+(?=\w)")
 _TESSDATA_DIRS = (
     "/usr/share/tesseract-ocr/5/tessdata",
@@ -116,6 +118,11 @@ def _osd() -> Any:
 
 def ocr_page(page: pymupdf.Page, languages: str = "eng", seconds: float = 60.0) -> OcrResult:
     """Read one page by OCR; at most `seconds` of recognition (a partial page past that, `timed_out`)."""
+    with _ENGINE:  # one Tesseract instance per process: threads parsing in-process take turns
+        return _ocr_page(page, languages, seconds)
+
+
+def _ocr_page(page: pymupdf.Page, languages: str, seconds: float) -> OcrResult:
     start = time.monotonic()
     zoom = DPI / 72
     width, height = page.rect.width, page.rect.height
