@@ -4,8 +4,9 @@ The page is rendered in grey at `DPI`, recognised upright first (most scans are)
 or finds vertical lines, Tesseract's orientation detection (OSD) says how the page is turned: it is rendered
 again the right way up and recognised again. A skew past DESKEW_ABOVE degrees is undone by rendering the
 page straight and reading it again (Tesseract finds columns badly on a skewed page); a smaller one on the
-lines' positions (Tesseract reports upright boxes around skewed lines). The lines come back as `model.Line`s in points, in the
-upright page's frame, so the layout steps (columns, margins, paragraphs, hyphenation) work as on a text layer.
+lines' positions (Tesseract reports upright boxes around skewed lines). The lines come back as
+`model.Line`s in points, in the upright page's frame, so the layout steps (columns, margins, paragraphs,
+hyphenation) work as on a text layer.
 
 tesserocr's wheel carries the Tesseract library; the trained models (`eng.traineddata`, `osd.traineddata`,
 other languages) come from the system: Debian's `tesseract-ocr-eng`, `tesseract-ocr-osd`, ... in
