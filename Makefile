@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint lock clean bench-deps browser megatron-check
+.PHONY: install demo test lint lock clean bench-deps browser megatron-check ocr
 
 install: $(STAMP)
 
@@ -17,12 +17,12 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) ocr
 	$(BIN)/python pipelines/demo/make_pdfs.py
 	$(BIN)/curate run pipelines/demo.yaml --workdir work/demo
 	$(BIN)/curate stats work/demo
 
-test: $(STAMP)
+test: $(STAMP) ocr
 	$(BIN)/ruff check curate tests benchmarks pipelines
 	$(BIN)/python -m pytest -q
 
@@ -48,6 +48,21 @@ browser:
 	    timeout 400 apt-get install -y -qq --no-install-recommends chromium) \
 	    || echo "chromium not installed: the HTML report browser test will skip"; \
 	else echo "chromium not installed (needs root and apt-get): the HTML report browser test will skip"; fi
+
+# Tesseract's trained models for OCR of scanned PDF pages (tesserocr's wheel brings the library itself):
+# Debian's English, orientation (OSD), French and German packages, plus the tesseract CLI that
+# benchmarks/pdf_ocr.py compares against. Best effort like `browser`: without them OCR is reported
+# unavailable (pdf_no_text says so) and the OCR tests skip. Elsewhere: install your system's tesseract
+# language data and set TESSDATA_PREFIX to its tessdata folder.
+OCR_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd tesseract-ocr-fra tesseract-ocr-deu
+ocr:
+	@if [ -f /usr/share/tesseract-ocr/5/tessdata/eng.traineddata ] && [ -f /usr/share/tesseract-ocr/5/tessdata/osd.traineddata ]; then \
+	  echo "tesseract models: $$(ls /usr/share/tesseract-ocr/5/tessdata/*.traineddata | xargs -n1 basename | tr '\n' ' ')"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    timeout 400 apt-get install -y -qq --no-install-recommends $(OCR_PACKAGES)) \
+	    || echo "tesseract models not installed: OCR is unavailable and its tests will skip"; \
+	else echo "tesseract models not installed (needs root and apt-get): OCR is unavailable and its tests will skip"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check curate tests benchmarks pipelines

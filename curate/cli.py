@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 import yaml
@@ -368,14 +368,18 @@ def pdf(
     out_dir: OutOpt,
     source: Annotated[str, typer.Option(help="Source tag from sources.yaml.")] = "local-pdf",
     max_pages: Annotated[int, typer.Option(help="Reject PDFs with more pages.")] = 2000,
+    ocr: Annotated[
+        Literal["auto", "off", "force"],
+        typer.Option(help="OCR pages without a usable text layer (auto), never (off), or all pages (force)."),
+    ] = "auto",
     address: AddressOpt = None,
     num_cpus: CpusOpt = None,
     sources: SourcesOpt = None,
 ) -> None:
-    """Parse PDF files (folders are searched recursively) into records with PyMuPDF."""
+    """Parse PDF files (folders are searched recursively) into records with PyMuPDF, OCR for scans."""
     _run_single(
         "pdf",
-        {"source": source, "max_pages": max_pages},
+        {"source": source, "max_pages": max_pages, "ocr": ocr},
         _inputs(inputs),
         out_dir,
         sources,

@@ -21,6 +21,22 @@ from curate.stage import TableStage, Task
 CITATION_MARKER = re.compile(
     r"\s?\[(?:\d{1,3}(?:\s*[,;–-]\s*\d{1,3})*|edit|citation needed)\]", re.IGNORECASE
 )
+# "(35)", "(3, 4)", "(5-7)" after a word: Vancouver-style citations in parentheses. Not "(2019)" (4 digits),
+# "(n = 35)", "Table (2)", or a list "(1) ... (2) ..." (see _numbered_list).
+PAREN_CITATION = re.compile(
+    r"(?<=[^\W\d_]|[.,;)\]])(?<!\bfig)(?<!\bfigs)(?<!\btable)(?<!\beq)(?<!\bstep)(?<!\bstage)(?<!\bgrade)"
+    r"(?<!\btype)(?<!\bclass)(?<!\bphase)(?<!\bgroup)(?<!\barm)(?<!\bday)"
+    r"\s?\((\d{1,3}(?:\s*[,–-]\s*\d{1,3})*)\)(?=[\s.,;:]|$)",
+    re.IGNORECASE,
+)
+# Superscript citations flattened onto the line: "worshipped.1-3 It", "plants,4,5 and", "disease;12 the":
+# numbers glued to the punctuation after a word, then a space or the end. Not "Fig.2", "pp.12", "1.5".
+SUPERSCRIPT_CITATION = re.compile(
+    r"(?<=[^\W\d_]{2}[.,;:])(?<!\bfig\.)(?<!\bno\.)(?<!\bvol\.)(?<!\bpp\.)(?<!\bp\.)(?<!\bref\.)(?<!\beq\.)"
+    r"\d{1,3}(?:[,–-]\d{1,3})*(?=\s|$)",
+    re.IGNORECASE,
+)
+_LIST_MARKER = re.compile(r"\((\d{1,2})\)")
 REFERENCES_HEADING = re.compile(
     r"^(?:#+\s*)?(?:\d+\.?\s*)?(?:references|bibliography|literature cited|works cited|literatur|références)"
     r"\s*:?$",
@@ -98,6 +114,12 @@ def _reference_runs(lines: list[str]) -> set[int]:
     return drop
 
 
+def _numbered_list(line: str) -> bool:
+    """Whether the line numbers its items "(1) ... (2) ...": those numbers are not citations."""
+    numbers = set(_LIST_MARKER.findall(line))
+    return "1" in numbers and "2" in numbers
+
+
 def clean_text(text: str) -> tuple[str, dict[str, dict[str, int]]]:
     """Text with boilerplate lines and citation markers removed, and {rule: {lines, chars}} of what went."""
     removed: dict[str, dict[str, int]] = {}
@@ -145,6 +167,11 @@ def clean_text(text: str) -> tuple[str, dict[str, dict[str, int]]]:
             note(rule, len(line) + 1)
             continue
         without, n = CITATION_MARKER.subn("", line)
+        if not _numbered_list(without):
+            without, m = PAREN_CITATION.subn("", without)
+            n += m
+        without, m = SUPERSCRIPT_CITATION.subn("", without)
+        n += m
         if n:
             note("citation_markers", len(line) - len(without), n)
             line = without

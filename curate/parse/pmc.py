@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from curate.parse.pdf.limits import PdfLimits
 from curate.schema import ParsedDoc, Rejection
 
 XML_SUFFIXES = (".nxml", ".xml")
@@ -127,7 +128,7 @@ def iter_folder(
     *,
     max_member_bytes: int = MAX_MEMBER_BYTES,
     max_package_bytes: int = MAX_PACKAGE_BYTES,
-    max_pages: int = 2000,
+    max_pages: int = PdfLimits().max_pages,
 ) -> Iterator[PmcItem]:
     """The documents of the files directly in one folder; `key_prefix` is the folder's path in its input."""
     folder = os.fspath(folder)
@@ -151,7 +152,7 @@ def iter_tarball(
     *,
     max_member_bytes: int = MAX_MEMBER_BYTES,
     max_package_bytes: int = MAX_PACKAGE_BYTES,
-    max_pages: int = 2000,
+    max_pages: int = PdfLimits().max_pages,
 ) -> Iterator[PmcItem]:
     """The documents of a PMC tarball, streamed; a damaged tarball ends with a `pmc_truncated` item after
     the documents read before the damage."""
@@ -323,7 +324,7 @@ class _Package:
                 tmp.write(self.pdfs[path])
                 tmp.flush()
                 # A killable child process: a PDF on which MuPDF loops or explodes cannot take the worker.
-                doc = parse_pdf_isolated(tmp.name, max_pages=max_pages)
+                doc = parse_pdf_isolated(tmp.name, PdfLimits(max_pages=max_pages))
         except Rejection as rejection:
             return PmcItem(key, where, problem=rejection)
         doc.meta.update(

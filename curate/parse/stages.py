@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from curate.parse.pdf.limits import PdfLimits, check_ocr_mode
 from curate.progress import report_documents
 from curate.schema import (
     ERROR_REASON,
@@ -19,6 +20,8 @@ from curate.schema import (
     with_drop,
 )
 from curate.stage import Input, Stage, StageResult, Task, describe_error, short_hash
+
+_PDF_LIMITS = PdfLimits()
 
 
 @dataclass
@@ -187,32 +190,46 @@ def _folder_labels(folders: list[str]) -> dict[str, str]:
 
 @dataclass
 class PdfStage(FileStage):
-    """PDF files to records with PyMuPDF."""
+    """PDF files to records with PyMuPDF (OCR for pages without a usable text layer)."""
 
     step: ClassVar[str] = "pdf"
     suffixes: ClassVar[tuple[str, ...]] = (".pdf",)
     id_suffix: ClassVar[str] = ".pdf"
     source: str = "local-pdf"
     batch_size: int = 8
-    max_pages: int = 2000
-    max_seconds: float = 120.0
-    max_memory_mb: int = 4096
-    max_bytes: int = 500_000_000  # larger files are refused before PyMuPDF opens them
-    isolate: bool = (
-        True  # parse in a killable child process: a looping or exploding PDF cannot take the worker
-    )
+    max_pages: int = _PDF_LIMITS.max_pages
+    max_seconds: float = _PDF_LIMITS.max_seconds
+    max_memory_mb: int = _PDF_LIMITS.max_memory_mb
+    max_bytes: int = _PDF_LIMITS.max_bytes  # larger files are refused before PyMuPDF opens them
+    ocr: str = "auto"  # auto: only pages without a usable text layer; off: never; force: every page with ink
+    ocr_page_seconds: float = _PDF_LIMITS.ocr_page_seconds
+    ocr_languages: str = "eng"  # Tesseract models, "+"-joined ("eng+fra+deu"): more languages, slower
+    # Parse in a sandboxed worker process: a looping or exploding PDF cannot take the worker.
+    isolate: bool = True
+
+    def __post_init__(self) -> None:
+        check_ocr_mode(self.ocr)
+        self.limits()  # a bad limit is a configuration error now, not one per file later
+
+    def limits(self) -> PdfLimits:
+        """The stage's limits as the parser takes them."""
+        return PdfLimits(
+            max_pages=self.max_pages,
+            max_bytes=self.max_bytes,
+            max_seconds=self.max_seconds,
+            max_memory_mb=self.max_memory_mb,
+            ocr_page_seconds=self.ocr_page_seconds,
+        )
 
     def parse(self, path: Path) -> ParsedDoc:
         from curate.parse.pdf import parse_pdf, parse_pdf_isolated
 
+        limits = self.limits()
         size = path.stat().st_size
-        if size > self.max_bytes:
-            raise Rejection("pdf_too_large", f"{size} bytes > max_bytes={self.max_bytes}")
-        if self.isolate:
-            return parse_pdf_isolated(
-                path, max_pages=self.max_pages, max_seconds=self.max_seconds, max_memory_mb=self.max_memory_mb
-            )
-        return parse_pdf(path, max_pages=self.max_pages, max_seconds=self.max_seconds)
+        if size > limits.max_bytes:
+            raise Rejection("pdf_too_large", f"{size} bytes > max_bytes={limits.max_bytes}")
+        parse = parse_pdf_isolated if self.isolate else parse_pdf
+        return parse(path, limits, ocr=self.ocr, ocr_languages=self.ocr_languages)
 
 
 @dataclass

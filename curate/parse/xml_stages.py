@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from curate.parse.pdf.limits import PdfLimits
 from curate.parse.stages import FileStage, strip_suffix
 from curate.schema import ERROR_REASON, ParsedDoc, Rejection, clean_str, dumps_meta, records_table, with_drop
 from curate.stage import Input, StageResult, Task, describe_error
@@ -70,7 +71,7 @@ class PmcStage(_MultiDocStage):
     suffixes: ClassVar[tuple[str, ...]] = (".tar.gz", ".tgz")
     source: str = "pmc"
     batch_size: int = 64
-    max_pages: int = 2000
+    max_pages: int = PdfLimits().max_pages
     references: bool = False
     tables: bool = False
     captions: bool = False

@@ -247,7 +247,7 @@ def xml_root(response: Response, reason: str = "xml_broken") -> Any:
         raise Rejection(reason, str(exc)[:200]) from None
 
 
-def parse_pdf_bytes(body: bytes, *, max_pages: int = 2000, max_seconds: float = 120.0) -> ParsedDoc:
+def parse_pdf_bytes(body: bytes) -> ParsedDoc:
     """PDF bytes to a ParsedDoc with curate's PDF parser in a child process (via a temporary file)."""
     from curate.parse.pdf import parse_pdf_isolated
 
@@ -255,7 +255,7 @@ def parse_pdf_bytes(body: bytes, *, max_pages: int = 2000, max_seconds: float = 
     try:
         with os.fdopen(handle, "wb") as fh:
             fh.write(body)
-        doc = parse_pdf_isolated(path, max_pages=max_pages, max_seconds=max_seconds)
+        doc = parse_pdf_isolated(path)
     finally:
         os.unlink(path)
     doc.meta.pop("file", None)  # the temporary name means nothing

@@ -491,7 +491,7 @@ def asthma_guideline(path: Path) -> Path:
 
 
 def scanned_letter(path: Path) -> Path:
-    """A page that is only an image of text (a scan): no text layer."""
+    """A page that is only an image of text (a scan): no text layer, so the pdf stage reads it by OCR."""
     with pymupdf.open() as source:
         page = source.new_page(width=PAGE_W / 2, height=PAGE_H / 3)
         y = 30.0
@@ -583,7 +583,14 @@ def _encrypted_pdf(lines: list[str], user_pw: str, owner_pw: str) -> bytes:
         b"<< /Filter /Standard /V 2 /R 3 /Length 128 /P %d /O <%s> /U <%s> >>"
         % (_PERMISSIONS, o_value.hex().upper().encode(), u_value.hex().upper().encode()),
     ]
-    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    file_id = _FILE_ID.hex().upper().encode()
+    trailer = b"/Info 6 0 R /Encrypt 7 0 R /ID [<%s> <%s>]" % (file_id, file_id)
+    return pdf_file(objects, b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", trailer)
+
+
+def pdf_file(objects: list[bytes], header: bytes = b"%PDF-1.4\n", trailer: bytes = b"") -> bytes:
+    """A PDF file from numbered object bodies (object 1 is the catalog), with a correct xref table."""
+    out = bytearray(header)
     offsets = []
     for number, body in enumerate(objects, start=1):
         offsets.append(len(out))
@@ -591,12 +598,7 @@ def _encrypted_pdf(lines: list[str], user_pw: str, owner_pw: str) -> bytes:
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    file_id = _FILE_ID.hex().upper().encode()
-    out += b"trailer\n<< /Size %d /Root 1 0 R /Info 6 0 R /Encrypt 7 0 R /ID [<%s> <%s>] >>\n" % (
-        len(objects) + 1,
-        file_id,
-        file_id,
-    )
+    out += b"trailer\n<< /Size %d /Root 1 0 R %s >>\n" % (len(objects) + 1, trailer)
     out += b"startxref\n%d\n%%%%EOF\n" % xref
     return bytes(out)
 

@@ -1,0 +1,359 @@
+"""Page layout: upright pages, running headers and footers, tables, reading order across columns, paragraphs.
+
+Everything here works on positioned lines (`model.Page`), whether they came from the text layer or from OCR.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+from curate.parse.pdf.model import (
+    BACK_MATTER,
+    DIGITS,
+    PROSE_MIN_CHARS,
+    SPACES,
+    TERMINAL,
+    WORDS,
+    Block,
+    Line,
+    Page,
+    Para,
+)
+
+_COLUMN_MIN = 0.05  # a page is two-column when each side holds this share of its text (last pages: less)
+_MARGIN = 0.12  # share of the page height at the top and bottom where running headers/footers live
+_TABLE_MAX_LETTERS = 0.4  # paragraphs with fewer letters than this share are table cells (numbers)
+_TABLE_ROW_SHARE = 0.5  # a block with at least this share of its text in table rows is a table
+_TABLE_PAGE_SHARE = 0.4  # a page with this share of its text in table rows is a table page
+_PROSE_LINE_CHARS = 40  # running text has lines at least this long on average
+SMALL_PRINT = 0.9  # points below the body size: table cells, footnotes, affiliations
+_NUMBER_LINE = re.compile(
+    r"^[\s\-–—(\[]*(?:page\s*)?[\divxlc]{1,4}(?:\s*(?:of|/)\s*\d+)?[\s\-–—)\].]*$", re.I
+)
+_LIST_ITEM = re.compile(r"^\d+[.)]\s")
+_HYPHENS = "-\u2010\u2011\u00ad"
+_COMPOUNDS = re.compile(r"[^\W\d_]+-[^\W\d_]+")
+
+
+def upright(page: Page) -> Page:
+    """A page whose text mostly runs up or down (a landscape table, a page set sideways), turned upright.
+
+    Lines in the page's main direction get coordinates in that direction's frame and count as horizontal,
+    so margins, tables and reading order work as on any page.
+    """
+    chars: Counter[tuple[int, int]] = Counter()
+    for block in page.blocks:
+        for line in block.lines:
+            chars[line.direction] += len(line.text)
+    if not chars:
+        return page
+    main, count = chars.most_common(1)[0]
+    if main not in ((0, -1), (0, 1)) or count < 0.5 * sum(chars.values()):
+        return page
+    width, height = page.width, page.height
+    blocks = []
+    for block in page.blocks:
+        for line in block.lines:
+            line.horizontal = line.direction == main
+            x0, y0, x1, y1 = line.x0, line.y0, line.x1, line.y1
+            if main == (0, -1):  # bottom to top: the next line is to the right
+                line.x0, line.x1, line.y0, line.y1 = height - y1, height - y0, x0, x1
+            else:  # top to bottom: the next line is to the left
+                line.x0, line.x1, line.y0, line.y1 = y0, y1, width - x1, width - x0
+        blocks.append(Block.around(block.lines))
+    return Page(height, width, blocks, page.images)
+
+
+def body_size(pages: list[Page]) -> float:
+    """The font size that carries most characters: body text."""
+    sizes: Counter[float] = Counter()
+    for page in pages:
+        for block in page.blocks:
+            for line in block.lines:
+                sizes[round(line.size, 1)] += len(line.text)
+    return sizes.most_common(1)[0][0] if sizes else 10.0
+
+
+def margin_key(line: Line, page: Page) -> str | None:
+    """A comparable key for a line in the top or bottom margin (digits masked: page numbers vary)."""
+    centre = (line.y0 + line.y1) / 2
+    if page.height * _MARGIN < centre < page.height * (1 - _MARGIN):
+        return None
+    return DIGITS.sub("#", SPACES.sub(" ", line.text).strip().lower())
+
+
+def running_lines(pages: list[Page]) -> set[str]:
+    """Margin lines that repeat on several pages: running headers, footers, licence lines."""
+    seen: Counter[str] = Counter()
+    for page in pages:
+        keys = set()
+        for block in page.blocks:
+            for line in block.lines:
+                key = margin_key(line, page)
+                if key:
+                    keys.add(key)
+        seen.update(keys)
+    # Odd and even pages often carry different headers, so each appears on only half the pages.
+    need = max(2, math.ceil(0.2 * len(pages)))
+    return {key for key, count in seen.items() if count >= need}
+
+
+def strip_margins(page: Page, running: set[str]) -> list[Block]:
+    """The page's blocks without running headers/footers, page numbers, and stray vertical text."""
+    horizontal = sum(len(ln.text) for b in page.blocks for ln in b.lines if ln.horizontal)
+    total = sum(b.chars for b in page.blocks)
+    keep_vertical = horizontal < 0.5 * total  # a page set sideways keeps its text
+    out = []
+    for block in page.blocks:
+        lines = []
+        for line in block.lines:
+            if not line.horizontal and not keep_vertical:
+                continue  # "Downloaded from ..." and licence notes printed up the margin
+            key = margin_key(line, page)
+            if key is not None and (key in running or _NUMBER_LINE.match(line.text)):
+                continue
+            lines.append(line)
+        if len(lines) == len(block.lines):
+            out.append(block)
+        elif lines:
+            out.append(Block.around(lines))
+    return out
+
+
+def reading_order(page: Page, blocks: list[Block]) -> tuple[list[Block], int]:
+    """Blocks in reading order, and 1 if the page was read as two columns (else 0).
+
+    On a two-column page, blocks left of the text area's middle are read before those right of it, band by
+    band: blocks that straddle the middle (title, abstract, wide figures) split the page into bands.
+    """
+    if len(blocks) < 2:
+        return blocks, 0
+    wide = [b for b in blocks if b.chars >= 40] or blocks
+    lo, hi = min(b.x0 for b in wide), max(b.x1 for b in wide)
+    mid = (lo + hi) / 2
+    tol = 0.02 * (hi - lo)
+    left, right, full = [], [], []
+    for b in blocks:
+        if b.x1 <= mid + tol:
+            left.append(b)
+        elif b.x0 >= mid - tol:
+            right.append(b)
+        else:
+            full.append(b)
+    total = sum(b.chars for b in blocks)
+    left_chars, right_chars = sum(b.chars for b in left), sum(b.chars for b in right)
+    if left_chars < _COLUMN_MIN * total or right_chars < _COLUMN_MIN * total:
+        return sorted(blocks, key=lambda b: (round(b.y0), b.x0)), 0
+    # A back-matter heading ("REFERENCES") in the left column across from a gap in the right one starts a
+    # band of its own (Frontiers sets the references below both columns): both columns above it come first.
+    # In the right column no such care is needed: the left column is read before it anyway.
+    for b in list(left):
+        if _is_back_matter_heading(b) and _gap_across(right, b.y0, 1.5 * (b.y1 - b.y0)):
+            left.remove(b)
+            full.append(b)
+    full.sort(key=lambda b: b.y0)
+
+    def band(block: Block) -> int:
+        centre = (block.y0 + block.y1) / 2
+        return sum(1 for f in full if f.y0 <= centre)
+
+    ordered: list[Block] = []
+    for i in range(len(full) + 1):
+        ordered.extend(sorted((b for b in left if band(b) == i), key=lambda b: b.y0))
+        ordered.extend(sorted((b for b in right if band(b) == i), key=lambda b: b.y0))
+        if i < len(full):
+            ordered.append(full[i])
+    return ordered, 1
+
+
+def _gap_across(column: list[Block], y: float, min_gap: float) -> bool:
+    """Whether a column has blocks above y and an empty stretch of at least min_gap around y."""
+    above = [b.y1 for b in column if b.y1 <= y + min_gap / 2]
+    if not above or any(b.y0 < y < b.y1 for b in column):
+        return False
+    below = [b.y0 for b in column if b.y0 >= y - min_gap / 2]
+    return (min(below) if below else math.inf) - max(above) >= min_gap
+
+
+def _is_back_matter_heading(block: Block) -> bool:
+    """A one-line block that is a back-matter heading (References, Acknowledgements, ...)."""
+    if len(block.lines) != 1:
+        return False
+    key = SPACES.sub("", block.lines[0].text).lower().replace("’", "'")
+    return len(key) < 40 and BACK_MATTER.match(key) is not None
+
+
+def _is_heading(line: Line, body_size: float) -> bool:
+    """Short bold or larger-than-body lines: section headings, titles, run-in labels on their own line."""
+    if len(line.text) > 150 or not any(ch.isalpha() for ch in line.text):
+        return False
+    return line.bold or line.size >= body_size + 1.5
+
+
+def _same_row(prev: Line, line: Line) -> bool:
+    """Whether a line continues the previous one on the same row (a font change, a superscript)."""
+    return line.y0 < prev.y1 - 0.3 * (prev.y1 - prev.y0) and line.x0 >= prev.x1 - 0.5 * line.size
+
+
+def paragraphs(block: Block, body_size: float) -> list[Para]:
+    """Split a block into paragraphs at headings and at vertical gaps larger than a line's height."""
+    paras: list[Para] = []
+    prev: Line | None = None
+    for line in block.lines:
+        heading = _is_heading(line, body_size)
+        if prev is None:
+            paras.append(Para([line], heading))
+        else:
+            same_row = _same_row(prev, line)
+            gap = line.y0 - prev.y1
+            para = paras[-1]
+            if same_row or (
+                heading == para.heading
+                and abs(line.size - prev.size) < 1.0
+                and gap <= 0.8 * max(line.y1 - line.y0, prev.y1 - prev.y0)
+            ):
+                para.lines.append(line)
+            else:
+                paras.append(Para([line], heading))
+        prev = line
+    return paras
+
+
+def vocabulary(paras: list[Para]) -> tuple[set[str], set[str]]:
+    """Words and hyphenated compounds written on one line, to decide how to join a word split by a hyphen."""
+    words: set[str] = set()
+    compounds: set[str] = set()
+    for para in paras:
+        for line in para.lines:
+            lower = line.text.lower()
+            words.update(WORDS.findall(lower))
+            if "-" in lower:
+                compounds.update(_COMPOUNDS.findall(lower))
+    return words, compounds
+
+
+def join(left: str, right: str, words: set[str], compounds: set[str]) -> str:
+    """Join two pieces of running text, undoing end-of-line hyphenation."""
+    if not left:
+        return right
+    if not right:
+        return left
+    if left[-1] in _HYPHENS and len(left) > 1 and left[-2].isalnum():
+        if left[-1] == "\u00ad":
+            return left[:-1] + right
+        head = WORDS.findall(left[-40:].lower())
+        tail = WORDS.findall(right[:40].lower())
+        if right[0].islower() and head and tail and left[-2].isalpha():
+            first, rest = head[-1], tail[0]
+            if rest in ("and", "or", "to"):
+                return left + " " + right  # "short- and long-term"
+            # "anti-\ninflammatory" stays hyphenated when the document writes it so elsewhere.
+            if f"{first}-{rest}" in compounds and first + rest not in words:
+                return left + right
+            return left[:-1] + right
+        return left + right  # "IL-" + "1β", "Bcl-" + "2"
+    return left + " " + right
+
+
+def join_lines(lines: list[Line], words: set[str], compounds: set[str]) -> str:
+    """A paragraph's lines as one string of running text."""
+    text = ""
+    prev: Line | None = None
+    for line in lines:
+        piece = SPACES.sub(" ", line.text).strip()
+        if prev is not None and _same_row(prev, line) and line.x0 - prev.x1 < 0.15 * line.size:
+            text += piece  # same row, touching: a superscript or a font change, not a new word
+        else:
+            text = join(text, piece, words, compounds)
+        prev = line
+    return text.strip()
+
+
+def merge_continuations(
+    paras: list[Para], words: set[str], compounds: set[str], body_size: float
+) -> list[Para]:
+    """Rejoin a paragraph split by a column or page break: no final punctuation, then a lowercase start.
+
+    Small print met between the two halves (the affiliation or "Communicated by" footnote at the foot of
+    a column) is set aside, so the sentence closes over it, and follows the rejoined paragraph.
+    """
+    out: list[Para] = []
+    aside: list[Para] = []
+    for para in paras:
+        if out and not out[-1].heading and out[-1].text[-1] not in TERMINAL:
+            if not para.heading and para.size < min(body_size, out[-1].size) - SMALL_PRINT:
+                aside.append(para)
+                continue
+            if not para.heading and _continues(para.text):
+                out[-1].text = join(out[-1].text, para.text, words, compounds)
+                continue
+        out.extend(aside)
+        aside = []
+        out.append(para)
+    return out + aside
+
+
+def _continues(text: str) -> bool:
+    """Whether a paragraph starts like the rest of a sentence ("38% had ..." does; "1. Offer ..." not)."""
+    start = text[0]
+    return start.islower() or (start.isdigit() and not _LIST_ITEM.match(text))
+
+
+def drop_table_blocks(blocks: list[Block]) -> list[Block]:
+    """Blocks that are mostly table rows: lines sharing a baseline with two or more other text pieces.
+
+    Body text has at most two pieces per baseline (one per column); a table row has a cell per column.
+    """
+    lines = [(ln, b) for b, block in enumerate(blocks) for ln in block.lines if ln.horizontal]
+    if len(lines) < 6:
+        return blocks
+    lines.sort(key=lambda item: item[0].y1)
+    in_row: set[int] = set()
+    i = 0
+    while i < len(lines):
+        j = i
+        base = lines[i][0].y1
+        while j < len(lines) and lines[j][0].y1 - base < 2.0:
+            j += 1
+        row = sorted((lines[k][0] for k in range(i, j)), key=lambda ln: ln.x0)
+        pieces = 1
+        for left, right in zip(row, row[1:], strict=False):
+            if right.x0 - left.x1 > 1.5 * max(left.size, right.size):
+                pieces += 1
+        if pieces >= 3:
+            in_row.update(id(lines[k][0]) for k in range(i, j))
+        i = j
+    if not in_row:
+        return blocks
+    row_chars = [sum(len(ln.text) for ln in block.lines if id(ln) in in_row) for block in blocks]
+    if sum(row_chars) >= _TABLE_PAGE_SHARE * sum(b.chars for b in blocks):
+        # A page that is one big table: its multi-line cells do not line up row by row; keep only prose.
+        return [b for b in blocks if _prose_block(b)]
+    return [b for b, rows in zip(blocks, row_chars, strict=True) if rows < _TABLE_ROW_SHARE * b.chars]
+
+
+def _prose_block(block: Block) -> bool:
+    """A block of running text: long, mostly letters, in lines of a column's width (cells are narrower)."""
+    text = " ".join(ln.text for ln in block.lines)
+    letters = sum(ch.isalpha() for ch in text)
+    return (
+        len(text) >= PROSE_MIN_CHARS
+        and letters >= 0.6 * len(text)
+        and len(text) / len(block.lines) >= _PROSE_LINE_CHARS
+    )
+
+
+def prose(text: str) -> bool:
+    """Running text: long enough and ending like a sentence, or long (cut by a column or page break)."""
+    return len(text) >= PROSE_MIN_CHARS and (
+        text.rstrip()[-1] in TERMINAL + ")" or len(text) >= 1.5 * PROSE_MIN_CHARS
+    )
+
+
+def tabular(text: str) -> bool:
+    """A table cell or row of numbers: mostly digits and symbols, and not a sentence's end."""
+    visible = [ch for ch in text if not ch.isspace()]
+    letters = sum(ch.isalpha() for ch in visible)
+    return letters < _TABLE_MAX_LETTERS * len(visible) and not text.endswith(".")

@@ -1,0 +1,219 @@
+"""Front and back matter: title, identifiers, journal furniture, the author block, the references."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from curate.parse.pdf.layout import margin_key, prose
+from curate.parse.pdf.model import BACK_MATTER, PROSE_MIN_CHARS, SPACES, TERMINAL, WORDS, Page, Para
+from curate.parse.pdf.repair import clean
+
+_CUT_FROM = 0.3  # a References heading cuts the text only when it comes after this share of the text
+_SENTENCE_MIN_CHARS = 100  # before the abstract, shorter text is a label, a name or an address
+_ABSTRACT_WORDS = {"abstract", "summary", "background", "abstracts"}
+# Figure and table captions ("Figure 2:", "Fig. 3.", "Table 1 |"): the JATS references leave them out.
+_CAPTION = re.compile(
+    r"^(?:figure|fig\.?|table|scheme|chart|plate)[\s\-–]*[a-z]?\d+[a-z]?\s*(?:[.:|(\-–—]|$)", re.I
+)
+# Front-page and margin furniture: licence notes, dates, correspondence, editors, citation hints.
+_FURNITURE = re.compile(
+    r"copyright|©|creative\s*commons|open[\s-]*access\s+article|this\s+(?:article|work)\s+is\s+(?:licensed|distributed)"
+    r"|\breceived\b.{0,40}\d.{0,80}\baccepted\b|correspondence\s*(?:should|to|:)|corresponding\s*author|e-?mail\s*:"
+    r"|academic\s*editor|cite\s*this\s*article|please\s*cite|^keywords?\b|^article\s*(?:history|info)|\barticle\s*id\b"
+    r"|^(?:edited|reviewed)\s*by\b|\b[\w.+-]+@[\w-]+\.[\w.]+"
+    r"|^(?:funding|competing\s+interests|data\s+availability(?:\s+statement)?)\s*:\s*\S"
+    r"|^communicated\s+by\b|^subject\s+categor(?:y|ies)\b|^\W{0,3}\d{0,2}\s*(?:present|current|permanent)\s+address",
+    re.I,
+)
+_AFFILIATION_COMMAS = 0.18  # commas per word in a list of affiliations (0.25-0.29 in PMC; prose ~0.05-0.1)
+# An affiliation list names institutions and places but never says anything: no verbs, no pronouns.
+_INSTITUTION = re.compile(
+    r"\b(?:department|dept|division|school|faculty|institute|centre|center|laborator(?:y|ies)|unit|college"
+    r"|universit(?:y|ies|ät|é|à|ad|ade)|hospital|clinic|academy|ministry|foundation)\b",
+    re.I,
+)
+_SAYS = re.compile(
+    r"\b(?:is|are|was|were|be|been|we|our|this|these|that|which|has|have|had|may|can|could|should|showed?|found)\b",
+    re.I,
+)
+_APPENDIX = re.compile(r"^(?:[\divx]+\.?\s*)?appendi(?:x|ces)\b(?:\s+[A-Z0-9]{1,3}\b)?", re.I)
+PMCID = re.compile(r"\b(PMC\d{4,9})\b")
+PMID = re.compile(r"\bPMID:?\s*(\d{1,9})\b")
+_DOI = re.compile(r"\b(10\.\d{4,9}/[^\s\"<>]+)")
+# Metadata titles that are file names or producer defaults rather than the article's title.
+_FAKE_TITLE = re.compile(
+    r"(\.(pdf|docx?|rtf|txt|fm|indd|qxd|qxp|tex|dvi|ps|eps|pm\d|p65|xml|html?)\b)"
+    r"|^(untitled|microsoft word|adobe photoshop|powerpoint)|^(title|document\d*|slide \d+)$",
+    re.I,
+)
+_YEAR = re.compile(r"\b(19|20)\d\d\b")
+_JOURNAL = re.compile(r"\bjournal\b", re.I)
+# Labels set in the title's font on some first pages ("Review Article" above the title).
+_ARTICLE_LABEL = re.compile(
+    r"^(original|review|research|clinical|case|short|brief|special)?\s*(article|paper|report|communication)s?$"
+    r"|^(open access|corrigendum|erratum|editorial|review|research|letter|commentary)$",
+    re.I,
+)
+REFERENCE_WORDS = {
+    "reference",
+    "references",
+    "bibliography",
+    "literaturecited",
+    "workscited",
+    "referencelist",
+    "citedliterature",
+}
+
+
+def furniture(para: Para, captions: bool) -> bool:
+    """Journal furniture (licence, dates, correspondence) and, unless kept, captions: not body text."""
+    text = para.text
+    if not captions and _CAPTION.match(text):
+        return True
+    if len(text) < 700 and _FURNITURE.search(text) is not None:
+        return True
+    return not para.heading and affiliations(text)
+
+
+def affiliations(text: str) -> bool:
+    """A list of affiliations ("1 Department of ..., University of ..., City, Country 2 ..."), not prose:
+    institutions, no verbs, and a comma every few words (prose naming an institution has one in ten)."""
+    if len(text) > 3000 or len(_INSTITUTION.findall(text)) < 2 or _SAYS.search(text):
+        return False
+    return text.count(",") >= _AFFILIATION_COMMAS * len(text.split())
+
+
+def cut_front_matter(paras: list[Para], title: str | None) -> list[Para]:
+    """On page 1, drop what comes before the abstract (authors, affiliations, dates), except the title."""
+    start = None
+    for i, para in enumerate(paras):
+        if para.page > 0:
+            break
+        key = SPACES.sub("", para.text).lower().rstrip(":.")
+        first_word = para.text.split(None, 1)[0].lower().rstrip(":.")
+        if (
+            key in _ABSTRACT_WORDS
+            or (first_word in _ABSTRACT_WORDS and len(para.text) >= 2 * PROSE_MIN_CHARS)
+            or (not para.heading and prose(para.text) and len(para.text) >= 2 * PROSE_MIN_CHARS)
+        ):
+            start = i
+            break
+    if not start:
+        return paras
+    title_words = set(WORDS.findall((title or "").lower()))
+
+    def keep(para: Para) -> bool:
+        words = set(WORDS.findall(para.text.lower()))
+        if title_words and words <= title_words:
+            return True  # the title, perhaps over several lines
+        # Sentences stay (a guideline's opening lines); names, affiliations and labels do not end like one.
+        return len(para.text) >= _SENTENCE_MIN_CHARS and para.text[-1] in TERMINAL
+
+    return [p for p in paras[:start] if keep(p)] + paras[start:]
+
+
+def cut_back_matter(paras: list[Para]) -> tuple[list[Para], str | None]:
+    """Drop everything from the back matter's first heading on, when it comes near the end.
+
+    Acknowledgements, funding and the like: the first such heading. "References": the last one, because
+    the word also heads table columns ("References" of the studies a review table lists).
+    """
+    total = sum(len(p.text) for p in paras)
+    offset = 0
+    cuts: list[tuple[int, str]] = []
+    last_refs: tuple[int, str] | None = None
+    for i, para in enumerate(paras):
+        if offset >= _CUT_FROM * total:
+            for candidate in (para.first.text, para.first.lead):
+                key = SPACES.sub("", candidate).lower().replace("’", "'")
+                match = BACK_MATTER.match(key) if key and len(key) < 40 else None
+                if match:
+                    heading = (i, SPACES.sub(" ", candidate).strip())
+                    if match.group(1) in REFERENCE_WORDS:
+                        last_refs = heading
+                    elif not cuts:
+                        cuts.append(heading)
+                    break
+        offset += len(para.text)
+    if last_refs:
+        cuts.append(last_refs)
+    if not cuts:
+        return paras, None
+    i, heading = min(cuts)
+    # An appendix set after the references is the article's own text again.
+    after = next((j for j in range(max(c for c, _ in cuts) + 1, len(paras)) if _appendix(paras[j])), None)
+    return paras[:i] + (paras[after:] if after is not None else []), heading
+
+
+def _appendix(para: Para) -> bool:
+    """An appendix heading ("Appendix", "Appendix A: ...", "Appendices")."""
+    return para.heading and _APPENDIX.match(para.text) is not None
+
+
+def doi(metadata: dict[str, str], first: Page) -> str | None:
+    """The DOI from the metadata, else the first one printed on page 1."""
+    candidates = [metadata.get(k, "") for k in ("doi", "subject", "keywords", "title")]
+    candidates.append(" ".join(line.text for block in first.blocks for line in block.lines))
+    for text in candidates:
+        match = _DOI.search(text or "")
+        if match:
+            doi = match.group(1).rstrip(".,;:]}'\"”’")
+            # "(doi:10.1000/xyz)" ends with the sentence's bracket; "10.1002/(SICI)..." keeps its own.
+            while doi.endswith(")") and doi.count(")") > doi.count("("):
+                doi = doi[:-1].rstrip(".,;:")
+            return doi
+    return None
+
+
+def title(metadata: dict[str, str], pages: list[Page]) -> str | None:
+    """The metadata title when page 1 confirms it, else the largest-font text on page 1."""
+    first = pages[0]
+    meta_title = SPACES.sub(" ", clean(html.unescape(metadata.get("title", "")))).strip()
+    page_words = set(
+        WORDS.findall(" ".join(line.text for block in first.blocks for line in block.lines).lower())
+    )
+    if meta_title and not _FAKE_TITLE.search(meta_title):
+        tokens = WORDS.findall(meta_title.lower())
+        # File names, job numbers and journal names fail this: the real title is printed on page 1.
+        if len(tokens) >= 2 and sum(t in page_words for t in tokens) >= 0.8 * len(tokens):
+            return meta_title
+    # Journal names are often set larger than the title; they also appear in a margin with the year.
+    cited = [
+        key
+        for page in pages
+        for block in page.blocks
+        for line in block.lines
+        if (key := margin_key(line, page)) and _YEAR.search(line.text)
+    ]
+    best: tuple[float, int, int] | None = None
+    for b, block in enumerate(first.blocks):
+        for i, line in enumerate(block.lines):
+            text = SPACES.sub(" ", line.text).strip()
+            lower = text.lower()
+            if (
+                sum(ch.isalpha() for ch in text) < 4
+                or _ARTICLE_LABEL.match(text)
+                or _JOURNAL.search(text)
+                or (not _YEAR.search(text) and any(lower in key for key in cited))
+            ):
+                continue
+            if best is None or line.size > best[0] + 0.1:
+                best = (line.size, b, i)
+    if best is None:
+        return None
+    size, b, i = best
+    lines = [first.blocks[b].lines[i]]
+    for line in first.blocks[b].lines[i + 1 :]:
+        if abs(line.size - size) > 0.5:
+            break
+        lines.append(line)
+    else:
+        # A title wrapped over two lines is sometimes two blocks: follow blocks set in the same size below.
+        for block in first.blocks[b + 1 :]:
+            line = block.lines[0]
+            if abs(line.size - size) > 0.5 or not 0 <= line.y0 - lines[-1].y1 < size:
+                break
+            lines.extend(ln for ln in block.lines if abs(ln.size - size) <= 0.5)
+    title = SPACES.sub(" ", " ".join(line.text.strip() for line in lines)).strip()
+    return title[:300] or None

@@ -1,0 +1,88 @@
+"""Positioned text as a page is read (from its text layer or by OCR), and patterns the steps share."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+SPACES = re.compile(r"\s+")
+WORDS = re.compile(r"[^\W\d_]+")
+DIGITS = re.compile(r"\d+")
+TERMINAL = ".!?:;"  # a paragraph ending in one of these ends a sentence
+PROSE_MIN_CHARS = 200  # a paragraph of running text is at least this long (captions, cells, notes are less)
+# Headings after which nothing is body text any more (compared lowercased with all spaces removed, so
+# "R EFERENCES" and "Authors' contributions" match too); an optional section number may precede them.
+BACK_MATTER = re.compile(
+    r"^(?:[\divx]+\.?)*(references?|bibliography|literaturecited|workscited|referencelist|citedliterature"
+    r"|acknowledge?ments?|funding|competinginterests?|conflicts?ofinterests?|declarationofcompetinginterest"
+    r"|authors?'?(?:s'?)?contributions?|authorcontributions?)[:.]?$"
+)
+
+
+@dataclass(slots=True)
+class Line:
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    text: str
+    size: float  # font size of the line's longest span
+    bold: bool  # every visible span is bold
+    lead: str  # leading bold text, for run-in headings ("Acknowledgements The authors thank ...")
+    horizontal: bool
+    direction: tuple[int, int] = (1, 0)  # writing direction, rounded
+
+
+@dataclass(slots=True)
+class Block:
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    lines: list[Line]
+
+    @property
+    def chars(self) -> int:
+        return sum(len(line.text) for line in self.lines)
+
+    @classmethod
+    def around(cls, lines: list[Line]) -> Block:
+        """The block whose box encloses these lines."""
+        return cls(
+            min(ln.x0 for ln in lines),
+            min(ln.y0 for ln in lines),
+            max(ln.x1 for ln in lines),
+            max(ln.y1 for ln in lines),
+            lines,
+        )
+
+
+@dataclass(slots=True)
+class Para:
+    lines: list[Line]
+    heading: bool
+    text: str = ""
+    page: int = 0
+
+    @property
+    def size(self) -> float:
+        """The font size of the paragraph's longest line."""
+        return max(self.lines, key=lambda ln: len(ln.text)).size
+
+    @property
+    def first(self) -> Line:
+        return self.lines[0]
+
+
+@dataclass(slots=True)
+class Page:
+    width: float
+    height: float
+    blocks: list[Block] = field(default_factory=list)
+    images: int = 0
+    unmapped: int = 0  # characters in fonts without a Unicode map (glyph numbers, not text)
+    ocr: bool = False  # read by OCR: sizes are estimated from line heights, and nothing is bold
+
+    def lines(self) -> list[Line]:
+        """Every line of the page, block by block."""
+        return [line for block in self.blocks for line in block.lines]

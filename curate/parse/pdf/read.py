@@ -1,0 +1,158 @@
+"""Reading a PDF with PyMuPDF: the checks on opening, then the positioned lines of each text layer."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pymupdf
+
+from curate.parse.pdf.layout import upright
+from curate.parse.pdf.model import SPACES, Block, Line, Page
+from curate.schema import Rejection
+
+# "dict" without image blocks: with images PyMuPDF copies every image's bytes, which makes it ~3x slower.
+_TEXT_FLAGS = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
+_BOLD = 16  # span flag bit
+_NOT_NAME = re.compile(r"#20|[\s\-_,]")
+_OUT_OF_MEMORY = ("malloc", "calloc", "realloc", "out of memory", "cannot allocate")
+
+
+def message(exc: BaseException) -> str:
+    """An exception as one short line (MuPDF messages can span lines)."""
+    text = SPACES.sub(" ", str(exc)).strip() or type(exc).__name__
+    return text[:200]
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether an exception is a failed allocation (MuPDF's reach Python as RuntimeError "malloc failed")."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return any(word in text for word in _OUT_OF_MEMORY)
+
+
+def read_pages(
+    doc: pymupdf.Document, max_pages: int, max_seconds: float
+) -> tuple[list[Page], dict[str, str], int]:
+    """Open checks, then the positioned lines of every page; only PyMuPDF calls happen in here."""
+    try:
+        if not doc.is_pdf:
+            # MuPDF sniffs the content and opens images, EPUB or XPS despite filetype="pdf".
+            kind = (doc.metadata or {}).get("format") or "another format"
+            raise Rejection("pdf_broken", f"not a PDF: the file is {kind}")
+        if doc.needs_pass and not doc.authenticate(""):
+            raise Rejection("pdf_encrypted", "needs a password")
+        count = doc.page_count
+        repaired = doc.is_repaired
+    except Rejection:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise Rejection("pdf_broken", f"cannot read: {message(exc)}") from None
+    if count == 0:
+        # A truncated or corrupted file "opens" (MuPDF repairs what it can) but has no page tree left.
+        problems = pymupdf.TOOLS.mupdf_warnings().strip().splitlines()
+        if repaired or problems:
+            why = f" ({problems[-1][:100]})" if problems else ""
+            raise Rejection("pdf_broken", f"damaged or truncated: no pages could be recovered{why}")
+        raise Rejection("pdf_empty", "the document has no pages")
+    if count > max_pages:
+        raise Rejection("pdf_too_many_pages", f"{count} pages, more than the limit of {max_pages}")
+    try:
+        metadata = {k: v for k, v in (doc.metadata or {}).items() if isinstance(v, str)}
+    except Exception:  # noqa: BLE001 - a broken /Info dictionary only costs the metadata
+        metadata = {}
+    pages: list[Page] = []
+    failed: list[str] = []
+    deadline = time.monotonic() + max_seconds
+    for number in range(count):
+        if time.monotonic() > deadline:
+            raise Rejection("pdf_timeout", f"read {number} of {count} pages in the {max_seconds:g} s allowed")
+        try:
+            page = doc.load_page(number)
+            data = page.get_text("dict", flags=_TEXT_FLAGS)
+            images = len(page.get_images(full=False))
+            unmapped = _unmapped_chars(doc, page, data)
+        except Exception as exc:  # noqa: BLE001 - one unreadable page should not lose the others
+            if out_of_memory(exc):
+                raise  # the memory limit, not a damaged page: the sandbox reports pdf_memory
+            failed.append(message(exc))
+            pages.append(Page(0.0, 0.0))
+            continue
+        pages.append(
+            upright(Page(data["width"], data["height"], text_blocks(data), images, unmapped=unmapped))
+        )
+    if len(failed) == count:
+        raise Rejection("pdf_broken", f"no page could be read: {failed[0]}")
+    return pages, metadata, len(failed)
+
+
+def _unmapped_chars(doc: pymupdf.Document, page: pymupdf.Page, data: dict) -> int:
+    """Characters on the page set in fonts that give glyph numbers, not letters, to text extraction.
+
+    A composite font with the Identity encoding and no /ToUnicode map: MuPDF can only hand out its glyph
+    ids, which read as shifted letters ("8BMLJOH" for "Walking") that no letter count can tell from text.
+    """
+    blind = set()
+    for xref, _, kind, basefont, _, encoding, *_ in page.get_fonts(full=True):
+        if (
+            kind == "Type0"
+            and encoding.startswith("Identity")
+            and doc.xref_get_key(xref, "ToUnicode")[0] == "null"
+        ):
+            blind.add(_font_key(basefont))
+    if not blind:
+        return 0
+    return sum(
+        len(span["text"])
+        for block in data["blocks"]
+        for line in block.get("lines", ())
+        for span in line["spans"]
+        if _font_key(span["font"]) in blind
+    )
+
+
+def _font_key(name: str) -> str:
+    """A font name comparable between the resources and the spans: no subset tag, spaces or hyphens."""
+    return _NOT_NAME.sub("", name.split("+", 1)[-1]).lower()
+
+
+def text_blocks(data: dict) -> list[Block]:
+    """Text blocks of one page's "dict" output as Block/Line records (raw text, NFKC later)."""
+    blocks = []
+    for raw in data["blocks"]:
+        if raw.get("type", 0) != 0:
+            continue
+        lines = []
+        for ln in raw["lines"]:
+            spans = [s for s in ln["spans"] if s["text"]]
+            text = "".join(s["text"] for s in spans)
+            if not text.strip():
+                continue
+            visible = [s for s in spans if s["text"].strip()]
+            main = max(visible, key=lambda s: len(s["text"].strip()))
+            bold_flags = [_is_bold(s) for s in visible]
+            run = []  # only the leading run of bold spans counts as a run-in heading
+            for s, bold in zip(visible, bold_flags, strict=True):
+                if not bold:
+                    break
+                run.append(s["text"])
+            lead = "".join(run)
+            dx, dy = ln["dir"]
+            x0, y0, x1, y1 = ln["bbox"]
+            size = main["size"]
+            horizontal = abs(dy) < 0.1 and dx > 0
+            if horizontal and size > 0:
+                # Some fonts report ascenders of several lines' height; the baseline and size do not lie.
+                base = main["origin"][1]
+                y0, y1 = base - 0.8 * size, base + 0.2 * size
+            direction = (round(dx), round(dy))
+            lines.append(Line(x0, y0, x1, y1, text, size, all(bold_flags), lead, horizontal, direction))
+        if lines:
+            blocks.append(Block.around(lines))
+    return blocks
+
+
+def _is_bold(span: dict) -> bool:
+    font = span.get("font", "").lower()
+    return bool(span["flags"] & _BOLD) or any(w in font for w in ("bold", "black", "heavy", "semibold"))

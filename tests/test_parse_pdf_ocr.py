@@ -1,0 +1,96 @@
+"""OCR of pages without a usable text layer: scans (turned, skewed), text drawn as curves, fonts without a
+Unicode map; what meta records; the routing that keeps born-digital pages on the text path.
+
+Small pages at modest resolution keep these fast; the accuracy figures are benchmarks/pdf_ocr.py's.
+"""
+
+from __future__ import annotations
+
+import pymupdf
+import pytest
+
+from curate.parse.pdf import PdfLimits, parse_pdf, parse_pdf_isolated
+from curate.parse.pdf.ocr import unavailable
+from curate.schema import Rejection
+
+from .pdf_samples import LETTER, curves, make_pdfs, scan, unmapped_font
+
+SENTENCE = "Thank you for seeing Mr Example, aged 67, who reports increasing breathlessness on exertion"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def engine() -> None:
+    why = unavailable("eng")
+    if why:
+        pytest.skip(f"OCR engine not installed here ({why}); `make ocr` installs it")
+
+
+@pytest.mark.parametrize("turn", [0, 90, 180, 270])
+def test_a_scanned_page_is_read_the_right_way_up(tmp_path, turn: int) -> None:
+    doc = parse_pdf(scan(tmp_path / "scan.pdf", turn=turn))
+    assert SENTENCE in doc.text
+    assert "would be grateful for your assessment." in doc.text  # "I" in Helvetica is often read as "|"
+    ocr = doc.meta["ocr"]
+    assert ocr["pages"] == [1] and ocr["engine"].startswith("tesseract ") and ocr["mean_confidence"] > 80
+    assert ocr.get("rotated", {}).get("1", 0) == (360 - turn) % 360
+
+
+def test_a_skewed_scan_is_read(tmp_path) -> None:
+    doc = parse_pdf(scan(tmp_path / "skew.pdf", skew=4))
+    assert "increasing breathlessness on exertion" in doc.text and "four kilograms" in doc.text
+
+
+@pytest.mark.parametrize("build", [curves, unmapped_font], ids=["text-as-curves", "font-without-unicode-map"])
+def test_text_without_a_usable_layer_is_read_by_ocr(tmp_path, build) -> None:
+    path = build(tmp_path / "page.pdf")
+    with pymupdf.open(path) as pdf:
+        raw = pdf[0].get_text()
+    assert "Example" not in raw  # the text layer really is missing or unreadable
+    doc = parse_pdf(path)
+    assert SENTENCE in doc.text and doc.meta["ocr"]["pages"] == [1]
+    try:
+        off = parse_pdf(path, ocr="off").text  # glyph numbers ("5IBOL ZPV") for the font without a map
+    except Rejection as rejection:
+        off = rejection.reason
+    assert SENTENCE not in off
+
+
+def test_unreadable_ink_is_low_confidence_and_off_keeps_no_text(tmp_path) -> None:
+    # Text set at 2.5 points and scanned at 150 dpi: marks that look like writing, which nobody can read.
+    with pytest.raises(Rejection) as caught:
+        parse_pdf(scan(tmp_path / "tiny.pdf", size=2.5))
+    assert caught.value.reason == "pdf_low_confidence" and "confidence" in caught.value.detail
+    with pytest.raises(Rejection) as caught:
+        parse_pdf(scan(tmp_path / "off.pdf"), ocr="off")
+    assert caught.value.reason == "pdf_no_text"
+
+
+def test_the_per_page_time_cap_stops_recognition(tmp_path) -> None:
+    with pytest.raises(Rejection) as caught:
+        parse_pdf(scan(tmp_path / "scan.pdf", LETTER * 4), PdfLimits(ocr_page_seconds=0.001))
+    assert caught.value.reason == "pdf_no_text" and "time" in caught.value.detail
+
+
+def test_born_digital_pages_stay_on_the_text_path(tmp_path) -> None:
+    demo = tmp_path / "demo"
+    make_pdfs.make_demo_pdfs(demo)
+    for name in ("cardiology-trial.pdf", "sepsis-review.pdf", "asthma-guideline.pdf"):
+        assert "ocr" not in parse_pdf(demo / name).meta, name
+    # A page that is only a picture (a table or figure set as an image) in an otherwise born-digital
+    # document stays out, as figures do; force reads every page with ink.
+    prose = "Walking after knee surgery helps patients recover sooner than resting in bed does. " * 3
+    with pymupdf.open() as article, pymupdf.open(scan(tmp_path / "s.pdf")) as image:
+        for _ in range(2):
+            article.new_page(width=420, height=200).insert_textbox(pymupdf.Rect(20, 20, 400, 180), prose)
+        article.insert_pdf(image)
+        article.save(tmp_path / "with-figure.pdf")
+    doc = parse_pdf(tmp_path / "with-figure.pdf")
+    assert "ocr" not in doc.meta and "Mr Example" not in doc.text and "Walking after knee surgery" in doc.text
+    forced = parse_pdf(tmp_path / "with-figure.pdf", ocr="force")
+    assert forced.meta["ocr"]["pages"] == [1, 2, 3]
+    assert "Mr Example" in forced.text and "Walking after knee surgery" in forced.text
+
+
+def test_the_sandbox_reads_scans_too(tmp_path) -> None:
+    doc = parse_pdf_isolated(scan(tmp_path / "scan.pdf", turn=90))
+    assert SENTENCE in doc.text and doc.meta["ocr"]["rotated"] == {"1": 270}
