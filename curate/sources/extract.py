@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from lxml import etree
 from lxml.html import HtmlElement, document_fromstring
 
-from curate.parse.html import extract_html
+from curate.parse.html import check_markup, extract_html
 from curate.schema import ParsedDoc, Rejection
 
 # Where a guideline's own text ends: what follows is back matter, not guidance.
@@ -138,6 +138,7 @@ def parse_page(text: str) -> HtmlElement:
     text = re.sub(r"^\s*<\?xml[^>]*>", "", text, count=1)
     if not text.strip():
         raise Rejection("html_no_text", "empty page")
+    check_markup(text)  # libxml2 cannot be interrupted: refuse what it would take minutes over
     try:
         return document_fromstring(text)
     except (etree.ParserError, ValueError) as exc:
