@@ -102,3 +102,35 @@ def test_every_evaluation_page_gets_its_language(evaldata):
     assert {u: lang for u, (lang, _, _) in zip(urls, found, strict=True)} == expected
     assert all(score >= 0.65 for _, score, _ in found)
     assert set(expected.values()) == {"de", "en", "fr"}
+
+
+def _mixed(english: int, german: int) -> str:
+    return "\n\n".join([ENGLISH * 2] * english + [GERMAN * 2] * german)
+
+
+def test_scores_just_under_and_over_the_threshold():
+    """fastText gives about 0.62 and 0.69 to these pages: the default threshold of 0.65 lies between them."""
+    under, over = _mixed(2, 1), _mixed(3, 1)
+    kept, rejected = _apply([under, over])
+    assert kept.column("id").to_pylist() == ["d:1"]
+    assert 0.66 <= kept.column("lang_score")[0].as_py() <= 0.72
+    assert rejected.column("drop_reason").to_pylist() == ["lang"]
+    assert 0.58 <= rejected.column("lang_score")[0].as_py() <= 0.64
+    assert rejected.column("drop_detail")[0].as_py().endswith("(keep en >= 0.65)")
+
+
+def test_long_documents_in_doubt_are_read_in_full():
+    """The filter scores long documents on some of their chunks first; whenever the verdict is in doubt its
+    score is the one every chunk gives, as identify_language_mix without a threshold computes it."""
+    paragraph = ENGLISH * 2
+    texts = [
+        "\n\n".join([paragraph] * 30 + [GERMAN * 2] * 20),  # a German stretch at the end
+        "\n\n".join([paragraph, GERMAN * 2] * 20),  # languages alternating paragraph by paragraph
+        "\n\n".join([f"Paragraph {i}. {paragraph}" for i in range(60)]),  # English only
+    ]
+    exact = identify_language_mix(texts)
+    assert all(len(sample_chunks(t)) == 40 for t in texts)
+    kept, rejected = _apply(texts)
+    assert kept.column("id").to_pylist() == ["d:2"] and rejected.num_rows == 2
+    assert rejected.column("lang_score").to_pylist() == [round(exact[0][1], 4), round(exact[1][1], 4)]
+    assert kept.column("lang_score")[0].as_py() == pytest.approx(exact[2][1], abs=0.05)

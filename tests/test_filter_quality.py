@@ -8,9 +8,25 @@ import re
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from datatrove.data import Document
+from datatrove.pipeline.filters.gopher_repetition_filter import (
+    find_all_duplicate,
+    find_top_duplicate,
+    get_n_grams,
+)
 
 from curate.filter.clean import clean_text
-from curate.filter.quality import TOKENIZER, QualityFilter, build_filters, judge
+from curate.filter.quality import (
+    FILTER_ORDER,
+    PROFILES,
+    TOKENIZER,
+    Doc,
+    QualityFilter,
+    build_filters,
+    evaluate,
+    judge,
+    prepare_text,
+)
 from curate.parse.html import extract_html
 from curate.parse.pdf import parse_pdf
 from curate.pipeline import load_pipeline, make_stage, run_pipeline
@@ -165,3 +181,196 @@ stages:
     assert rejected and all(r["drop_reason"] == "gopher_quality" for r in rejected)
     assert all(re.fullmatch(r"gopher_short_doc \d+ \(limit 600\)", r["drop_detail"]) for r in rejected)
     assert counts["quality"]["kept"] + len(rejected) == counts["quality"]["in"]
+
+
+# --- verdicts: datatrove's, document for document -------------------------------------------------------
+
+
+def _same_as_datatrove(profile: str, texts: list[str]) -> None:
+    """Each filter's verdict and reason equal those of datatrove's filter object on the same prepared text."""
+    for name, filt in build_filters(profile, {}).items():
+        for i, text in enumerate(texts):
+            prepared = prepare_text(text)
+            ours = evaluate(filt, Doc(prepared))
+            theirs = filt.filter(Document(text=prepared, id=""))
+            assert (None if ours is None else ours[0]) == (None if theirs is True else theirs[1]), (
+                profile,
+                name,
+                i,
+            )
+
+
+def test_every_profile_gives_datatrove_verdicts_on_real_papers(pmc_texts):
+    texts = list(pmc_texts.values())
+    texts += [clean_text(t)[0] for t in texts]
+    for profile in PROFILES:
+        _same_as_datatrove(profile, texts)
+
+
+def test_every_profile_gives_datatrove_verdicts_on_the_demo_pages_and_edge_cases():
+    texts = list(_demo_pages().values())
+    texts += [text for _, text in _EDGES_GOPHER] + _EDGES_GOPHER_OUT
+    texts += [text for edge in _EDGES_OTHER for text in edge[2:]]
+    # C4 drops a page for "lorem ipsum" (also once a citation mark is removed) or "{" in any line, even after
+    # enough sentences.
+    enough = "\n".join([PROSE] * 3)
+    texts += [
+        "\n\n".join([PROSE * 2] * 6),
+        f"{enough}\nLorem[1] ipsum dolor sit amet.",
+        f"{enough}\nSet {{x}} here.",
+    ]
+    for profile in PROFILES:
+        _same_as_datatrove(profile, texts)
+
+
+# --- each rule of the default profile at its limit --------------------------------------------------------
+# Two documents per rule, one just inside the limit and one just past it; the test reads the limit from the
+# stage's own defaults only through the verdicts, so a changed default fails here.
+
+
+def _words(n: int, word: str = "dose") -> str:
+    return " ".join([word] * n)
+
+
+def _lines(lines: list[str]) -> str:
+    return "\n".join(lines) + "\n"
+
+
+def _long_line(i: int) -> str:
+    """A distinct line of more than 30 characters that ends a sentence."""
+    return f"Review the treatment plan number {i:04d} with the patient today."
+
+
+STOP = "the and "  # two stop words of three letters
+_EDGES_GOPHER = [
+    # (rule that must fire on the second text and not on the first, text inside the limit), ...
+    ("gopher_short_doc", STOP + _words(48)),  # 50 words pass, 49 do not
+    ("gopher_above_avg_threshold", STOP + " ".join(["a" * 13] * 16 + ["b" * 12] * 82)),  # mean 11.98 of 12
+    ("gopher_below_avg_threshold", STOP + " ".join(["abc"] * 98)),  # mean 3 of 3
+    ("gopher_too_many_hashes", STOP + _words(88) + " #" * 10),  # 10 '#' in 100 words: 0.1 of 0.1
+    ("gopher_too_many_ellipsis", STOP + "… " * 10 + _words(88)),
+    ("gopher_too_many_bullets", _lines([f"- {STOP}{_words(60)}"] * 95 + [STOP + _words(60)] * 5)),
+    ("gopher_too_many_end_ellipsis", _lines([STOP + _words(60) + "..."] * 30 + [STOP + _words(60)] * 70)),
+    ("gopher_below_alpha_threshold", STOP + _words(58) + " 12" * 40),  # 60 of 100 words have letters
+    ("gopher_enough_stop_words", STOP + _words(60)),
+]
+_EDGES_GOPHER_OUT = [
+    STOP + _words(47),
+    STOP + " ".join(["a" * 13] * 20 + ["b" * 12] * 78),  # mean 12.02
+    STOP + " ".join(["abc"] * 97 + ["ab"]),  # mean 2.99
+    STOP + _words(88) + " #" * 11,
+    STOP + "… " * 11 + _words(88),
+    _lines([f"- {STOP}{_words(60)}"] * 96 + [STOP + _words(60)] * 4),
+    _lines([STOP + _words(60) + "..."] * 31 + [STOP + _words(60)] * 69),
+    STOP + _words(57) + " 12" * 41,  # 59 of 100
+    "the " + _words(61),
+]
+
+
+@pytest.mark.parametrize("index", range(len(_EDGES_GOPHER)), ids=[r for r, _ in _EDGES_GOPHER])
+def test_each_gopher_quality_rule_at_its_limit(index):
+    rule, inside = _EDGES_GOPHER[index]
+    outside = _EDGES_GOPHER_OUT[index]
+    stage = QualityFilter(name="quality", **{o: None for o in FILTER_ORDER if o != "gopher_quality"})
+    verdicts = _verdicts(stage, [inside, outside])
+    assert 0 not in verdicts, verdicts[0]
+    assert verdicts[1][0] == "gopher_quality" and verdicts[1][1].startswith(rule + " ")
+
+
+def test_alpha_word_share_limit_is_0_6_for_guidelines_and_papers():
+    inside, outside = _EDGES_GOPHER[7][1], _EDGES_GOPHER_OUT[7]
+    others = {o: None for o in FILTER_ORDER if o != "gopher_quality"}
+    for profile in ("guidelines", "papers"):
+        verdicts = _verdicts(QualityFilter(name="quality", profile=profile, **others), [inside, outside])
+        assert 0 not in verdicts
+        assert verdicts[1] == ("gopher_quality", "gopher_below_alpha_threshold 0.59 (limit 0.6)")
+
+
+def _unique_words(n: int, start: int = 0) -> list[str]:
+    return [
+        f"word{chr(97 + (i // 676) % 26)}{chr(97 + (i // 26) % 26)}{chr(97 + i % 26)}"
+        for i in range(start, start + n)
+    ]
+
+
+SENTENCE = "Take two tablets with water."
+_EDGES_OTHER = [
+    # C4: three sentences (lines that end a sentence and have three words or more) are needed.
+    ("c4", "too_few_sentences 2 (limit 3)", _lines([SENTENCE] * 3), _lines([SENTENCE] * 2 + ["See below"])),
+    ("c4", "too_few_sentences 2 (limit 3)", _lines([SENTENCE, SENTENCE, "Take tablets."])[:-1] + " Now go.",
+     _lines([SENTENCE, SENTENCE, "Take tablets."])),
+    # FineWeb: 5% of lines must end a sentence; at most 80% short lines; 10% duplicated characters.
+    ("fineweb_quality", "line_punct_ratio 0.04 (limit 0.05)",
+     _lines([_long_line(i) for i in range(5)] + [_long_line(i)[:-1] for i in range(5, 100)]),
+     _lines([_long_line(i) for i in range(4)] + [_long_line(i)[:-1] for i in range(4, 100)])),
+    ("fineweb_quality", "short_line_ratio 0.81 (limit 0.8)",
+     _lines([f"Dose {i:03d} given." for i in range(80)] + [_long_line(i) for i in range(20)]),
+     _lines([f"Dose {i:03d} given." for i in range(81)] + [_long_line(i) for i in range(19)])),
+    ("fineweb_quality", "char_dup_ratio 0.11 (limit 0.1)",
+     _lines([_long_line(0)] * 11 + [_long_line(i) for i in range(1, 90)]),
+     _lines([_long_line(0)] * 12 + [_long_line(i) for i in range(1, 89)])),
+    # 100 lines of two words each ("word" and "."): 100 newlines per 200 words is the limit, 101 is past it.
+    ("fineweb_quality", "list_ratio 0.505 (limit 0.5)",
+     _lines([f"Pneumonoultramicroscopicsilicovolcanoconiosis{w}." for w in _unique_words(100)]),
+     _lines([f"Pneumonoultramicroscopicsilicovolcanoconiosis{w}." for w in _unique_words(100)]) + "\n"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("index", range(len(_EDGES_OTHER)), ids=[e[1].split()[0] for e in _EDGES_OTHER])
+def test_each_c4_and_fineweb_rule_at_its_limit(index):
+    name, detail, inside, outside = _EDGES_OTHER[index]
+    stage = QualityFilter(name="quality", **{o: None for o in FILTER_ORDER if o != name})
+    verdicts = _verdicts(stage, [inside, outside])
+    assert 0 not in verdicts, verdicts[0]
+    assert verdicts[1] == (name, detail)
+
+
+def _straddle(make, value, limit: float) -> tuple[str, str]:
+    """The texts make(k) and make(k + 1) whose datatrove value (computed here) is the last at or under limit
+    and the first past it."""
+    k = 1
+    while value(make(k + 1)) <= limit:
+        k += 1
+    return make(k), make(k + 1)
+
+
+def test_repetition_rules_at_their_limits():
+    stage = QualityFilter(name="quality", **{o: None for o in FILTER_ORDER if o != "gopher_repetition"})
+
+    def words_of(text: str) -> list[str]:
+        return TOKENIZER.word_tokenize(text)
+
+    # The most frequent word pair may cover at most 20% of the characters.
+    def pairs(k: int) -> str:
+        parts = _unique_words(300)
+        for i in range(k):
+            parts.insert(i * 7, "side effects")
+        return " ".join(parts)
+
+    top2 = lambda t: find_top_duplicate(get_n_grams(words_of(t), 2)) / len(t)  # noqa: E731
+    # Repeated 5-grams (datatrove joins the words without spaces) may cover at most 15%.
+    phrase = "hypertension management requires careful monitoring"
+
+    def fives(k: int) -> str:
+        parts = _unique_words(300)
+        for i in range(k):
+            parts.insert(i * 9, phrase)
+        return " ".join(parts)
+
+    dup5 = lambda t: find_all_duplicate(words_of(t), 5) / len(t)  # noqa: E731
+    # Duplicated paragraphs may be at most 30% of them.
+    paragraphs = _unique_words(10)
+
+    def paras(k: int) -> str:
+        return "\n\n".join(paragraphs[: 10 - k] + [paragraphs[0]] * k)
+
+    para_frac = lambda t: (len(t.split("\n\n")) - len(set(t.split("\n\n")))) / len(t.split("\n\n"))  # noqa: E731
+    for make, value, limit, reason in [
+        (pairs, top2, 0.2, "top_2_gram"),
+        (fives, dup5, 0.15, "duplicated_5_n_grams"),
+        (paras, para_frac, 0.3, "dup_para_frac"),
+    ]:
+        inside, outside = _straddle(make, value, limit)
+        verdicts = _verdicts(stage, [inside, outside])
+        assert 0 not in verdicts or not verdicts[0][1].startswith(reason + " "), (reason, verdicts[0])
+        assert verdicts[1][0] == "gopher_repetition" and verdicts[1][1].startswith(reason + " "), reason

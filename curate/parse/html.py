@@ -9,19 +9,24 @@ Every way a page can be unusable becomes a `Rejection` with a reason code:
 - `html_not_text`: binary served as HTML (PDF/zip/gzip/image magic, NUL bytes, mostly undecodable bytes);
 - `html_no_text`: no extractor found main text, or less than `MIN_TEXT_CHARS` characters of prose;
 - `html_broken`: a corrupt or truncated gzip file, or a page lxml/trafilatura cannot process;
+- `html_too_complex`: markup no parser reads in bounded time (an element with thousands of attributes);
 - `html_timeout`: extraction took longer than `max_seconds`.
 
 Extraction (see `choose_text` for the rule): trafilatura's default (balanced) mode with its own fallback
-extractors, then two other readings of the same page, trafilatura's favor_recall mode and resiliparse's
-main-content extraction, which replace it only when trafilatura's text looks truncated. The fast mode was
-not used: on WCXB it lost most of the text of about one page in ten. The markdown is rendered here from
-trafilatura's XML body (and resiliparse's minimal HTML) rather than taken from trafilatura's markdown
-output, which escapes punctuation (`1\\.`, `\\*`) and wraps bold/italic runs in `**`/`*`.
+extractors, then two other readings of the same page, resiliparse's main-content extraction and
+trafilatura's favor_recall mode, which replace it only when trafilatura's text looks truncated. Neither is
+run when the page holds too few words for it to win, and the recall reading only when the first reading
+looks truncated (`_readings`). The fast mode was not used: on WCXB it lost most of the text of about one
+page in ten. The markdown is rendered here from trafilatura's XML body (and resiliparse's minimal HTML)
+rather than taken from trafilatura's markdown output, which escapes punctuation (`1\\.`, `\\*`) and wraps
+bold/italic runs in `**`/`*`.
 
-Containment: every extractor works on the tree lxml parsed, and libxml2 stops nesting at 256 levels, so a
-page nested 100,000 deep costs no more than a flat one (resiliparse on the raw page slows down cubically
-with depth: 3 s at 10,000 levels). The time limit is a deadline checked between the steps and, in the
-main thread, a SIGALRM that interrupts a step; the main text is capped at `max_text_chars`.
+Containment: a C parser cannot be interrupted, so markup that libxml2 cannot read in bounded time is refused
+before any parser sees it (`check_markup`: an element with more than MAX_ATTRIBUTES attributes, as
+`html_too_complex`); every extractor works on the tree lxml parsed, and libxml2 stops nesting at 256 levels,
+so a page nested 100,000 deep costs no more than a flat one (resiliparse on the raw page slows down
+cubically with depth: 3 s at 10,000 levels). The time limit is a deadline checked between the steps and, in
+the main thread, a SIGALRM that interrupts a step's Python code; the main text is capped at `max_text_chars`.
 """
 
 from __future__ import annotations
@@ -36,12 +41,13 @@ import time
 import unicodedata
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import lxml.html
 from charset_normalizer import from_bytes
+from lxml import etree
 from lxml.html import HtmlElement
 from resiliparse.extract.html2text import extract_plain_text
 from trafilatura import bare_extraction, load_html
@@ -72,6 +78,11 @@ FULLER_CONTAINS = 0.8
 # forum thread or a Q&A page. There the posts are the content, so a reading with comments also competes.
 STUB_CHARS = 2 * MIN_TEXT_CHARS
 _TOKEN = re.compile(r"\w+")
+# trafilatura's favor_recall reading is tried when its first reading keeps under this share of the page's
+# words (or is a stub, or resiliparse's reading is fuller): on the evaluation pages every page where the
+# recall reading won kept less than this.
+RECALL_COVERAGE = 0.3
+_PAGE_TEXT = etree.XPath("//text()[not(parent::script or parent::style)]")
 
 # Chrome that trafilatura's own boilerplate rules keep: MediaWiki's "[edit]" links inside headings, its
 # "Retrieved from" line, category box and jump links. Pruned before extraction.
@@ -81,6 +92,12 @@ PRUNE_XPATH = [
     " or contains(concat(' ', normalize-space(@class), ' '), ' printfooter ')"
     " or contains(concat(' ', normalize-space(@class), ' '), ' mw-jump-link ')]"
 ]
+# A page without one of these strings cannot match PRUNE_XPATH (ids and classes it names; "toc" as a whole
+# attribute value). Substring tests: a regex alternation over the page costs more than the XPath it saves.
+_PRUNE_MARKERS = (
+    "catlinks", "siteSub", "contentSub", "jump-to-nav", "mw-editsection", "printfooter", "mw-jump-link",
+    '"toc"', "'toc'", "=toc",
+)  # fmt: skip
 
 _READ_CHUNK = 1 << 20
 _SNIFF_CHARS = 65_536  # the start of a page is enough to tell text from binary
@@ -136,6 +153,23 @@ _SPACES = re.compile(r"\s+")
 _MARKER = re.compile(r"^(?:#{1,3} |- )", re.MULTILINE)
 _ISO_DATE = re.compile(r"^\s*(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})")
 _JSONLD_DATE = re.compile(r'"datePublished"\s*:\s*"(\d{4}-\d{2}-\d{2})')
+
+# libxml2 (and lexbor, which resiliparse uses) compares each attribute of an element with all the earlier
+# ones: 20,000 attributes take 0.4 s to parse, 200,000 took 420 s, and a C call cannot be interrupted. Real
+# pages have at most a few dozen (64 on the evaluation pages), so an element with more is refused before any
+# parser sees it. An attribute takes at least two characters, so only start tags longer than twice the limit
+# are counted.
+MAX_ATTRIBUTES = 1000
+# A start tag as the HTML tokenizer reads it: to the first '>' outside a quoted attribute value. Possessive
+# quantifiers keep the scan linear on any input.
+_START_TAG = re.compile(r"""<[A-Za-z](?:=\s*+"[^"]*+"|=\s*+'[^']*+'|[^>])*+>?""")
+_QUOTED_VALUE = re.compile(r"""=\s*+"[^"]*+"|=\s*+'[^']*+'""")
+# Elements whose content is raw text, not markup (a script's "i<n" is no tag).
+_RAW_TEXT_START = re.compile(r"<(script|style)(?=[\s/>])", re.IGNORECASE)
+_RAW_TEXT_END = {
+    "script": re.compile(r"</script", re.IGNORECASE),
+    "style": re.compile(r"</style", re.IGNORECASE),
+}
 
 # trafilatura's output tree: these tags start a block of text; everything else is inline.
 _HEAD_TAGS = {"head", "h1", "h2", "h3", "h4", "h5", "h6"}
@@ -237,6 +271,40 @@ def extract_html(
         raise Rejection("html_broken", f"{type(exc).__name__}: {exc}"[:300]) from exc
 
 
+def check_markup(page: str) -> None:
+    """Raise Rejection('html_too_complex') for markup that parsers cannot read in bounded time (see
+    MAX_ATTRIBUTES); linear in the page's length."""
+    if len(page) <= 2 * MAX_ATTRIBUTES:
+        return
+    tags = _START_TAG.findall(_markup_only(page))
+    if max(map(len, tags), default=0) <= 2 * MAX_ATTRIBUTES:
+        return
+    for tag in tags:
+        if len(tag) > 2 * MAX_ATTRIBUTES:
+            # Names, and names with their values once quoted values are out of the way (an overcount for
+            # "name = value", which is rare).
+            attributes = len(_QUOTED_VALUE.sub("=", tag).split()) - 1
+            if attributes > MAX_ATTRIBUTES:
+                detail = f"an element with {attributes} attributes (limit {MAX_ATTRIBUTES})"
+                raise Rejection("html_too_complex", detail)
+
+
+def _markup_only(page: str) -> str:
+    """The page with the content of <script> and <style> elements left out (their start tags kept)."""
+    parts: list[str] = []
+    pos = 0
+    while match := _RAW_TEXT_START.search(page, pos):
+        start_tag = _START_TAG.match(page, match.start())
+        tag_end = start_tag.end() if start_tag else match.end()
+        parts.append(page[pos:tag_end])
+        close = _RAW_TEXT_END[match.group(1).lower()].search(page, tag_end)
+        if close is None:
+            return "".join(parts)
+        pos = close.start()
+    parts.append(page[pos:])
+    return "".join(parts)
+
+
 class _Timeout(BaseException):
     """Raised by the alarm; a BaseException so that the extractors' own `except Exception` cannot eat it."""
 
@@ -297,6 +365,7 @@ def _extract(
     page = _XML_DECLARATION.sub("", page, count=1)  # lxml refuses str input with an encoding declaration
     if not page.strip():
         raise Rejection("html_no_text", "empty page")
+    check_markup(page)
 
     tree = load_html(page)
     if tree is None:
@@ -310,25 +379,7 @@ def _extract(
     title = _page_title(tree, head)
     deadline.check()
 
-    # resiliparse reads the page as lxml parsed it (depth capped by libxml2), not the raw string.
-    page_html = lxml.html.tostring(tree, encoding="unicode")
-    steps = [
-        ("trafilatura", lambda: _trafilatura(copy.deepcopy(tree), url, favor_recall=False)),
-        ("trafilatura-recall", lambda: _trafilatura(tree, url, favor_recall=True)),
-        ("resiliparse", lambda: _resiliparse(page_html, comments=False)),
-        ("resiliparse+comments", lambda: _resiliparse(page_html, comments=True)),
-    ]
-    candidates: dict[str, str] = {}
-    failures: list[Exception] = []
-    for name, step in steps:
-        if name == "resiliparse+comments" and _prose_chars(candidates.get("trafilatura", "")) >= STUB_CHARS:
-            continue  # only a stub page is read with its comments: see STUB_CHARS
-        deadline.check()
-        try:
-            candidates[name] = step()
-        except Exception as exc:  # noqa: BLE001 - one extractor failing leaves the others to read the page
-            failures.append(exc)
-            candidates[name] = ""
+    candidates, failures = _readings(tree, url, page, deadline)
     deadline.check()
     if len(failures) == len(candidates):
         raise failures[0]  # every extractor failed: the page is broken (html_broken, in extract_html)
@@ -344,7 +395,66 @@ def _extract(
     return ParsedDoc(text=text, title=title, meta=meta)
 
 
-def _trafilatura(tree: HtmlElement, url: str | None, *, favor_recall: bool) -> str:
+def _readings(
+    tree: HtmlElement, url: str | None, page: str, deadline: _Deadline
+) -> tuple[dict[str, str], list[Exception]]:
+    """The page's candidate texts for choose_text, in its order, and the failures of those that ran.
+
+    A later reading wins only when it is FULLER than trafilatura's (FULLER_GROWTH times its words), so none
+    is run when the page holds fewer words than that (_page_tokens). trafilatura's favor_recall reading wins
+    on few pages (5 of 324 evaluation pages): it is run when the first reading looks truncated, i.e. it is a
+    stub, keeps under RECALL_COVERAGE of the page's words, or resiliparse found a fuller text.
+    """
+    # Our MediaWiki pruning costs an XPath over every element: only pages that name its ids and classes.
+    prune = PRUNE_XPATH if any(marker in page for marker in _PRUNE_MARKERS) else None
+    candidates: dict[str, str] = {}
+    failures: list[Exception] = []
+
+    def read(name: str, step: Callable[[], str]) -> str:
+        deadline.check()
+        try:
+            candidates[name] = step()
+        except Exception as exc:  # noqa: BLE001 - one extractor failing leaves the others to read the page
+            failures.append(exc)
+            candidates[name] = ""
+        return candidates[name]
+
+    first = read(
+        "trafilatura", lambda: _trafilatura(copy.deepcopy(tree), url, favor_recall=False, prune=prune)
+    )
+    stub = _prose_chars(first) < STUB_CHARS  # only a stub page is read with its comments: see STUB_CHARS
+    words = len(_TOKEN.findall(first.lower()))
+    page_words = _page_tokens(tree)
+    if page_words < FULLER_GROWTH * words:
+        return candidates, failures
+    # resiliparse reads the page as lxml parsed it (depth capped by libxml2), not the raw string; serialised
+    # before the recall reading changes the tree.
+    page_html = lxml.html.tostring(tree, encoding="unicode")
+    later: dict[str, str] = {}
+    later["resiliparse"] = read("resiliparse", lambda: _resiliparse(page_html, comments=False))
+    if (
+        stub
+        or words < RECALL_COVERAGE * page_words
+        or _is_fuller(later["resiliparse"], first, FULLER_CONTAINS)
+    ):
+        later["trafilatura-recall"] = read(
+            "trafilatura-recall", lambda: _trafilatura(tree, url, favor_recall=True, prune=prune)
+        )
+    if stub:
+        later["resiliparse+comments"] = read(
+            "resiliparse+comments", lambda: _resiliparse(page_html, comments=True)
+        )
+    ordered = ["trafilatura", "trafilatura-recall", "resiliparse", "resiliparse+comments"]
+    return {name: candidates[name] for name in ordered if name in candidates}, failures
+
+
+def _page_tokens(tree: HtmlElement) -> int:
+    """Words (as choose_text counts them) in the page's text outside scripts and styles: no reading holds
+    more (every text node counted apart, so words split by markup count twice)."""
+    return len(_TOKEN.findall(" ".join(_PAGE_TEXT(tree)).lower()))
+
+
+def _trafilatura(tree: HtmlElement, url: str | None, *, favor_recall: bool, prune: list[str] | None) -> str:
     """trafilatura's main text of a parsed page, rendered; '' when it finds none."""
     doc = bare_extraction(
         tree,
@@ -358,7 +468,7 @@ def _trafilatura(tree: HtmlElement, url: str | None, *, favor_recall: bool) -> s
         include_links=False,
         include_formatting=False,
         with_metadata=False,  # its date search depends on today's date and costs ~30%: see _page_meta
-        prune_xpath=PRUNE_XPATH,
+        prune_xpath=prune,
     )
     body = getattr(doc, "body", None)
     return _render(body) if body is not None else ""

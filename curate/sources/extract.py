@@ -186,6 +186,9 @@ def parse_page(text: str) -> HtmlElement:
     text = re.sub(r"^\s*<\?xml[^>]*>", "", text, count=1)
     if not text.strip():
         raise Rejection("html_no_text", "empty page")
+    from curate.parse.html import check_markup  # here: loading sources.yaml needs no trafilatura
+
+    check_markup(text)  # libxml2 cannot be interrupted: refuse what it would take minutes over
     try:
         return document_fromstring(text)
     except (etree.ParserError, ValueError) as exc:
