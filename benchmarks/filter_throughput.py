@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
-import json
 import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _results import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -195,8 +196,7 @@ def main() -> None:
         "machine": platform.machine(),
         "rows": rows,
     }
-    (args.out / "filter_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out / 'filter_throughput.json'}")
+    write_results("filter_throughput", result, args.out)
 
 
 if __name__ == "__main__":

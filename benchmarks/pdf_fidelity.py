@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import csv
-import json
 import platform
 import re
 import statistics
@@ -28,6 +27,8 @@ import time
 import unicodedata
 from collections import Counter
 from pathlib import Path
+
+from _results import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -181,9 +182,7 @@ def main() -> None:
         "pymupdf": pymupdf.VersionBind,
         "machine": platform.machine(),
     }
-    out = args.out / "pdf_fidelity.json"
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nwrote {out}")
+    write_results("pdf_fidelity", report, args.out)
 
 
 if __name__ == "__main__":
