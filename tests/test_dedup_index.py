@@ -187,3 +187,16 @@ def test_copies_of_one_indexed_document_all_go_citing_it(tmp_path: Path):
         "b:copy1": "near-duplicate of a:0 (indexed)",
     }
     assert second["counts"]["kept"] == 1
+
+
+def test_rerunning_an_output_replaces_its_generation(tmp_path: Path):
+    """A changed batch run again into the same output replaces what that output added to the index."""
+    rng = np.random.default_rng(9)
+    rows = [{"id": f"a:{n}", "text": _text(rng), "source": "who"} for n in range(4)]
+    index = tmp_path / "index"
+    _run(_write(tmp_path / "a", rows), tmp_path / "out-a", write_index=str(index))
+    rows += [{"id": "a:late", "text": _text(rng), "source": "who"}]
+    _run(_write(tmp_path / "a", rows), tmp_path / "out-a", write_index=str(index))
+    listing = json.loads((index / "index.json").read_text())
+    assert [g["documents"] for g in listing["generations"]] == [5]
+    assert len(list((index / "gens").iterdir())) == 1

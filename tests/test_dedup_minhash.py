@@ -243,11 +243,16 @@ def test_survivor_by_priority_then_length_then_id(tmp_path):
         {"id": "who:a", "text": text, "source": "who"},
         {"id": "cdc:z", "text": text + " more", "source": "cdc"},
     ]
+    # A second cluster where priority and length tie: the smallest id survives, wherever it is.
+    other = " ".join(f"other{i}" for i in range(60))
+    rows += [{"id": f"who:{c}", "text": other, "source": "who"} for c in ("y", "x", "w2", "w1")]
     priority = {"who": 1, "cdc": 1, "wiki": 9}
-    kept, rejected, _ = _run(tmp_path, [rows[:2], rows[2:]], priority=priority)
-    assert kept.column("id").to_pylist() == ["cdc:z"]  # best priority, then longest
-    assert _rows(rejected) == {i: "near-duplicate of cdc:z" for i in ("wiki:a", "who:b", "who:a")}
-    assert set(rejected.column("dup_cluster").to_pylist()) == {"cdc:z"}
+    kept, rejected, _ = _run(tmp_path, [rows[:3], rows[3:6], rows[6:]], priority=priority)
+    assert sorted(kept.column("id").to_pylist()) == ["cdc:z", "who:w1"]  # best priority, longest; smallest id
+    expected = {i: "near-duplicate of cdc:z" for i in ("wiki:a", "who:b", "who:a")}
+    expected |= {i: "near-duplicate of who:w1" for i in ("who:y", "who:x", "who:w2")}
+    assert _rows(rejected) == expected
+    assert set(rejected.column("dup_cluster").to_pylist()) == {"cdc:z", "who:w1"}
 
 
 def test_within_source_keeps_copies_in_other_sources(tmp_path):
@@ -297,6 +302,10 @@ def test_bad_input_is_kept_or_rejected_never_raised(tmp_path):
     # Texts without words are never near-duplicates (exact dedup handles them); equal short ones are.
     assert _rows(rejected) == {"one:1": "near-duplicate of one:2", "huge:1": "near-duplicate of huge:2"}
     assert manifest["counts"]["in"] == len(rows) and manifest["counts"]["errored"] == 0
+    # Not even as LSH candidates: without the exact check, wordless texts still never pair up.
+    wordless = [r for r in rows if not r["id"].startswith("huge")]
+    _, unverified, _ = _run(tmp_path / "unverified", [wordless], verify=False)
+    assert _rows(unverified) == {"one:1": "near-duplicate of one:2"}
 
 
 def test_rerun_after_a_lost_task_gives_identical_files(tmp_path):
