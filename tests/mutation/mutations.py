@@ -27,6 +27,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_filter_language.py",
         "tests/test_filter_quality.py",
         "tests/test_filter_clean.py",
+        "tests/test_filter_edges.py",
         "tests/test_stage_functions.py",
     ],
     "runner": ["tests/test_runner.py", "tests/faults/test_faults.py"],
