@@ -33,7 +33,12 @@ MODULES: dict[str, list[str]] = {
     "runner": ["tests/test_runner.py", "tests/faults/test_faults.py"],
     "io": ["tests/test_runner.py", "tests/faults/test_faults.py"],
     "storage": ["tests/cluster/test_s3_storage.py", "tests/test_runner.py"],
-    "verify": ["tests/test_runner.py", "tests/faults/test_faults.py", "tests/test_cli.py"],
+    "verify": [
+        "tests/test_verify_problems.py",
+        "tests/test_runner.py",
+        "tests/faults/test_faults.py",
+        "tests/test_cli.py",
+    ],
     "fetch": ["tests/scrape/test_fetch.py", "tests/scrape/test_resume.py"],
     "pdf": ["tests/test_parse_pdf.py", "tests/faults/test_hostile_inputs.py"],
 }
