@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint lock clean bench-deps browser megatron-check ocr
+.PHONY: install demo test lint lock clean bench-deps browser megatron-check ocr mutants
 
 install: $(STAMP)
 
@@ -24,7 +24,7 @@ demo: $(STAMP) ocr
 
 test: $(STAMP) ocr
 	$(BIN)/ruff check curate tests benchmarks pipelines
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 # Only for the anchors in benchmarks/: datatrove's MinHash tokenizes with spaCy. spaCy's CLI pulls typer-slim,
 # which overwrites typer's module files, so typer is reinstalled afterwards.
@@ -39,15 +39,22 @@ megatron-check: $(STAMP)
 	$(BIN)/python -m pip install --quiet torch==2.13.0 megatron-core==0.16.1
 	$(BIN)/python -m pytest -q -rs tests/test_tokenize.py
 
-# Debian's Chromium for tests/test_stats_report_browser.py (which skips without it). Best effort: needs root and
-# apt; CI runs it before `make test`. About 80 MB download, a minute or two on a fresh machine.
+# Debian's Chromium for tests/test_stats_report_browser.py (which skips without it). Best effort locally: needs
+# root and apt. On CI (CI set) a failed install fails here, and .ci/run's CURATE_REQUIRE makes the skip a failure.
+# About 80 MB download, a minute or two on a fresh machine.
 browser:
 	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  (timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	    timeout 400 apt-get install -y -qq --no-install-recommends chromium) \
-	    || echo "chromium not installed: the HTML report browser test will skip"; \
-	else echo "chromium not installed (needs root and apt-get): the HTML report browser test will skip"; fi
+	    || { echo "chromium not installed: the HTML report browser test will skip"; [ -z "$$CI" ] || exit 1; }; \
+	else echo "chromium not installed (needs root and apt-get): the HTML report browser test will skip"; \
+	  [ -z "$$CI" ] || exit 1; fi
+
+# Mutation testing: named mutations (tests/mutation/mutations.py), each run against its module's tests in a
+# copy of the repo; prints the kill rate per module, writes work/mutants.json. MUTANTS_ARGS="--module dedup".
+mutants: $(STAMP)
+	$(BIN)/python tests/mutation/mutants.py $(MUTANTS_ARGS)
 
 # Tesseract's trained models for OCR of scanned PDF pages (tesserocr's wheel brings the library itself):
 # Debian's English, orientation (OSD), French and German packages, plus the tesseract CLI that
@@ -61,8 +68,9 @@ ocr:
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  (timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	    timeout 400 apt-get install -y -qq --no-install-recommends $(OCR_PACKAGES)) \
-	    || echo "tesseract models not installed: OCR is unavailable and its tests will skip"; \
-	else echo "tesseract models not installed (needs root and apt-get): OCR is unavailable and its tests will skip"; fi
+	    || { echo "tesseract models not installed: OCR is unavailable and its tests will skip"; [ -z "$$CI" ] || exit 1; }; \
+	else echo "tesseract models not installed (needs root and apt-get): OCR is unavailable and its tests will skip"; \
+	  [ -z "$$CI" ] || exit 1; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check curate tests benchmarks pipelines

@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from _results import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 EVALDATA = REPO.parent / "shared" / "evaldata"
-RESULTS = REPO / "benchmarks" / "results"
 EDIT_RATES = [0.0, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.06, 0.1, 0.2]
 SOURCES = ["who", "cdc", "wikidoc", "pubmed"]
 COPY_SHARE = 0.25
@@ -488,10 +488,7 @@ def main() -> None:
         figures["docs_per_cpu_s_total"] = round(args.docs / sum(figures["cpu_seconds"].values()), 1)
         report["tools"][tool] = figures
     print_table(report)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"dedup-{args.docs}{'-memory' if args.memory else ''}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    write_results(f"dedup-{args.docs}{'-memory' if args.memory else ''}", report)
 
 
 def print_table(report: dict) -> None:

@@ -23,13 +23,14 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
-import json
 import os
 import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _results import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -211,8 +212,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "rows": rows,
     }
-    (args.out / "filter_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out / 'filter_throughput.json'}")
+    write_results("filter_throughput", result, args.out)
 
 
 if __name__ == "__main__":

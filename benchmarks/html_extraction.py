@@ -42,6 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _results import write_results
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -305,9 +307,7 @@ def main() -> None:
         limit=args.limit or None,
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / "html_extraction.json"
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nwrote {out}")
+    write_results("html_extraction", report, args.out)
 
 
 if __name__ == "__main__":

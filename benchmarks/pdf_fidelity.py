@@ -24,7 +24,6 @@ import argparse
 import bisect
 import csv
 import datetime
-import json
 import os
 import platform
 import re
@@ -34,6 +33,8 @@ import time
 import unicodedata
 from collections import Counter
 from pathlib import Path
+
+from _results import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -239,9 +240,7 @@ def main() -> None:
         "python": platform.python_version(),
         "pymupdf": pymupdf.VersionBind,
     }
-    out = args.out / "pdf_fidelity.json"
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nwrote {out}")
+    write_results("pdf_fidelity", report, args.out)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _results import write_results
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -121,8 +123,7 @@ def main() -> None:
         "speedup_2_vs_1": runs[1] / runs[2],
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "runner_scaling.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out / 'runner_scaling.json'}")
+    write_results("runner_scaling", result, args.out)
 
 
 if __name__ == "__main__":

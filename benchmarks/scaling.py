@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _results import write_results
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -190,9 +192,7 @@ def main() -> None:
                 print("warning: outputs differ between CPU counts")
     report["load_average_after"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
-    target = args.out / "scaling.json"
-    target.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {target}")
+    write_results("scaling", report, args.out)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from _results import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -230,8 +231,7 @@ def main() -> None:
         "missing_documents": missing,
         "full_run_seconds": full_seconds,
     }
-    (args.out / "soak.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out / 'soak.json'}")
+    write_results("soak", report, args.out)
     sys.exit(1 if differing or missing else 0)
 
 

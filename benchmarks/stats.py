@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from _results import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 VOCABULARY = 30_000
@@ -177,7 +178,7 @@ def main() -> None:
         "pyarrow": pa.__version__,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "stats.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_results("stats", result, args.out)
     print(f"{'corpus':<28}{args.docs:,} documents, {args.files} files, {size / 1e9:.2f} GB Parquet")
     print(f"{'text':<28}{expected['characters'] / 1e9:.2f} G characters, {expected['words']:,} words")
     print(

@@ -31,6 +31,56 @@ GAP_SOURCES = (
 )
 
 
+# What a test may need that a machine may lack: the test skips without it, or, where CURATE_REQUIRE lists the
+# name (CI does, in .ci/run), fails, so that CI cannot go green without running it. Mark such a test with
+# @pytest.mark.requires("name"); tests using the evaldata fixture require "evaldata" without a mark.
+REQUIREMENTS = {
+    "browser": "Chromium for the HTML report test (make browser)",
+    "tmpfs": "root, to mount a small tmpfs for the full-disk test",
+    "evaldata": "../shared/evaldata beside the checkout",
+    "ocr": "Tesseract's models for PDF OCR (make ocr)",
+    # Every test but those marked `optional` (tools that are not part of `make install`, e.g. megatron-core).
+    "all": "every test that is not marked optional",
+}
+REQUIRE_ENV = "CURATE_REQUIRE"
+
+
+def required() -> set[str]:
+    """The requirements this run must meet, from $CURATE_REQUIRE (comma-separated names)."""
+    return {name.strip() for name in os.environ.get(REQUIRE_ENV, "").split(",") if name.strip()}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requires(name): needs one of conftest.REQUIREMENTS; skips without it")
+    config.addinivalue_line("markers", "optional(why): may skip even where $CURATE_REQUIRE is 'all'")
+    if unknown := sorted(required() - set(REQUIREMENTS)):
+        raise pytest.UsageError(
+            f"{REQUIRE_ENV} names unknown requirements {unknown}; known: {sorted(REQUIREMENTS)}"
+        )
+
+
+def _requirements(item: pytest.Item) -> set[str]:
+    names = {mark.args[0] for mark in item.iter_markers("requires")}
+    if unknown := sorted(names - set(REQUIREMENTS)):
+        raise pytest.UsageError(
+            f"{item.nodeid}: unknown requirement {unknown}; add it to conftest.REQUIREMENTS"
+        )
+    names |= {"evaldata"} if "evaldata" in getattr(item, "fixturenames", ()) else set()
+    return names | (set() if item.get_closest_marker("optional") else {"all"})
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A skipped test that needs something $CURATE_REQUIRE lists is reported as a failure."""
+    report = yield
+    missing = _requirements(item) & required()
+    if report.skipped and missing and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but {REQUIRE_ENV} requires {', '.join(sorted(missing))}: {reason}"
+    return report
+
+
 @pytest.fixture(scope="session")
 def evaldata() -> Path:
     """../shared/evaldata, or a skip that says why."""

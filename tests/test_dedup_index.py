@@ -16,6 +16,8 @@ from curate.runner import LocalExecutor, run_stage
 from curate.schema import records_table
 from curate.stage import Input
 
+from .dedup_oracle import plain_jaccard, restyled, substituted
+
 VOCABULARY = [f"w{i}" for i in range(5000)]
 
 
@@ -140,3 +142,61 @@ def test_an_index_built_with_other_parameters_is_refused(corpora, tmp_path: Path
         _run(corpora["b"], tmp_path / "out-b", against=str(index), threshold=0.7)
     with pytest.raises(FileNotFoundError, match="not a near-duplicate index"):
         _run(corpora["b"], tmp_path / "out-c", against=str(tmp_path / "nothing"))
+
+
+def test_an_index_match_needs_the_threshold(tmp_path: Path):
+    """Copies of indexed documents at plain Jaccard 0.82 go; copies at 0.78 stay."""
+    rng = np.random.default_rng(21)
+    originals = [[VOCABULARY[i] for i in rng.integers(0, len(VOCABULARY), 206)] for _ in range(6)]
+    a = [{"id": f"a:{n}", "text": " ".join(w), "source": "who"} for n, w in enumerate(originals)]
+    # 4 isolated substitutions in 202 5-grams: 182/222 = 0.82; 5: 177/227 = 0.78.
+    b = [
+        {"id": f"b:{n}", "text": restyled(substituted(rng, w, 4 if n < 3 else 5, f"b{n}")), "source": "cdc"}
+        for n, w in enumerate(originals)
+    ]
+    b += [{"id": "b:new", "text": _text(rng, 206), "source": "cdc"}]
+    similarity = [plain_jaccard(x["text"], y["text"]) for x, y in zip(a, b, strict=False)]
+    assert [round(j, 2) for j in similarity] == [0.82] * 3 + [0.78] * 3
+    # Index matches are decided on signatures: 4096 permutations make the estimate's standard error 0.006,
+    # so the threshold (0.8), not the estimate's noise, separates the two groups. 64 bands of 8 rows make
+    # every copy a band match, as the run without verification shows.
+    params = {"num_perm": 4096, "bands": 64, "rows": 8}
+    index = tmp_path / "index"
+    _run(_write(tmp_path / "a", a), tmp_path / "out-a", write_index=str(index), **params)
+    corpus = _write(tmp_path / "b", b)
+    _run(corpus, tmp_path / "out-b", against=str(index), **params)
+    assert {i: c for i, (_, c, _) in _rejected(tmp_path / "out-b").items()} == {
+        f"b:{n}": f"a:{n}" for n in range(3)
+    }
+    _run(corpus, tmp_path / "unverified", against=str(index), verify=False, **params)
+    assert sorted(_rejected(tmp_path / "unverified")) == [f"b:{n}" for n in range(6)]
+
+
+def test_copies_of_one_indexed_document_all_go_citing_it(tmp_path: Path):
+    """Two new copies of an indexed document duplicate each other too; both go, and both cite the index."""
+    rng = np.random.default_rng(5)
+    a = [{"id": f"a:{n}", "text": _text(rng), "source": "who"} for n in range(3)]
+    b = [{"id": f"b:copy{n}", "text": _edit(rng, a[0]["text"], 1), "source": "cdc"} for n in range(2)]
+    b += [{"id": "b:new", "text": _text(rng), "source": "cdc"}]
+    index = tmp_path / "index"
+    _run(_write(tmp_path / "a", a), tmp_path / "out-a", write_index=str(index))
+    second = _run(_write(tmp_path / "b", b), tmp_path / "out-b", against=str(index))
+    rejected = _rejected(tmp_path / "out-b")
+    assert {i: d for i, (_, _, d) in rejected.items()} == {
+        "b:copy0": "near-duplicate of a:0 (indexed)",
+        "b:copy1": "near-duplicate of a:0 (indexed)",
+    }
+    assert second["counts"]["kept"] == 1
+
+
+def test_rerunning_an_output_replaces_its_generation(tmp_path: Path):
+    """A changed batch run again into the same output replaces what that output added to the index."""
+    rng = np.random.default_rng(9)
+    rows = [{"id": f"a:{n}", "text": _text(rng), "source": "who"} for n in range(4)]
+    index = tmp_path / "index"
+    _run(_write(tmp_path / "a", rows), tmp_path / "out-a", write_index=str(index))
+    rows += [{"id": "a:late", "text": _text(rng), "source": "who"}]
+    _run(_write(tmp_path / "a", rows), tmp_path / "out-a", write_index=str(index))
+    listing = json.loads((index / "index.json").read_text())
+    assert [g["documents"] for g in listing["generations"]] == [5]
+    assert len(list((index / "gens").iterdir())) == 1

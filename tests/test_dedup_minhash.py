@@ -15,16 +15,16 @@ import pytest
 from curate.dedup.exact import normalize_text
 from curate.dedup.minhash import MinHashDedup, bucket_pairs, cluster_labels
 from curate.dedup.signatures import (
-    jaccard,
     normalized_bytes,
     shingle_hashes,
-    shingle_sets,
     text_signatures,
     word_hashes,
 )
 from curate.runner import LocalExecutor, run_stage
 from curate.schema import records_table
 from curate.stage import Input
+
+from .dedup_oracle import plain_jaccard, plain_ngrams, restyled, substituted
 
 WEIRD = [
     "Ünïcödé ß STRASSE — “quoted” ½ ① x_y__z ٣٤ 中文字 e\u0301 \u00a0nb\u2003sp",
@@ -46,18 +46,43 @@ def test_fast_normalisation_equals_exact_dedups(evaldata):
         assert normalized_bytes(text).decode("utf-8", "surrogatepass") == normalize_text(text)
 
 
-def test_signatures_equal_datasketch_affine64_minhash():
-    texts = ["Offer a statin to adults with a 10-year cardiovascular risk of 10% or more.", "two words", ""]
-    stage = MinHashDedup(name="near")
-    signatures, counts = text_signatures(texts, 5, 128, 7)
+def test_shingles_are_the_plain_word_5grams_and_signatures_equal_datasketch():
+    texts = [
+        "Offer a statin to adults with a 10-year cardiovascular risk of 10% or more.",
+        "two words",
+        "",
+        # Repeated 5-grams within and across texts, case, width and punctuation the normaliser ignores.
+        "a b c d e f a b c d e f g. A, B; C: D! E F G h",
+        "Ａ B c D e F -- Offer a statin to ADULTS with",
+    ]
     words, offsets = word_hashes(texts)
     shingles, shingle_offsets = shingle_hashes(words, offsets, 5)
-    assert counts.tolist() == [11, 1, 0]  # 15 words: '10-year' is two
+    grams = [plain_ngrams(t) for t in texts]
+    assert np.diff(shingle_offsets).tolist() == [len(g) for g in grams] == [11, 1, 0, 17, 8]
+    # Two positions share a hash exactly when they hold the same word 5-gram (here and across texts).
+    flat = [g for per_text in grams for g in per_text]
+    same_hash = shingles[:, None] == shingles[None, :]
+    assert (same_hash == np.array([[x == y for y in flat] for x in flat])).all()
+    signatures, counts = text_signatures(texts, 5, 128, 7)
+    assert counts.tolist() == [len(g) for g in grams]
     for i in range(len(texts)):
         reference = datasketch.MinHash(num_perm=128, seed=7, scheme="affine64", hashfunc=int)
         reference.update_batch(shingles[shingle_offsets[i] : shingle_offsets[i + 1]].tolist())
         assert np.array_equal(reference.hashvalues, signatures[i])
-    assert (stage.bands, stage.rows) == (16, 8)  # datasketch's optimiser for 0.8, misses weighted 0.95
+    assert (MinHashDedup(name="near").bands, MinHashDedup(name="near").rows) == (16, 8)
+
+
+def test_signature_estimate_tracks_plain_jaccard():
+    rng = np.random.default_rng(2)
+    base = _words(rng, 400)
+    pairs = [(base, substituted(rng, base, k, f"e{k}")) for k in (0, 8, 16, 30, 50, 79)]
+    texts = [" ".join(w) for pair in pairs for w in pair]
+    signatures, _ = text_signatures(texts, 5, 1024, 1)
+    for n in range(len(pairs)):
+        exact = plain_jaccard(texts[2 * n], texts[2 * n + 1])
+        estimate = (signatures[2 * n] == signatures[2 * n + 1]).mean()
+        # Standard error of a 1024-permutation estimate is at most 0.016: 4 of them is a clear failure.
+        assert abs(estimate - exact) < 0.064, (exact, estimate)
 
 
 def test_bucket_pairs_link_each_bucket_to_its_first_document():
@@ -158,7 +183,7 @@ def test_planted_near_duplicates_by_edit_rate(tmp_path):
     texts = {r["id"]: r["text"] for r in rows}
     for n in range(60):
         a, b = f"base{n:02d}", f"copy{n:02d}"
-        similarity = jaccard(*shingle_sets([texts[a], texts[b]], 5))
+        similarity = plain_jaccard(texts[a], texts[b])
         is_duplicate = a in dropped or b in dropped
         # Exact verification makes the threshold sharp; LSH recall is near 1 only a little above it.
         if similarity >= 0.85:
@@ -169,6 +194,47 @@ def test_planted_near_duplicates_by_edit_rate(tmp_path):
     assert kept.num_rows + len(dropped) == len(rows)
 
 
+def _pairs_at_the_threshold(rng: np.random.Generator) -> tuple[list[dict], dict[str, tuple[str, str, float]]]:
+    """Rows of three pairs each just above (0.82), at (0.80) and just below (0.78) a Jaccard of 0.8.
+
+    The copy is restyled (case, width, punctuation), so normalisation must make its words equal.
+    """
+    rows, pairs = [], {}
+    # (S - 5k) / (S + 5k) with S = words - 4 distinct 5-grams and k isolated substitutions.
+    for kind, words, k in (("above", 206, 4), ("at", 184, 4), ("below", 206, 5)):
+        for n in range(3):
+            original = _words(rng, words)
+            copy = restyled(substituted(rng, original, k, f"{kind}{n}"))
+            a, b = f"{kind}{n}:a", f"{kind}{n}:b"
+            rows += [
+                {"id": a, "text": " ".join(original), "source": "s"},
+                {"id": b, "text": copy, "source": "s"},
+            ]
+            pairs[kind + str(n)] = (a, b, plain_jaccard(rows[-2]["text"], copy))
+    return rows, pairs
+
+
+def test_exact_verification_decides_at_the_threshold(tmp_path):
+    rows, pairs = _pairs_at_the_threshold(np.random.default_rng(13))
+    for name, (_, _, similarity) in pairs.items():
+        expected = {"above": 182 / 222, "at": 0.8, "below": 177 / 227}[name[:-1]]
+        assert similarity == pytest.approx(expected, abs=1e-9), name
+    # 32 bands of 4 rows: every pair above 0.7 is an LSH candidate (a miss below 1e-6), so the exact check
+    # at the default threshold decides; without it even the pairs below 0.8 go.
+    wide = {"bands": 32, "rows": 4}
+    _, rejected, manifest = _run(tmp_path / "verified", [rows[::2], rows[1::2]], **wide)
+    dropped = _rows(rejected)
+    for name, (a, b, similarity) in pairs.items():
+        if similarity >= 0.8:
+            assert (a in dropped) != (b in dropped), (name, similarity)
+            assert dropped.get(a) == f"near-duplicate of {b}" or dropped.get(b) == f"near-duplicate of {a}"
+        else:
+            assert a not in dropped and b not in dropped, (name, similarity)
+    assert len(dropped) == 6 and manifest["counts"]["kept"] == len(rows) - 6
+    _, unverified, _ = _run(tmp_path / "unverified", [rows], verify=False, **wide)
+    assert len(_rows(unverified)) == 9
+
+
 def test_survivor_by_priority_then_length_then_id(tmp_path):
     text = " ".join(f"word{i}" for i in range(60))
     rows = [
@@ -177,11 +243,16 @@ def test_survivor_by_priority_then_length_then_id(tmp_path):
         {"id": "who:a", "text": text, "source": "who"},
         {"id": "cdc:z", "text": text + " more", "source": "cdc"},
     ]
+    # A second cluster where priority and length tie: the smallest id survives, wherever it is.
+    other = " ".join(f"other{i}" for i in range(60))
+    rows += [{"id": f"who:{c}", "text": other, "source": "who"} for c in ("y", "x", "w2", "w1")]
     priority = {"who": 1, "cdc": 1, "wiki": 9}
-    kept, rejected, _ = _run(tmp_path, [rows[:2], rows[2:]], priority=priority)
-    assert kept.column("id").to_pylist() == ["cdc:z"]  # best priority, then longest
-    assert _rows(rejected) == {i: "near-duplicate of cdc:z" for i in ("wiki:a", "who:b", "who:a")}
-    assert set(rejected.column("dup_cluster").to_pylist()) == {"cdc:z"}
+    kept, rejected, _ = _run(tmp_path, [rows[:3], rows[3:6], rows[6:]], priority=priority)
+    assert sorted(kept.column("id").to_pylist()) == ["cdc:z", "who:w1"]  # best priority, longest; smallest id
+    expected = {i: "near-duplicate of cdc:z" for i in ("wiki:a", "who:b", "who:a")}
+    expected |= {i: "near-duplicate of who:w1" for i in ("who:y", "who:x", "who:w2")}
+    assert _rows(rejected) == expected
+    assert set(rejected.column("dup_cluster").to_pylist()) == {"cdc:z", "who:w1"}
 
 
 def test_within_source_keeps_copies_in_other_sources(tmp_path):
@@ -231,6 +302,10 @@ def test_bad_input_is_kept_or_rejected_never_raised(tmp_path):
     # Texts without words are never near-duplicates (exact dedup handles them); equal short ones are.
     assert _rows(rejected) == {"one:1": "near-duplicate of one:2", "huge:1": "near-duplicate of huge:2"}
     assert manifest["counts"]["in"] == len(rows) and manifest["counts"]["errored"] == 0
+    # Not even as LSH candidates: without the exact check, wordless texts still never pair up.
+    wordless = [r for r in rows if not r["id"].startswith("huge")]
+    _, unverified, _ = _run(tmp_path / "unverified", [wordless], verify=False)
+    assert _rows(unverified) == {"one:1": "near-duplicate of one:2"}
 
 
 def test_rerun_after_a_lost_task_gives_identical_files(tmp_path):

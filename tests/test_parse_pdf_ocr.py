@@ -18,6 +18,9 @@ from .pdf_samples import LETTER, curves, make_pdfs, scan, unmapped_font
 SENTENCE = "Thank you for seeing Mr Example, aged 67, who reports increasing breathlessness on exertion"
 
 
+pytestmark = pytest.mark.requires("ocr")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def engine() -> None:
     why = unavailable("eng")

@@ -30,10 +30,13 @@ FLAGS = [
 ]
 CONSOLE_ERROR = re.compile(r"Uncaught|CONSOLE\(\d+\)\].*(error|Error)|:ERROR:CONSOLE")
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.is_file(),
-    reason=f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CURATE_CHROMIUM)",
-)
+pytestmark = [
+    pytest.mark.requires("browser"),
+    pytest.mark.skipif(
+        not CHROMIUM.is_file(),
+        reason=f"no Chromium at {CHROMIUM} (make browser, or set CURATE_CHROMIUM)",
+    ),
+]
 
 
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

@@ -160,6 +160,7 @@ def test_validation_shards_make_their_own_dataset(tmp_path: Path, tokenizer: Pat
     assert len(read_documented(tmp_path / "tok" / "validation")["sizes"]) == 2
 
 
+@pytest.mark.optional("megatron-core needs torch, not in `make install`; `make megatron-check` runs it")
 def test_megatron_core_reads_the_datasets(tmp_path: Path, tokenizer: Path):
     """Megatron-core's own IndexedDataset (needs torch: `make megatron-check` installs both)."""
     indexed = pytest.importorskip(

@@ -79,10 +79,12 @@ def test_driver_killed_at_a_random_point_then_rerun_is_identical(reference: Path
     while not stage_started.exists() and driver.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     time.sleep(random.Random(seed).uniform(0.0, 0.5))
-    killed = driver.poll() is None
-    if killed:
-        os.kill(driver.pid, signal.SIGKILL)
-    driver.wait(timeout=60)
+    assert stage_started.exists() and driver.poll() is None, "the run ended before it could be killed"
+    os.kill(driver.pid, signal.SIGKILL)
+    assert driver.wait(timeout=60) == -signal.SIGKILL
+    # The kill landed mid-run: the last stage had not finished.
+    last = load_pipeline(DEMO)[0].stages[-1].stage.name
+    assert not (workdir / last / "manifest.json").exists()
     rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     for stage in [planned.stage.name for planned in load_pipeline(DEMO)[0].stages]:
@@ -227,6 +229,7 @@ def test_damaged_outputs_are_found_and_recomputed(tmp_path: Path):
     assert verify(out)[1] == []
 
 
+@pytest.mark.requires("tmpfs")
 def test_full_disk_is_a_clear_error_and_a_rerun_resumes(tmp_path: Path):
     small = tmp_path / "small"
     small.mkdir()
