@@ -50,7 +50,22 @@ from charset_normalizer import from_bytes
 from lxml import etree
 from lxml.html import HtmlElement
 from resiliparse.extract.html2text import extract_plain_text
-from trafilatura import bare_extraction, load_html
+from trafilatura import load_html
+from trafilatura.baseline import baseline, html2txt
+from trafilatura.core import (
+    ESCALATION_ACCEPT_RATIO,
+    ESCALATION_JUSTEXT_RATIO,
+    ESCALATION_MAX_LENGTH,
+    ESCALATION_PAGE_SHARE,
+    _forum_thread_page,
+    _prepare_tree,
+    _recall_retry,
+)
+from trafilatura.external import compare_extraction, justext_rescue
+from trafilatura.htmlprocessing import prune_unwanted_nodes
+from trafilatura.main_extractor import extract_content
+from trafilatura.settings import Extractor
+from trafilatura.xpaths import RAW_TREE_PRUNE_XPATH, REMOVE_COMMENTS_AND_LISTS_XPATH
 
 from curate.schema import ParsedDoc, Rejection
 
@@ -63,8 +78,9 @@ _PROSE_WORDS = 5
 _PROSE_CHARS = 40
 _SENTENCE_END = (".", "!", "?", ":", ";", "。", "！", "？", "…", '"', "”", "»", ")")
 
-# Fast mode skips trafilatura's fallback extractors (readability, jusText). Kept off: see the module doc.
-FAST = False
+# trafilatura's options for every reading: main text only (no comments, tables, images, links, formatting).
+# Built once: an Extractor reads its configuration file's values on every construction.
+_BALANCED = Extractor(output_format="python", comments=False, tables=False, formatting=False)
 
 # The fallback rule (choose_text). trafilatura keeps the one container it judges to be the article; when an
 # article is split over several containers (sections, tabs, cards, a CMS's blocks) it keeps one of them and
@@ -82,7 +98,6 @@ _TOKEN = re.compile(r"\w+")
 # words (or is a stub, or resiliparse's reading is fuller): on the evaluation pages every page where the
 # recall reading won kept less than this.
 RECALL_COVERAGE = 0.3
-_PAGE_TEXT = etree.XPath("//text()[not(parent::script or parent::style)]")
 
 # Chrome that trafilatura's own boilerplate rules keep: MediaWiki's "[edit]" links inside headings, its
 # "Retrieved from" line, category box and jump links. Pruned before extraction.
@@ -92,12 +107,23 @@ PRUNE_XPATH = [
     " or contains(concat(' ', normalize-space(@class), ' '), ' printfooter ')"
     " or contains(concat(' ', normalize-space(@class), ' '), ' mw-jump-link ')]"
 ]
-# A page without one of these strings cannot match PRUNE_XPATH (ids and classes it names; "toc" as a whole
-# attribute value). Substring tests: a regex alternation over the page costs more than the XPath it saves.
-_PRUNE_MARKERS = (
-    "catlinks", "siteSub", "contentSub", "jump-to-nav", "mw-editsection", "printfooter", "mw-jump-link",
-    '"toc"', "'toc'", "=toc",
-)  # fmt: skip
+# The prunes of the raw tree, in trafilatura's order (ours first, as its prune_xpath), each with the words
+# one of which an id or class attribute must hold for it to match anything. An XPath with regular
+# expressions tests every element of the page in Python and cost more than the rest of trafilatura's main
+# extractor; the page's ids and classes, read once, tell which prunes can match ("\ntoc\n": the whole
+# value). _NO_COMMENTS is skipped on forum threads, where the posts are the content.
+_PRUNES = [
+    (
+        [etree.XPath(expression) for expression in PRUNE_XPATH],
+        ("catlinks", "siteSub", "contentSub", "jump-to-nav", "mw-editsection", "printfooter",
+         "mw-jump-link", "\ntoc\n"),
+    ),
+    (RAW_TREE_PRUNE_XPATH[:1], ("mvp-post-add-", "infinite")),
+    (RAW_TREE_PRUNE_XPATH[1:], ("elementor-share-buttons",)),
+]  # fmt: skip
+_NO_COMMENTS = (REMOVE_COMMENTS_AND_LISTS_XPATH, ("omment", "comol", "disqus_thread"))
+_IDS_AND_CLASSES = etree.XPath("//@id|//@class", smart_strings=False)
+_PAGE_TEXT = etree.XPath("//text()[not(parent::script or parent::style)]", smart_strings=False)
 
 _READ_CHUNK = 1 << 20
 _SNIFF_CHARS = 65_536  # the start of a page is enough to tell text from binary
@@ -379,7 +405,7 @@ def _extract(
     title = _page_title(tree, head)
     deadline.check()
 
-    candidates, failures = _readings(tree, url, page, deadline)
+    candidates, failures = _readings(tree, url, deadline)
     deadline.check()
     if len(failures) == len(candidates):
         raise failures[0]  # every extractor failed: the page is broken (html_broken, in extract_html)
@@ -396,17 +422,18 @@ def _extract(
 
 
 def _readings(
-    tree: HtmlElement, url: str | None, page: str, deadline: _Deadline
+    tree: HtmlElement, url: str | None, deadline: _Deadline
 ) -> tuple[dict[str, str], list[Exception]]:
     """The page's candidate texts for choose_text, in its order, and the failures of those that ran.
 
-    A later reading wins only when it is FULLER than trafilatura's (FULLER_GROWTH times its words), so none
-    is run when the page holds fewer words than that (_page_tokens). trafilatura's favor_recall reading wins
-    on few pages (5 of 324 evaluation pages): it is run when the first reading looks truncated, i.e. it is a
-    stub, keeps under RECALL_COVERAGE of the page's words, or resiliparse found a fuller text.
+    trafilatura's main extractor reads the page first (_Trafilatura). A later reading wins only when it is
+    FULLER than that text (FULLER_GROWTH times its words), so none is run when the page holds fewer words
+    than that (_page_words). The rest of trafilatura's cascade (readability and jusText, its baseline and
+    recall escalation) and its favor_recall reading run only where the first text looks truncated: a stub,
+    under RECALL_COVERAGE of the page's words, or less than resiliparse found. There trafilatura's text is
+    the one its default mode gives; elsewhere its later stages could not have changed much (see
+    benchmarks/html_extraction.py for the pages where they would).
     """
-    # Our MediaWiki pruning costs an XPath over every element: only pages that name its ids and classes.
-    prune = PRUNE_XPATH if any(marker in page for marker in _PRUNE_MARKERS) else None
     candidates: dict[str, str] = {}
     failures: list[Exception] = []
 
@@ -416,31 +443,34 @@ def _readings(
             candidates[name] = step()
         except Exception as exc:  # noqa: BLE001 - one extractor failing leaves the others to read the page
             failures.append(exc)
-            candidates[name] = ""
+            candidates.setdefault(name, "")  # a later step of a reading that failed keeps its earlier text
         return candidates[name]
 
-    first = read(
-        "trafilatura", lambda: _trafilatura(copy.deepcopy(tree), url, favor_recall=False, prune=prune)
-    )
-    stub = _prose_chars(first) < STUB_CHARS  # only a stub page is read with its comments: see STUB_CHARS
-    words = len(_TOKEN.findall(first.lower()))
-    page_words = _page_tokens(tree)
+    page_words = _page_words(tree)
+    # resiliparse reads the page as lxml parsed it (depth capped by libxml2), not the raw string; serialised
+    # before trafilatura prunes the tree.
+    page_html = lxml.html.tostring(tree, encoding="unicode")
+    reading = _Trafilatura(tree, url)
+    first = read("trafilatura", reading.main_text)
+    # Where the main extractor finds next to nothing, trafilatura's rescue stages are its first reading.
+    full = reading.short()
+    if full:
+        first = read("trafilatura", reading.full_text)
+    words = _words(first)
     if page_words < FULLER_GROWTH * words:
         return candidates, failures
-    # resiliparse reads the page as lxml parsed it (depth capped by libxml2), not the raw string; serialised
-    # before the recall reading changes the tree.
-    page_html = lxml.html.tostring(tree, encoding="unicode")
     later: dict[str, str] = {}
     later["resiliparse"] = read("resiliparse", lambda: _resiliparse(page_html, comments=False))
-    if (
-        stub
+    if not (
+        _prose_chars(first) < STUB_CHARS
         or words < RECALL_COVERAGE * page_words
         or _is_fuller(later["resiliparse"], first, FULLER_CONTAINS)
     ):
-        later["trafilatura-recall"] = read(
-            "trafilatura-recall", lambda: _trafilatura(tree, url, favor_recall=True, prune=prune)
-        )
-    if stub:
+        return candidates, failures
+    if not full:
+        first = read("trafilatura", reading.full_text)
+    later["trafilatura-recall"] = read("trafilatura-recall", reading.recall_text)
+    if _prose_chars(first) < STUB_CHARS:  # only a stub page is read with its comments: see STUB_CHARS
         later["resiliparse+comments"] = read(
             "resiliparse+comments", lambda: _resiliparse(page_html, comments=True)
         )
@@ -448,30 +478,86 @@ def _readings(
     return {name: candidates[name] for name in ordered if name in candidates}, failures
 
 
-def _page_tokens(tree: HtmlElement) -> int:
-    """Words (as choose_text counts them) in the page's text outside scripts and styles: no reading holds
-    more (every text node counted apart, so words split by markup count twice)."""
-    return len(_TOKEN.findall(" ".join(_PAGE_TEXT(tree)).lower()))
+def _words(text: str) -> int:
+    """Words as _page_words counts them: runs of non-space characters."""
+    return len(text.split())
 
 
-def _trafilatura(tree: HtmlElement, url: str | None, *, favor_recall: bool, prune: list[str] | None) -> str:
-    """trafilatura's main text of a parsed page, rendered; '' when it finds none."""
-    doc = bare_extraction(
-        tree,
-        url=url,
-        fast=FAST,
-        favor_recall=favor_recall,
-        output_format="python",
-        include_comments=False,
-        include_tables=False,
-        include_images=False,
-        include_links=False,
-        include_formatting=False,
-        with_metadata=False,  # its date search depends on today's date and costs ~30%: see _page_meta
-        prune_xpath=prune,
-    )
-    body = getattr(doc, "body", None)
-    return _render(body) if body is not None else ""
+def _page_words(tree: HtmlElement) -> int:
+    """Words in the page's text outside scripts and styles: no reading holds more (each text node counted
+    apart, so a word split by markup counts twice)."""
+    return len(" ".join(_PAGE_TEXT(tree)).split())
+
+
+class _Trafilatura:
+    """trafilatura's extraction cascade (trafilatura.core.trafilatura_sequence, for curate's options: no
+    comments, tables, images or links) in steps, so that its costly later stages run only where needed.
+
+    main_text: its main extractor (as in its default mode); full_text, after it: the rest of its default
+    cascade, i.e. readability and jusText compared with the main text, the baseline rescue and the recall
+    escalation; recall_text: its favor_recall reading. The last two share one recall run.
+    """
+
+    def __init__(self, tree: HtmlElement, url: str | None):
+        self.tree, self.options = tree, copy.copy(_BALANCED)
+        self.options.url = self.options.source = url
+        self.text = ""
+        self._recall: tuple[Any, str] | None = None
+
+    def main_text(self) -> str:
+        """Prune the raw tree as trafilatura does for these options, then run its main extractor."""
+        tree, options = self.tree, self.options
+        names = "\n" + "\n".join(_IDS_AND_CLASSES(tree)) + "\n"
+        (ours, ours_words), *raw = _PRUNES
+        if any(word in names for word in ours_words):
+            tree = prune_unwanted_nodes(tree, ours)
+        forum = _forum_thread_page(tree)
+        for xpaths, words in raw if forum else [*raw, _NO_COMMENTS]:
+            if any(word in names for word in words):
+                tree = prune_unwanted_nodes(tree, xpaths)
+        self.tree = tree
+        cleaned, self._backup = _prepare_tree(tree, options, options.url)
+        self.body, self.text = extract_content(cleaned, options)
+        return _render(self.body) if self.text else ""
+
+    def short(self) -> bool:
+        """True when the main extractor found less than trafilatura's minimum (its rescue stages run)."""
+        return len(self.text) < self.options.min_extracted_size
+
+    def full_text(self) -> str:
+        """trafilatura's default reading: the main text compared with readability's and jusText's, rescued
+        by its baseline when short, and escalated to the recall run when it covers little of the page."""
+        options, tree = self.options, self.tree
+        body, text = compare_extraction(self._backup, copy.copy(tree), self.body, self.text, options)
+        if len(text) < options.min_extracted_size:
+            b_body, b_text, b_len = baseline(tree)
+            if b_len > len(text):
+                body, text = b_body, b_text
+        if 0 < len(text) < ESCALATION_MAX_LENGTH and len(text) < ESCALATION_PAGE_SHARE * len(html2txt(tree)):
+            r_body, r_text = self._recall_run()
+            j_body, j_text = justext_rescue(copy.copy(tree), options)
+            j_len, r_len = len(j_text), len(r_text)
+            if j_len > r_len and j_len > ESCALATION_JUSTEXT_RATIO * len(text):
+                body, text = j_body, j_text
+            elif r_len >= options.min_extracted_size and r_len > ESCALATION_ACCEPT_RATIO * len(text):
+                body, text = r_body, r_text
+        return _render(body) if text else ""
+
+    def recall_text(self) -> str:
+        """trafilatura's favor_recall reading of the same pruned tree."""
+        body, text = self._recall_run()
+        if len(text) < self.options.min_extracted_size:
+            b_body, b_text, b_len = baseline(self.tree)
+            if b_len > len(text):
+                body, text = b_body, b_text
+        return _render(body) if text else ""
+
+    def _recall_run(self) -> tuple[Any, str]:
+        if self._recall is None:
+            options = copy.copy(self.options)
+            options.focus = "recall"
+            self._recall = _recall_retry(self.tree, options, options.url)
+        return self._recall
 
 
 def _resiliparse(page_html: str, *, comments: bool) -> str:
