@@ -413,19 +413,14 @@ def _extract(
         raise Rejection("html_no_text", "empty page")
     check_markup(page)
 
-    tree = _parse(page)
-    if tree is None:
-        # trafilatura refuses a fragment or plain text without an <html> tag; here it is still a page.
-        tree = _parse(f"<html><body>{page}</body></html>")
-    if tree is None:
-        raise Rejection("html_broken", "lxml could not parse the page")
+    tree = _parse_page(page)
 
     head = _head_meta(tree)
     meta: dict[str, Any] = {"encoding": encoding, **_page_meta(tree, head)}
     title = _page_title(tree, head)
     deadline.check()
 
-    candidates, failures = _readings(tree, url, deadline)
+    candidates, failures = _readings(tree, page, url, deadline)
     deadline.check()
     if len(failures) == len(candidates):
         raise failures[0]  # every extractor failed: the page is broken (html_broken, in extract_html)
@@ -439,6 +434,17 @@ def _extract(
         detail = f"{len(text)} characters of main text > max_text_chars={max_text_chars}"
         raise Rejection("html_too_large", detail)
     return ParsedDoc(text=text, title=title, meta=meta)
+
+
+def _parse_page(page: str) -> HtmlElement:
+    """The page's tree; a fragment or plain text is read as a page's body."""
+    tree = _parse(page)
+    if tree is None:
+        # trafilatura refuses a fragment or plain text without an <html> tag; here it is still a page.
+        tree = _parse(f"<html><body>{page}</body></html>")
+    if tree is None:
+        raise Rejection("html_broken", "lxml could not parse the page")
+    return tree
 
 
 def _parse(page: str) -> HtmlElement | None:
@@ -471,7 +477,7 @@ def _parse(page: str) -> HtmlElement | None:
 
 
 def _readings(
-    tree: HtmlElement, url: str | None, deadline: _Deadline
+    tree: HtmlElement, page: str, url: str | None, deadline: _Deadline
 ) -> tuple[dict[str, str], list[Exception]]:
     """The page's candidate texts for choose_text, in its order, and the failures of those that ran.
 
@@ -501,9 +507,6 @@ def _readings(
         return candidates[name]
 
     page_words = _page_words(tree)
-    # resiliparse reads the page as lxml parsed it (depth capped by libxml2), not the raw string; serialised
-    # before trafilatura prunes the tree.
-    page_html = lxml.html.tostring(tree, encoding="unicode")
     reading = _Trafilatura(tree, url)
     first = read("trafilatura", reading.main_text)
     # Where the main extractor finds next to nothing, trafilatura's rescue stages are its first reading.
@@ -513,6 +516,10 @@ def _readings(
     words = _words(first)
     if page_words < FULLER_GROWTH * words:
         return candidates, failures
+    # resiliparse reads the tree lxml parsed (its depth capped by libxml2), not the raw string, and as
+    # trafilatura's raw-tree prunes left it: a comment section or an appended next story that trafilatura
+    # removed on purpose cannot make resiliparse's reading the fuller one.
+    page_html = lxml.html.tostring(reading.tree, encoding="unicode")
     later: dict[str, str] = {}
     later["resiliparse"] = read("resiliparse", lambda: _resiliparse(page_html, comments=False))
     failed = _prose_chars(first) < STUB_CHARS or words < FAILED_COVERAGE * page_words
@@ -525,8 +532,9 @@ def _readings(
     if page_words >= FULLER_GROWTH * _words(first):  # else the recall reading could not be fuller
         later["trafilatura-recall"] = read("trafilatura-recall", reading.recall_text)
     if _prose_chars(first) < STUB_CHARS:  # only a stub page is read with its comments: see STUB_CHARS
+        whole_page = lxml.html.tostring(_parse_page(page), encoding="unicode")  # comments not pruned
         later["resiliparse+comments"] = read(
-            "resiliparse+comments", lambda: _resiliparse(page_html, comments=True)
+            "resiliparse+comments", lambda: _resiliparse(whole_page, comments=True)
         )
     ordered = ["trafilatura", "trafilatura-recall", "resiliparse", "resiliparse+comments"]
     return {name: candidates[name] for name in ordered if name in candidates}, failures
