@@ -12,14 +12,16 @@ Every way a page can be unusable becomes a `Rejection` with a reason code:
 - `html_too_complex`: markup no parser reads in bounded time (an element with thousands of attributes);
 - `html_timeout`: extraction took longer than `max_seconds`.
 
-Extraction (see `choose_text` for the rule): trafilatura's default (balanced) mode with its own fallback
-extractors, then two other readings of the same page, resiliparse's main-content extraction and
-trafilatura's favor_recall mode, which replace it only when trafilatura's text looks truncated. Neither is
-run when the page holds too few words for it to win, and the recall reading only when the first reading
-looks truncated (`_readings`). The fast mode was not used: on WCXB it lost most of the text of about one
-page in ten. The markdown is rendered here from trafilatura's XML body (and resiliparse's minimal HTML)
-rather than taken from trafilatura's markdown output, which escapes punctuation (`1\\.`, `\\*`) and wraps
-bold/italic runs in `**`/`*`.
+Extraction (`_readings` says what runs when, `choose_text` which text wins): the page is parsed once, as
+trafilatura parses it, and trafilatura's cascade runs in steps on that tree (`_Trafilatura`): its main
+extractor first; resiliparse's main-content reading where the page holds enough words for it to be fuller;
+the rest of trafilatura's default cascade (readability and jusText, baseline, recall escalation) and its
+favor_recall reading only where the first text looks truncated or failed. Each later step is decided
+before it runs, from what the earlier ones found, so most pages cost trafilatura's main extractor and one
+resiliparse pass rather than its whole default cascade. A later reading replaces trafilatura's text only
+when it is fuller (the same text and more of it). The markdown is rendered here from trafilatura's XML body
+(and resiliparse's minimal HTML) rather than taken from trafilatura's markdown output, which escapes
+punctuation (`1\\.`, `\\*`) and wraps bold/italic runs in `**`/`*`.
 
 Containment: a C parser cannot be interrupted, so markup that libxml2 cannot read in bounded time is refused
 before any parser sees it (`check_markup`: an element with more than MAX_ATTRIBUTES attributes, as
@@ -94,9 +96,9 @@ FULLER_CONTAINS = 0.8
 # forum thread or a Q&A page. There the posts are the content, so a reading with comments also competes.
 STUB_CHARS = 2 * MIN_TEXT_CHARS
 _TOKEN = re.compile(r"\w+")
-# trafilatura's favor_recall reading is tried when its first reading keeps under this share of the page's
-# words (or is a stub, or resiliparse's reading is fuller): on the evaluation pages every page where the
-# recall reading won kept less than this.
+# A first reading that keeps under this share of the page's words looks truncated: trafilatura's rescue
+# stages and its favor_recall reading are tried (unless resiliparse's reading is fuller). On the evaluation
+# pages every page where one of them improved the text kept less than this.
 RECALL_COVERAGE = 0.3
 # A first reading that holds under this share of the page's words (or is a stub) is a failed extraction, not
 # a cut-short article: there trafilatura's rescue stages compete even when resiliparse's reading is fuller.
