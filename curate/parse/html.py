@@ -452,8 +452,8 @@ def _parse_page(page: str) -> HtmlElement:
 def _parse(page: str) -> HtmlElement | None:
     """The page's tree as trafilatura.load_html parses a string: its repairs (a doctype with a system
     identifier, a self-closing <html/>), its parser settings, None for what is not HTML. Its third repair,
-    removing control characters, is done already (_CONTROLS), and the tree's elements are looked up in C:
-    lxml.html's Python lookup, run for every element trafilatura touches, cost 5% of the extraction."""
+    removing control characters, is done already (_CONTROLS), and elements are looked up in C: lxml.html's
+    lookup in Python runs for every element trafilatura touches (2% of the extraction here)."""
     beginning = page[:50].lower()
     if "doctype" in beginning:
         line_end = page.find("\n")
