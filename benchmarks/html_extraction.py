@@ -17,17 +17,21 @@ A page a method rejects or returns nothing for scores as empty text (P = R = F1 
 ../shared/evaldata/README.md says, the same function for both: lowercase, Unicode NFKC, collapse whitespace,
 split on non-word characters; bag-of-token precision, recall and F1 per page; the mean over pages. For WCXB
 also the share of its must-contain snippets found and of its must-not-contain snippets found (lower is
-better), compared as token sequences. Speed: pages per second of CPU time in this process (= per core).
+better), compared as token sequences. Speed: pages per second of CPU time in this process (= per core),
+the median of `--repeat` runs in which the two methods alternate page by page (so both see the same load on
+a shared machine); `speed_vs_plain` is the median of the runs' ratios.
 
-    .venv/bin/python benchmarks/html_extraction.py [--limit N] [--out benchmarks/results]
+    .venv/bin/python benchmarks/html_extraction.py [--limit N] [--repeat 3] [--out benchmarks/results]
 
-Prints a table per set (and for curate which extractor won how often); writes html_extraction.json.
+Prints a table per set (and for curate which extractor won how often); writes html_extraction.json, with
+each page's scores, extractor and the SHA-256 of its text.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import logging
 import os
@@ -176,18 +180,31 @@ def run_curate(page: Page) -> tuple[str, str]:
 METHODS: dict[str, Callable[[Page], tuple[str, str]]] = {"plain": run_plain, "curate": run_curate}
 
 
-def score(pages: list[Page]) -> dict:
-    """Run both methods over the pages; per-page and mean scores, CPU time, extractor counts."""
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def score(pages: list[Page], repeat: int = 3) -> dict:
+    """Run both methods over the pages `repeat` times, interleaved page by page (the order of the two
+    alternating between repetitions) so that both see the same machine load; per-page and mean scores
+    from the first repetition (the text is deterministic), the median CPU time, extractor counts."""
     per_page: dict[str, list[dict]] = {name: [] for name in METHODS}
     summary: dict[str, dict] = {}
-    for name, method in METHODS.items():
-        cpu = 0.0
-        used: Counter = Counter()
+    outputs: dict[str, list[tuple[str, str]]] = {name: [] for name in METHODS}
+    cpu_runs: dict[str, list[float]] = {name: [0.0] * repeat for name in METHODS}
+    for run in range(repeat):
+        order = list(METHODS.items()) if run % 2 == 0 else list(METHODS.items())[::-1]
         for page in pages:
-            start = time.process_time()
-            text, extractor = method(page)
-            cpu += time.process_time() - start
-            used[extractor] += 1
+            for name, method in order:
+                start = time.process_time()
+                result = method(page)
+                cpu_runs[name][run] += time.process_time() - start
+                if run == 0:
+                    outputs[name].append(result)
+    for name in METHODS:
+        cpu = statistics.median(cpu_runs[name])
+        used: Counter = Counter(extractor for _, extractor in outputs[name])
+        for page, (text, extractor) in zip(pages, outputs[name], strict=True):
             if page.snippets_only:
                 per_page[name].append(
                     {
@@ -195,6 +212,7 @@ def score(pages: list[Page]) -> dict:
                         "snippets": snippet_counts(text, page),
                         "snippets_raw": snippet_counts(text, page, raw=True),
                         "extractor": extractor,
+                        "sha256": _sha256(text),
                     }
                 )
                 continue
@@ -206,20 +224,27 @@ def score(pages: list[Page]) -> dict:
                 "r": round(r, 4),
                 "f1": round(f, 4),
             }
-            row["extractor"] = extractor
+            row.update(extractor=extractor, sha256=_sha256(text))
             if page.dataset == "wcxb":
                 row["with"] = snippet_share(text, page.must)
                 row["without"] = snippet_share(text, page.must_not)
             per_page[name].append(row)
         rows = per_page[name]
+        timing = {
+            "cpu_s": round(cpu, 2),
+            "cpu_s_runs": [round(c, 2) for c in cpu_runs[name]],
+            "pages_per_s_per_core": round(len(rows) / cpu, 1) if cpu else None,
+        }
+        if name != "plain":
+            ratios = [p / c for p, c in zip(cpu_runs["plain"], cpu_runs[name], strict=True) if c]
+            timing["speed_vs_plain"] = round(statistics.median(ratios), 3) if ratios else None
         if pages and pages[0].snippets_only:
             summary[name] = {
                 "pages": len(rows),
                 "f1": round(snippet_f1([x["snippets"] for x in rows]), 4),
                 "f1_raw": round(snippet_f1([x["snippets_raw"] for x in rows]), 4),
                 "empty": sum(1 for x in rows if not x["snippets"][0] and not x["snippets"][2]),
-                "cpu_s": round(cpu, 2),
-                "pages_per_s_per_core": round(len(rows) / cpu, 1) if cpu else None,
+                **timing,
                 "extractors": dict(used.most_common()),
             }
             continue
@@ -229,8 +254,7 @@ def score(pages: list[Page]) -> dict:
             "recall": round(statistics.fmean(x["r"] for x in rows), 4),
             "f1": round(statistics.fmean(x["f1"] for x in rows), 4),
             "empty": sum(1 for x in rows if x["f1"] == 0.0),
-            "cpu_s": round(cpu, 2),
-            "pages_per_s_per_core": round(len(rows) / cpu, 1) if cpu else None,
+            **timing,
             "extractors": dict(used.most_common()),
         }
         health = [x["f1"] for x in rows if x["group"] == "health_medical"]
@@ -258,8 +282,8 @@ def print_table(dataset: str, result: dict) -> None:
         row = " ".join([*cells, *extra, *snips, f"{s['empty']:6d}"])
         print(f"  {name:8s} {row} {s['pages_per_s_per_core']}")
     print(f"  curate's extractor per page: {summary['curate']['extractors']}")
-    speed = summary["curate"]["pages_per_s_per_core"] / summary["plain"]["pages_per_s_per_core"]
-    print(f"  curate/plain speed: {speed:.2f}x")
+    runs = len(summary["curate"]["cpu_s_runs"])
+    print(f"  curate/plain speed: {summary['curate']['speed_vs_plain']:.2f}x (median of {runs} runs)")
     if "f1_raw" in summary["plain"]:
         raw = {name: summary[name]["f1_raw"] for name in summary}
         print(f"  F1 with snippets as plain substrings: {raw}")
@@ -280,6 +304,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=EVALDATA)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--limit", type=int, default=0, help="first N pages of each set (default: all)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs over each set (default: 3)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # trafilatura logs every page it finds little in
     loaders = {
@@ -295,7 +320,7 @@ def main() -> None:
         pages = load(root)
         if args.limit:
             pages = pages[: args.limit]
-        result = score(pages)
+        result = score(pages, args.repeat)
         print_table(dataset, result)
         report["sets"][dataset] = result
     report.update(
@@ -305,6 +330,7 @@ def main() -> None:
         cpus=os.cpu_count(),
         date=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         limit=args.limit or None,
+        repeat=args.repeat,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     write_results("html_extraction", report, args.out)

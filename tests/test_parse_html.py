@@ -282,12 +282,16 @@ def test_japanese_pages_in_legacy_encodings():
     assert sentences[0] in mislabelled.text
 
 
-def test_control_characters_are_dropped():
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "str"])
+def test_control_characters_are_dropped(encoding: str):
+    """C0, DEL, C1 and the noncharacter U+FFFF, whether found from the UTF-8 bytes or in the decoded page."""
     body = ARTICLE.replace("patient", "pa\x01ti\x02ent\x07").replace("dose", "do\x00se\x1b\x0b\x85")
     body = body.replace("Paracetamol", "Para\x03ceta\x7fmol\x9b").replace("infection", "in\x08fec\x1ftion")
-    raw = page(body).encode()
-    assert 0.01 < len(CONTROL.findall(raw.decode())) / len(raw) < 0.05  # laden, yet clearly a text page
-    doc = extract_html(raw)
+    body = body.replace("comfort", "com\ufffffort")
+    text = page(body)
+    assert 0.01 < len(CONTROL.findall(text)) / len(text) < 0.05  # laden, yet clearly a text page
+    doc = extract_html(text if encoding == "str" else text.encode(encoding))  # type: ignore[arg-type]
+    assert "\uffff" not in doc.text and "given for comfort" in doc.text
     assert "The patient’s temperature" in doc.text and "naïve dose" in doc.text
     assert "Paracetamol may be given" in doc.text and "the infection clears" in doc.text
     assert_tidy(doc.text)
@@ -516,6 +520,136 @@ def test_comments_are_left_out_of_a_page_with_an_article():
     )
     assert "the infection clears." in doc.text and "Comment 7" not in doc.text
     assert doc.meta["extractor"] in {"trafilatura", "trafilatura-recall", "resiliparse"}
+
+
+# Each later reading runs only where it could change the text (see _readings): counted where they run.
+
+
+@pytest.fixture
+def runs(monkeypatch: pytest.MonkeyPatch) -> Counter:
+    """How often resiliparse and trafilatura's readability fallback run during the test."""
+    import trafilatura.external
+
+    import curate.parse.html as html_module
+
+    counts: Counter = Counter()
+
+    def counting(name: str, function):
+        def wrapper(*args, **kwargs):
+            counts[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(html_module, "_resiliparse", counting("resiliparse", html_module._resiliparse))
+    readability = trafilatura.external.try_readability
+    monkeypatch.setattr(trafilatura.external, "try_readability", counting("readability", readability))
+    return counts
+
+
+def menu(links: int) -> str:
+    items = "".join(f"<li><a href='/s{i}'>Section number {i} of the site</a></li>" for i in range(links))
+    return f"<nav><ul>{items}</ul></nav>"
+
+
+def test_a_page_that_is_its_article_is_read_by_trafilaturas_main_extractor_alone(runs: Counter):
+    doc = extract_html(page(menu(3) + ARTICLE).encode())
+    assert doc.meta["extractor"] == "trafilatura" and "the infection clears." in doc.text
+    assert runs == {}  # the page holds too few words for any other reading to be fuller
+
+
+def test_a_page_with_some_chrome_is_checked_by_resiliparse_only(runs: Counter):
+    doc = extract_html(page(menu(8) + ARTICLE).encode())
+    assert doc.meta["extractor"] == "trafilatura" and "Section number" not in doc.text
+    assert runs == {"resiliparse": 1}  # the text holds over 30% of the page's words: not truncated
+
+
+def test_a_text_covering_little_of_the_page_gets_trafilaturas_whole_cascade(runs: Counter):
+    raw = page(menu(40) + ARTICLE).encode()
+    doc = extract_html(raw)
+    assert runs["resiliparse"] == 1 and runs["readability"] >= 1  # under 30%: its rescue stages compete
+    default = trafilatura.extract(raw, include_comments=False, include_tables=False) or ""
+    assert _token_list(doc.text) == _token_list(default)
+
+
+def test_a_fuller_resiliparse_reading_wins_without_trafilaturas_rescue_stages(evaldata: Path, runs: Counter):
+    """WCXB page 0524: trafilatura's main extractor keeps 18% of the page's words, under RECALL_COVERAGE,
+    but resiliparse's reading is fuller and holds it: that reading wins, readability is never run."""
+    doc = parse_file(_wcxb_path(evaldata, "0524"))
+    assert doc.meta["extractor"] == "resiliparse"
+    assert runs == {"resiliparse": 1}
+
+
+def test_trafilaturas_text_is_what_its_default_mode_gives(evaldata: Path):
+    """Run in steps, trafilatura's cascade gives the text of trafilatura.extract (same options) on pages
+    read by the main extractor alone and on pages that needed its rescue stages (the WCXB three)."""
+    paths = sorted((evaldata / "html_scrapinghub_aeb" / "html").glob("*.html.gz"))[:25]
+    paths += [_wcxb_path(evaldata, file_id) for file_id in ("0073", "4966", "5202")]
+    compared = 0
+    for path in paths:
+        raw = read_html_file(path)
+        doc = extract_html(raw)
+        if doc.meta["extractor"] != "trafilatura":
+            continue
+        default = trafilatura.extract(raw, include_comments=False, include_tables=False) or ""
+        assert _token_list(doc.text) == _token_list(default), path.name
+        compared += 1
+    assert compared >= 25
+
+
+def _token_list(text: str) -> list[str]:
+    return re.findall(r"\w+", unicodedata.normalize("NFC", text).lower())
+
+
+def _wcxb_path(evaldata: Path, file_id: str) -> Path:
+    root = evaldata / "html_wcxb"
+    entry = next(e for e in json.loads((root / "selection.json").read_text()) if e["file_id"] == file_id)
+    return root / entry["split"] / "html" / f"{file_id}.html.gz"
+
+
+@pytest.mark.parametrize(
+    "container",
+    [
+        "<section id='c&#111;mments'>{}</section>",  # the id written with a character reference
+        "<div class='infinite-scroll-wrap'>{}</div>",  # an appended next story
+        "<div class='elementor-share-buttons'>{}</div>",
+    ],
+    ids=["comments", "infinite-scroll", "share-buttons"],
+)
+def test_trafilaturas_raw_tree_prunes_still_apply(container: str):
+    """The prunes run only on pages whose ids and classes can match them, read from the parsed tree."""
+    other = "<p>Another story entirely: the hospital car park will close for repairs in the spring.</p>"
+    doc = extract_html(page(ARTICLE + container.format(other * 3)).encode())
+    assert "the infection clears." in doc.text and "car park" not in doc.text
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        "<!-- only a comment -->",
+        "plain text only",
+        "<p>one paragraph</p>",
+        "<p>a</p><p>b</p>",
+        "<html/>\n<body><p>x</p></body>",
+        '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/x.dtd">'
+        "\n<html><body><p>x</p></body></html>",
+        "<!DOCTYPE html>\n<html>\n<body><p>a</p></body></html>",
+        "<html><head><title>t</title></head></html>",
+        "<frameset><frame src=x></frameset>",
+        "<table><tr><td>x</td></tr></table><p>y</p>",
+        "\ud800<html><body>a lone surrogate</body></html>",
+    ],
+)
+def test_pages_are_parsed_as_trafilatura_parses_them(markup: str):
+    from lxml import etree
+    from trafilatura import load_html
+
+    from curate.parse.html import _parse
+
+    ours, theirs = _parse(markup), load_html(markup)
+    assert (ours is None) == (theirs is None)
+    if ours is not None:
+        assert etree.tostring(ours) == etree.tostring(theirs)
 
 
 # --- reading files ------------------------------------------------------------------------------------------

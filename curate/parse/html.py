@@ -12,14 +12,16 @@ Every way a page can be unusable becomes a `Rejection` with a reason code:
 - `html_too_complex`: markup no parser reads in bounded time (an element with thousands of attributes);
 - `html_timeout`: extraction took longer than `max_seconds`.
 
-Extraction (see `choose_text` for the rule): trafilatura's default (balanced) mode with its own fallback
-extractors, then two other readings of the same page, resiliparse's main-content extraction and
-trafilatura's favor_recall mode, which replace it only when trafilatura's text looks truncated. Neither is
-run when the page holds too few words for it to win, and the recall reading only when the first reading
-looks truncated (`_readings`). The fast mode was not used: on WCXB it lost most of the text of about one
-page in ten. The markdown is rendered here from trafilatura's XML body (and resiliparse's minimal HTML)
-rather than taken from trafilatura's markdown output, which escapes punctuation (`1\\.`, `\\*`) and wraps
-bold/italic runs in `**`/`*`.
+Extraction (`_readings` says what runs when, `choose_text` which text wins): the page is parsed once, as
+trafilatura parses it, and trafilatura's cascade runs in steps on that tree (`_Trafilatura`): its main
+extractor first; resiliparse's main-content reading where the page holds enough words for it to be fuller;
+the rest of trafilatura's default cascade (readability and jusText, baseline, recall escalation) and its
+favor_recall reading only where the first text looks truncated or failed. Each later step is decided
+before it runs, from what the earlier ones found, so most pages cost trafilatura's main extractor and one
+resiliparse pass rather than its whole default cascade. A later reading replaces trafilatura's text only
+when it is fuller (the same text and more of it). The markdown is rendered here from trafilatura's XML body
+(and resiliparse's minimal HTML) rather than taken from trafilatura's markdown output, which escapes
+punctuation (`1\\.`, `\\*`) and wraps bold/italic runs in `**`/`*`.
 
 Containment: a C parser cannot be interrupted, so markup that libxml2 cannot read in bounded time is refused
 before any parser sees it (`check_markup`: an element with more than MAX_ATTRIBUTES attributes, as
@@ -50,7 +52,22 @@ from charset_normalizer import from_bytes
 from lxml import etree
 from lxml.html import HtmlElement
 from resiliparse.extract.html2text import extract_plain_text
-from trafilatura import bare_extraction, load_html
+from trafilatura.baseline import baseline, html2txt
+from trafilatura.core import (
+    ESCALATION_ACCEPT_RATIO,
+    ESCALATION_JUSTEXT_RATIO,
+    ESCALATION_MAX_LENGTH,
+    ESCALATION_PAGE_SHARE,
+    _forum_thread_page,
+    _prepare_tree,
+    _recall_retry,
+)
+from trafilatura.external import compare_extraction, justext_rescue
+from trafilatura.htmlprocessing import prune_unwanted_nodes
+from trafilatura.main_extractor import extract_content
+from trafilatura.settings import Extractor
+from trafilatura.utils import DOCTYPE_TAG, FAULTY_HTML
+from trafilatura.xpaths import RAW_TREE_PRUNE_XPATH, REMOVE_COMMENTS_AND_LISTS_XPATH
 
 from curate.schema import ParsedDoc, Rejection
 
@@ -63,8 +80,9 @@ _PROSE_WORDS = 5
 _PROSE_CHARS = 40
 _SENTENCE_END = (".", "!", "?", ":", ";", "。", "！", "？", "…", '"', "”", "»", ")")
 
-# Fast mode skips trafilatura's fallback extractors (readability, jusText). Kept off: see the module doc.
-FAST = False
+# trafilatura's options for every reading: main text only (no comments, tables, images, links, formatting).
+# Built once: an Extractor reads its configuration file's values on every construction.
+_BALANCED = Extractor(output_format="python", comments=False, tables=False, formatting=False)
 
 # The fallback rule (choose_text). trafilatura keeps the one container it judges to be the article; when an
 # article is split over several containers (sections, tabs, cards, a CMS's blocks) it keeps one of them and
@@ -78,11 +96,13 @@ FULLER_CONTAINS = 0.8
 # forum thread or a Q&A page. There the posts are the content, so a reading with comments also competes.
 STUB_CHARS = 2 * MIN_TEXT_CHARS
 _TOKEN = re.compile(r"\w+")
-# trafilatura's favor_recall reading is tried when its first reading keeps under this share of the page's
-# words (or is a stub, or resiliparse's reading is fuller): on the evaluation pages every page where the
-# recall reading won kept less than this.
+# A first reading that keeps under this share of the page's words looks truncated: trafilatura's rescue
+# stages and its favor_recall reading are tried (unless resiliparse's reading is fuller). On the evaluation
+# pages every page where one of them improved the text kept less than this.
 RECALL_COVERAGE = 0.3
-_PAGE_TEXT = etree.XPath("//text()[not(parent::script or parent::style)]")
+# A first reading that holds under this share of the page's words (or is a stub) is a failed extraction, not
+# a cut-short article: there trafilatura's rescue stages compete even when resiliparse's reading is fuller.
+FAILED_COVERAGE = 0.1
 
 # Chrome that trafilatura's own boilerplate rules keep: MediaWiki's "[edit]" links inside headings, its
 # "Retrieved from" line, category box and jump links. Pruned before extraction.
@@ -92,12 +112,34 @@ PRUNE_XPATH = [
     " or contains(concat(' ', normalize-space(@class), ' '), ' printfooter ')"
     " or contains(concat(' ', normalize-space(@class), ' '), ' mw-jump-link ')]"
 ]
-# A page without one of these strings cannot match PRUNE_XPATH (ids and classes it names; "toc" as a whole
-# attribute value). Substring tests: a regex alternation over the page costs more than the XPath it saves.
-_PRUNE_MARKERS = (
-    "catlinks", "siteSub", "contentSub", "jump-to-nav", "mw-editsection", "printfooter", "mw-jump-link",
-    '"toc"', "'toc'", "=toc",
-)  # fmt: skip
+# The prunes of the raw tree, in trafilatura's order (ours first, as its prune_xpath), each with the words
+# one of which an id or class attribute must hold for it to match anything. An XPath with regular
+# expressions tests every element of the page in Python and cost more than the rest of trafilatura's main
+# extractor; the page's ids and classes, read once, tell which prunes can match ("\ntoc\n": the whole
+# value). _NO_COMMENTS is skipped on forum threads, where the posts are the content.
+_PRUNES = [
+    (
+        [etree.XPath(expression) for expression in PRUNE_XPATH],
+        ("catlinks", "siteSub", "contentSub", "jump-to-nav", "mw-editsection", "printfooter",
+         "mw-jump-link", "\ntoc\n"),
+    ),
+    (RAW_TREE_PRUNE_XPATH[:1], ("mvp-post-add-", "infinite")),
+    (RAW_TREE_PRUNE_XPATH[1:], ("elementor-share-buttons",)),
+]  # fmt: skip
+_NO_COMMENTS = (REMOVE_COMMENTS_AND_LISTS_XPATH, ("omment", "comol", "disqus_thread"))
+_PARSER = lxml.html.HTMLParser(
+    collect_ids=False, default_doctype=False, encoding="utf-8", remove_comments=True, remove_pis=True
+)
+_PARSER.set_element_class_lookup(
+    etree.ElementDefaultClassLookup(
+        element=HtmlElement,
+        comment=lxml.html.HtmlComment,
+        pi=lxml.html.HtmlProcessingInstruction,
+        entity=lxml.html.HtmlEntity,
+    )
+)
+_IDS_AND_CLASSES = etree.XPath("//@id|//@class", smart_strings=False)
+_PAGE_TEXT = etree.XPath("//text()[not(parent::script or parent::style)]", smart_strings=False)
 
 _READ_CHUNK = 1 << 20
 _SNIFF_CHARS = 65_536  # the start of a page is enough to tell text from binary
@@ -148,6 +190,8 @@ _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 # C0/C1 controls other than tab, newline, carriage return and form feed; U+FFFD; noncharacters.
 _ODD = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ufffd\ufffe\uffff]")
 _CONTROLS = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
+_C0_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+_C1_UTF8 = re.compile(rb"\xc2[\x80-\x9f]")
 _INVISIBLE = re.compile("[\u00ad\u200b\u2060\ufeff]")  # soft hyphen, zero-width space/joiner, BOM
 _SPACES = re.compile(r"\s+")
 _MARKER = re.compile(r"^(?:#{1,3} |- )", re.MULTILINE)
@@ -356,30 +400,29 @@ def _extract(
         if not raw.strip():
             raise Rejection("html_no_text", "empty page")
         page, encoding = _decode(raw)
+    # A page decoded from UTF-8 tells from its bytes whether it holds a control character at all: a C-speed
+    # test where the regexes over the decoded page cost half as much as parsing it.
+    no_controls = encoding == "utf-8" and not _utf8_has_controls(raw)
     sample = page[:_SNIFF_CHARS]
-    odd = len(_ODD.findall(sample))
+    odd = sample.count("\ufffd") if no_controls else len(_ODD.findall(sample))
     if sample and odd > _MAX_ODD_SHARE * len(sample):
         raise Rejection("html_not_text", f"{odd / len(sample):.0%} control or undecodable characters")
-    # VT and FF are whitespace in HTML; other controls are noise lxml would reject or keep verbatim.
-    page = _CONTROLS.sub("", page.replace("\x0b", " ").replace("\x0c", " "))
+    if not no_controls:
+        # VT and FF are whitespace in HTML; other controls are noise lxml would reject or keep verbatim.
+        page = _CONTROLS.sub("", page.replace("\x0b", " ").replace("\x0c", " "))
     page = _XML_DECLARATION.sub("", page, count=1)  # lxml refuses str input with an encoding declaration
     if not page.strip():
         raise Rejection("html_no_text", "empty page")
     check_markup(page)
 
-    tree = load_html(page)
-    if tree is None:
-        # trafilatura refuses a fragment or plain text without an <html> tag; here it is still a page.
-        tree = load_html(f"<html><body>{page}</body></html>")
-    if tree is None:
-        raise Rejection("html_broken", "lxml could not parse the page")
+    tree = _parse_page(page)
 
     head = _head_meta(tree)
     meta: dict[str, Any] = {"encoding": encoding, **_page_meta(tree, head)}
     title = _page_title(tree, head)
     deadline.check()
 
-    candidates, failures = _readings(tree, url, page, deadline)
+    candidates, failures = _readings(tree, page, url, deadline)
     deadline.check()
     if len(failures) == len(candidates):
         raise failures[0]  # every extractor failed: the page is broken (html_broken, in extract_html)
@@ -395,18 +438,64 @@ def _extract(
     return ParsedDoc(text=text, title=title, meta=meta)
 
 
+def _parse_page(page: str) -> HtmlElement:
+    """The page's tree; a fragment or plain text is read as a page's body."""
+    tree = _parse(page)
+    if tree is None:
+        # trafilatura refuses a fragment or plain text without an <html> tag; here it is still a page.
+        tree = _parse(f"<html><body>{page}</body></html>")
+    if tree is None:
+        raise Rejection("html_broken", "lxml could not parse the page")
+    return tree
+
+
+def _parse(page: str) -> HtmlElement | None:
+    """The page's tree as trafilatura.load_html parses a string: its repairs (a doctype with a system
+    identifier, a self-closing <html/>), its parser settings, None for what is not HTML. Its third repair,
+    removing control characters, is done already (_CONTROLS), and elements are looked up in C: lxml.html's
+    lookup in Python runs for every element trafilatura touches (2% of the extraction here)."""
+    beginning = page[:50].lower()
+    if "doctype" in beginning:
+        line_end = page.find("\n")
+        doctype = DOCTYPE_TAG.match(page, 0, len(page) if line_end < 0 else line_end)
+        if doctype:
+            page = page[doctype.end() :]
+    for line in page[:4096].splitlines()[:4]:
+        if "<html" in line and line.endswith("/>"):
+            page = FAULTY_HTML.sub(r"\1>", page, count=1)
+            break
+    tree = None
+    for markup in (page, page.encode("utf-8", "surrogatepass")):  # bytes: lxml refuses some strings
+        try:
+            tree = lxml.html.fromstring(markup, parser=_PARSER)
+        except Exception:  # noqa: BLE001, S112 - lxml raises several kinds for what it cannot parse
+            continue
+        if tree is not None and len(tree):
+            break
+    # Without "html" at its start and with fewer than two children it is text or a fragment, not a page.
+    if tree is not None and "html" not in beginning and len(tree) < 2:
+        return None
+    return tree
+
+
 def _readings(
-    tree: HtmlElement, url: str | None, page: str, deadline: _Deadline
+    tree: HtmlElement, page: str, url: str | None, deadline: _Deadline
 ) -> tuple[dict[str, str], list[Exception]]:
     """The page's candidate texts for choose_text, in its order, and the failures of those that ran.
 
-    A later reading wins only when it is FULLER than trafilatura's (FULLER_GROWTH times its words), so none
-    is run when the page holds fewer words than that (_page_tokens). trafilatura's favor_recall reading wins
-    on few pages (5 of 324 evaluation pages): it is run when the first reading looks truncated, i.e. it is a
-    stub, keeps under RECALL_COVERAGE of the page's words, or resiliparse found a fuller text.
+    Each later step runs only where it could change the text, decided before running it:
+    1. trafilatura's main extractor (_Trafilatura; its rescue stages at once when it finds next to nothing);
+    2. resiliparse, unless the page holds under FULLER_GROWTH times the first text's words (_page_words):
+       no reading can then be fuller;
+    3. where resiliparse's reading is fuller, trafilatura kept one part of a split article and resiliparse
+       read all of it: it wins, and nothing else is run, unless the first text is a failed extraction
+       (a stub, or under FAILED_COVERAGE of the page's words);
+    4. where the first text failed or holds under RECALL_COVERAGE of the page's words, the rest of
+       trafilatura's default cascade (readability, jusText, baseline, recall escalation: the text its
+       default mode gives) and its favor_recall reading, and on a stub page resiliparse with comments.
+    On the evaluation pages step 4 is skipped on 258 of 324; on 253 of them trafilatura's later stages
+    would not have changed its text, and on the other 5 resiliparse's fuller reading replaced it anyway.
     """
-    # Our MediaWiki pruning costs an XPath over every element: only pages that name its ids and classes.
-    prune = PRUNE_XPATH if any(marker in page for marker in _PRUNE_MARKERS) else None
     candidates: dict[str, str] = {}
     failures: list[Exception] = []
 
@@ -416,62 +505,123 @@ def _readings(
             candidates[name] = step()
         except Exception as exc:  # noqa: BLE001 - one extractor failing leaves the others to read the page
             failures.append(exc)
-            candidates[name] = ""
+            candidates.setdefault(name, "")  # a later step of a reading that failed keeps its earlier text
         return candidates[name]
 
-    first = read(
-        "trafilatura", lambda: _trafilatura(copy.deepcopy(tree), url, favor_recall=False, prune=prune)
-    )
-    stub = _prose_chars(first) < STUB_CHARS  # only a stub page is read with its comments: see STUB_CHARS
-    words = len(_TOKEN.findall(first.lower()))
-    page_words = _page_tokens(tree)
+    page_words = _page_words(tree)
+    reading = _Trafilatura(tree, url)
+    first = read("trafilatura", reading.main_text)
+    # Where the main extractor finds next to nothing, trafilatura's rescue stages are its first reading.
+    full = reading.short()
+    if full:
+        first = read("trafilatura", reading.full_text)
+    words = _words(first)
     if page_words < FULLER_GROWTH * words:
         return candidates, failures
-    # resiliparse reads the page as lxml parsed it (depth capped by libxml2), not the raw string; serialised
-    # before the recall reading changes the tree.
-    page_html = lxml.html.tostring(tree, encoding="unicode")
+    # resiliparse reads the tree lxml parsed (its depth capped by libxml2), not the raw string, and as
+    # trafilatura's raw-tree prunes left it: a comment section or an appended next story that trafilatura
+    # removed on purpose cannot make resiliparse's reading the fuller one.
+    page_html = lxml.html.tostring(reading.tree, encoding="unicode")
     later: dict[str, str] = {}
     later["resiliparse"] = read("resiliparse", lambda: _resiliparse(page_html, comments=False))
-    if (
-        stub
-        or words < RECALL_COVERAGE * page_words
-        or _is_fuller(later["resiliparse"], first, FULLER_CONTAINS)
-    ):
-        later["trafilatura-recall"] = read(
-            "trafilatura-recall", lambda: _trafilatura(tree, url, favor_recall=True, prune=prune)
-        )
-    if stub:
+    failed = _prose_chars(first) < STUB_CHARS or words < FAILED_COVERAGE * page_words
+    if _is_fuller(later["resiliparse"], first, FULLER_CONTAINS) and not failed:
+        return candidates, failures  # resiliparse read the article trafilatura cut short: it wins
+    if not failed and words >= RECALL_COVERAGE * page_words:
+        return candidates, failures
+    if not full:
+        first = read("trafilatura", reading.full_text)
+    if page_words >= FULLER_GROWTH * _words(first):  # else the recall reading could not be fuller
+        later["trafilatura-recall"] = read("trafilatura-recall", reading.recall_text)
+    if _prose_chars(first) < STUB_CHARS:  # only a stub page is read with its comments: see STUB_CHARS
+        whole_page = lxml.html.tostring(_parse_page(page), encoding="unicode")  # comments not pruned
         later["resiliparse+comments"] = read(
-            "resiliparse+comments", lambda: _resiliparse(page_html, comments=True)
+            "resiliparse+comments", lambda: _resiliparse(whole_page, comments=True)
         )
     ordered = ["trafilatura", "trafilatura-recall", "resiliparse", "resiliparse+comments"]
     return {name: candidates[name] for name in ordered if name in candidates}, failures
 
 
-def _page_tokens(tree: HtmlElement) -> int:
-    """Words (as choose_text counts them) in the page's text outside scripts and styles: no reading holds
-    more (every text node counted apart, so words split by markup count twice)."""
-    return len(_TOKEN.findall(" ".join(_PAGE_TEXT(tree)).lower()))
+def _words(text: str) -> int:
+    """Words as _page_words counts them: runs of non-space characters."""
+    return len(text.split())
 
 
-def _trafilatura(tree: HtmlElement, url: str | None, *, favor_recall: bool, prune: list[str] | None) -> str:
-    """trafilatura's main text of a parsed page, rendered; '' when it finds none."""
-    doc = bare_extraction(
-        tree,
-        url=url,
-        fast=FAST,
-        favor_recall=favor_recall,
-        output_format="python",
-        include_comments=False,
-        include_tables=False,
-        include_images=False,
-        include_links=False,
-        include_formatting=False,
-        with_metadata=False,  # its date search depends on today's date and costs ~30%: see _page_meta
-        prune_xpath=prune,
-    )
-    body = getattr(doc, "body", None)
-    return _render(body) if body is not None else ""
+def _page_words(tree: HtmlElement) -> int:
+    """Words in the page's text outside scripts and styles: no reading holds more (each text node counted
+    apart, so a word split by markup counts twice)."""
+    return len(" ".join(_PAGE_TEXT(tree)).split())
+
+
+class _Trafilatura:
+    """trafilatura's extraction cascade (trafilatura.core.trafilatura_sequence, for curate's options: no
+    comments, tables, images or links) in steps, so that its costly later stages run only where needed.
+
+    main_text: its main extractor (as in its default mode); full_text, after it: the rest of its default
+    cascade, i.e. readability and jusText compared with the main text, the baseline rescue and the recall
+    escalation; recall_text: its favor_recall reading. The last two share one recall run.
+    """
+
+    def __init__(self, tree: HtmlElement, url: str | None):
+        self.tree, self.options = tree, copy.copy(_BALANCED)
+        self.options.url = self.options.source = url
+        self.text = ""
+        self._recall: tuple[Any, str] | None = None
+
+    def main_text(self) -> str:
+        """Prune the raw tree as trafilatura does for these options, then run its main extractor."""
+        tree, options = self.tree, self.options
+        names = "\n" + "\n".join(_IDS_AND_CLASSES(tree)) + "\n"
+        (ours, ours_words), *raw = _PRUNES
+        if any(word in names for word in ours_words):
+            tree = prune_unwanted_nodes(tree, ours)
+        forum = _forum_thread_page(tree)
+        for xpaths, words in raw if forum else [*raw, _NO_COMMENTS]:
+            if any(word in names for word in words):
+                tree = prune_unwanted_nodes(tree, xpaths)
+        self.tree = tree
+        cleaned, self._backup = _prepare_tree(tree, options, options.url)
+        self.body, self.text = extract_content(cleaned, options)
+        return _render(self.body) if self.text else ""
+
+    def short(self) -> bool:
+        """True when the main extractor found less than trafilatura's minimum (its rescue stages run)."""
+        return len(self.text) < self.options.min_extracted_size
+
+    def full_text(self) -> str:
+        """trafilatura's default reading: the main text compared with readability's and jusText's, rescued
+        by its baseline when short, and escalated to the recall run when it covers little of the page."""
+        options, tree = self.options, self.tree
+        body, text = compare_extraction(self._backup, copy.copy(tree), self.body, self.text, options)
+        if len(text) < options.min_extracted_size:
+            b_body, b_text, b_len = baseline(tree)
+            if b_len > len(text):
+                body, text = b_body, b_text
+        if 0 < len(text) < ESCALATION_MAX_LENGTH and len(text) < ESCALATION_PAGE_SHARE * len(html2txt(tree)):
+            r_body, r_text = self._recall_run()
+            j_body, j_text = justext_rescue(copy.copy(tree), options)
+            j_len, r_len = len(j_text), len(r_text)
+            if j_len > r_len and j_len > ESCALATION_JUSTEXT_RATIO * len(text):
+                body, text = j_body, j_text
+            elif r_len >= options.min_extracted_size and r_len > ESCALATION_ACCEPT_RATIO * len(text):
+                body, text = r_body, r_text
+        return _render(body) if text else ""
+
+    def recall_text(self) -> str:
+        """trafilatura's favor_recall reading of the same pruned tree."""
+        body, text = self._recall_run()
+        if len(text) < self.options.min_extracted_size:
+            b_body, b_text, b_len = baseline(self.tree)
+            if b_len > len(text):
+                body, text = b_body, b_text
+        return _render(body) if text else ""
+
+    def _recall_run(self) -> tuple[Any, str]:
+        if self._recall is None:
+            options = copy.copy(self.options)
+            options.focus = "recall"
+            self._recall = _recall_retry(self.tree, options, options.url)
+        return self._recall
 
 
 def _resiliparse(page_html: str, *, comments: bool) -> str:
@@ -509,13 +659,14 @@ def choose_text(candidates: dict[str, str]) -> tuple[str, str]:
 
 def _is_fuller(candidate: str, current: str, contains: float) -> bool:
     """True when candidate has FULLER_GROWTH x current's tokens and holds `contains` of them."""
-    new, old = Counter(_TOKEN.findall(candidate.lower())), Counter(_TOKEN.findall(current.lower()))
-    n_new, n_old = sum(new.values()), sum(old.values())
-    if not n_new:
+    new, old = _TOKEN.findall(candidate.lower()), _TOKEN.findall(current.lower())
+    if not new:
         return False
-    if not n_old:
+    if not old:
         return True
-    return n_new >= FULLER_GROWTH * n_old and sum((new & old).values()) >= contains * n_old
+    if len(new) < FULLER_GROWTH * len(old):
+        return False
+    return (Counter(new) & Counter(old)).total() >= contains * len(old)
 
 
 def _prose_chars(text: str) -> int:
@@ -574,6 +725,17 @@ def _decode(raw: bytes) -> tuple[str, str]:
             pass
     fallback = declared if declared and declared != "utf_8" else "cp1252"
     return raw.decode(fallback, errors="replace"), fallback
+
+
+def _utf8_has_controls(raw: bytes) -> bool:
+    """True when UTF-8 bytes decode to a character that _CONTROLS, _ODD or the VT/FF replacement acts on
+    (U+FFFD aside): C0 controls and DEL as bytes, C1 controls and U+FFFE/U+FFFF as their encodings."""
+    return (
+        len(raw.translate(None, _C0_BYTES)) < len(raw)
+        or _C1_UTF8.search(raw) is not None
+        or b"\xef\xbf\xbe" in raw
+        or b"\xef\xbf\xbf" in raw
+    )
 
 
 def _bomless_utf16(raw: bytes) -> str | None:
