@@ -8,6 +8,7 @@ global pass); 2 a usage or configuration error, said before any work; 3 a bug in
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -353,8 +354,6 @@ class StageDefaults(Mapping[str, Any]):
         if self._found is None and not self._options:
             self._found = {}
         if self._found is None:
-            import dataclasses
-
             declared = {f.name: f for f in dataclasses.fields(STEPS[self._step])}
             self._found = {}
             for option, name in self._options.items():

@@ -92,3 +92,17 @@ def test_its_options_are_checked_like_any_steps(registered, tmp_path: Path):
 def test_an_unregistered_step_is_a_clear_error(tmp_path: Path):
     with pytest.raises(ConfigError, match="unknown step 'short_text'; steps are: .*near_dedup"):
         load_pipeline(_pipeline(tmp_path, ""))
+
+
+def test_curate_run_runs_it_on_ray(registered, ray_session, tmp_path: Path):
+    """Through the command a user runs: `curate run` on the test session's Ray, whose workers import the
+    step's module by name like any other."""
+    from typer.testing import CliRunner
+
+    from curate.cli import app
+
+    path = _pipeline(tmp_path, "    min_chars: 30\n")
+    result = CliRunner().invoke(app, ["run", str(path), "--workdir", str(tmp_path / "work")])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "work" / "short" / "manifest.json").read_text())
+    assert manifest["counts"] == {"in": 3, "kept": 2, "rejected": 1, "errored": 0}

@@ -11,13 +11,7 @@ from urllib.parse import quote_plus
 from curate.fetch.http import Request, Response
 from curate.schema import ParsedDoc, Rejection
 from curate.scrape.extract import finish_text
-from curate.scrape.spiders.base import (
-    Item,
-    Spider,
-    register,
-    rejections_as_items,
-    xml_root,
-)
+from curate.scrape.spiders.base import Item, Spider, register, rejections_as_items, xml_root
 
 ESEARCH_CAP = 9_999  # PubMed's esearch returns at most this many PMIDs for one query
 

@@ -13,13 +13,7 @@ from curate.errors import ConfigError
 from curate.fetch.http import Request, Response
 from curate.schema import ParsedDoc, Rejection
 from curate.scrape.extract import finish_text
-from curate.scrape.spiders.base import (
-    Item,
-    Spider,
-    json_body,
-    register,
-    rejections_as_items,
-)
+from curate.scrape.spiders.base import Item, Spider, json_body, register, rejections_as_items
 
 
 @register("magic")

@@ -11,14 +11,7 @@ from urllib.parse import quote
 from curate.fetch.http import Request, Response
 from curate.schema import ParsedDoc, Rejection
 from curate.scrape.extract import extract_page
-from curate.scrape.spiders.base import (
-    Item,
-    Spider,
-    json_body,
-    register,
-    rejections_as_items,
-    shift_headings,
-)
+from curate.scrape.spiders.base import Item, Spider, json_body, register, rejections_as_items, shift_headings
 
 
 @register("mediawiki")

@@ -12,11 +12,7 @@ from lxml.html import fragment_fromstring
 from curate.fetch.http import Request, Response
 from curate.schema import ParsedDoc, Rejection
 from curate.scrape.extract import page_title, text_of
-from curate.scrape.spiders.base import (
-    Item,
-    register,
-    shift_headings,
-)
+from curate.scrape.spiders.base import Item, register, shift_headings
 from curate.scrape.spiders.generic import GenericSpider
 
 
