@@ -9,6 +9,8 @@ says so and exits 3 (AccountingError is one such bug, caught by curate's own boo
 from __future__ import annotations
 
 import errno
+import os
+import traceback
 
 USAGE = 2  # exit code of a usage or configuration error
 FAILED = 1  # exit code of work that could not be completed (failed tasks, a full disk, a failed global pass)
@@ -70,7 +72,9 @@ def message(error: BaseException) -> str:
         return str(error)
     if isinstance(error, AccountingError):
         return f"accounting check failed (a bug, please report it): {error}"
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
     return (
         f"internal error (a bug in curate, please report it with the command and this message): "
-        f"{type(error).__name__}: {error}"
+        f"{type(error).__name__}: {error}{where}"
     )

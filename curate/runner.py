@@ -174,11 +174,7 @@ def _run_locked(
     fingerprint = _fingerprint(stage, tasks, out)
     previous = _take_folder(stage, tasks, out, fingerprint)
     hashes: dict[Any, str] = {}  # checksums computed while validating, reused by the manifest
-    redo = stage.redo(tasks)
-    for name in redo:  # gone first: a redone task that fails must not leave its earlier output as finished
-        _unlink_owned(kept_file(out, name), out)
-        _unlink_owned(rejected_file(out, name), out)
-    todo = [t for t in tasks if t.name in redo or not _is_finished(out, t.name, previous, stage.name, hashes)]
+    todo = [t for t in tasks if not _is_finished(out, t.name, previous, stage.name, hashes)]
     run = _Run(stage, out, executor, resources)
     run.run(tasks, todo, progress)
     manifest = _manifest(stage, tasks, inputs, out, run.failed, fingerprint, hashes)

@@ -144,10 +144,6 @@ class Stage:
         """Run one task: pure apart from reading its inputs."""
         raise NotImplementedError
 
-    def redo(self, tasks: list[Task]) -> set[str]:
-        """Names of tasks to run again even where an earlier run finished them (a fresh scrape)."""
-        return set()
-
     def count_in(self, task: Task) -> int:
         """How many documents this task's inputs hold (the 'in' of the accounting rule), unless its result
         says (StageResult.documents_in)."""

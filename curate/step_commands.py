@@ -121,9 +121,12 @@ def scrape(
     sources: SourcesOpt = None,
 ) -> None:
     """Crawl sources politely (robots.txt, rate limit, WARC archive) into records; one task per source."""
+    from curate.scrape.stage import forget_outputs
+
     check_folder_option(state, "--state")
-    # Without --resume, a fresh scrape: every source is crawled again (the stage's `resume: false`).
     params = {"sources": names, "limit": limit, "resume": resume, "mirror": mirror or "", "state": state}
+    if not resume:
+        forget_outputs(out_dir, names)  # a fresh scrape re-checks every page (conditional requests)
     run_step("scrape", params, [], out_dir, sources, address, num_cpus, local=local)
 
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from curate.errors import ConfigError
 from curate.io import read_json
+from curate.layout import kept_file, rejected_file
 from curate.schema import ERROR_REASON, records_table, with_drop
 from curate.scrape.crawl import CrawlResult, crawl, fetch_settings
 from curate.scrape.mirror import SiteServer
@@ -133,11 +134,6 @@ class ScrapeStage(Stage):
         sidecars = {f"{task.name}{REPORT_SUFFIX}": report}
         return StageResult(kept, rejected, sidecars, documents_in=kept.num_rows + rejected.num_rows)
 
-    def redo(self, tasks: list[Task]) -> set[str]:
-        """Without resume, every source is crawled again: a fresh scrape re-checks every page (with
-        conditional requests), even one whose records an earlier run finished."""
-        return set() if self.resume else {t.name for t in tasks}
-
     def error_rows(self, task: Task, error: str) -> pa.Table:
         rows = [{"id": f"error:{task.name}", "text": "", "source": task.name, "url": None}]
         return with_drop(records_table(rows), self.name, [ERROR_REASON], [error])
@@ -154,6 +150,17 @@ class ScrapeStage(Stage):
                 warnings += crawls[name].get("warnings", [])
         manifest["crawl"] = crawls
         manifest["warnings"] = warnings
+
+
+def forget_outputs(out_dir: str | Path, names: list[str]) -> None:
+    """Remove the finished outputs of these sources, so that the runner crawls them again (a fresh scrape
+    from the command line, which re-checks every page with conditional requests)."""
+    out = Path(out_dir)
+    for name in names:
+        if _SAFE_NAME.match(name):
+            kept_file(out, name).unlink(missing_ok=True)
+            rejected_file(out, name).unlink(missing_ok=True)
+            (out / f"{name}{REPORT_SUFFIX}").unlink(missing_ok=True)
 
 
 def result_tables(stage: str, result: CrawlResult) -> tuple[pa.Table, pa.Table]:
