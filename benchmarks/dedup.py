@@ -119,7 +119,7 @@ def true_pairs(folder: Path, threshold: float) -> np.ndarray:
     """Every pair (i < j, as i * N + j) with exact Jaccard >= threshold: one sparse product over all docs."""
     from scipy.sparse import csr_matrix, triu
 
-    from curate.dedup.signatures import shingle_sets
+    from curate.dedup.minhash import shingle_sets
 
     texts = read_corpus(folder, ["text"]).column("text").to_pylist()
     sets = []
@@ -148,7 +148,7 @@ def cluster_pairs(labels: dict[int, int], n: int) -> np.ndarray:
 
 def components(pairs: np.ndarray, n: int) -> dict[int, int]:
     """Cluster label of every document in a pair, from linked pairs."""
-    from curate.dedup.minhash import cluster_labels
+    from curate.dedup.clusters import cluster_labels
 
     if len(pairs) == 0:
         return {}
@@ -199,17 +199,34 @@ class SpawnExecutor:
             yield i, value, None
 
 
+def verified_pairs(stage, corpus: Path, scratch: Path) -> np.ndarray:
+    """The pairs curate's stage links (verified candidates), from its phases run again in this process (the
+    stage itself keeps only clusters): (shard << ROW_BITS | row) pairs of the task order."""
+    from curate.dedup import clusters, lsh
+    from curate.stage import Input
+
+    def run(fn, args_list):
+        return [fn(*args) for args in args_list]
+
+    paths = [t.inputs[0] for t in stage.plan([Input(str(corpus))])]
+    counts = lsh.signatures(stage, paths, run, scratch)
+    ranges = lsh.partitions(sum(c["documents"] for c in counts))
+    pairs = lsh.candidates(stage.bands, len(paths), ranges, np.zeros(0, np.int64), run, scratch)
+    return clusters.verify(stage, paths, pairs, run, scratch) if stage.verify else pairs
+
+
 def run_curate(corpus: Path, work: Path, threshold: float, memory: bool = False) -> dict:
-    """curate's stage in-process (one core): per-step seconds from its report, linked and cluster pairs.
+    """curate's stage in-process (one core): per-phase seconds from its manifest, linked and cluster pairs.
 
     With memory, every task runs in its own fresh process instead (slower: each pays Python's start), and
     the figures are the driver's peak RSS, each step's largest task peak RSS and each scratch folder's size.
     """
-    from curate.dedup.minhash import ROW_BITS, MinHashDedup
+    from curate.dedup.lsh import ROW_BITS
+    from curate.dedup.near import NearDedup
     from curate.runner import LocalExecutor, run_stage
     from curate.stage import Input
 
-    stage = MinHashDedup(name="near", threshold=threshold)
+    stage = NearDedup(name="near", threshold=threshold)
     executor = SpawnExecutor(work / "out" / ".scratch") if memory else LocalExecutor()
     start, start_cpu = time.perf_counter(), time.process_time()
     manifest = run_stage(stage, [Input(str(corpus))], work / "out", executor)
@@ -224,14 +241,14 @@ def run_curate(corpus: Path, work: Path, threshold: float, memory: bool = False)
             "scratch_bytes": executor.disk,
             "corpus_parquet_bytes": sum(p.stat().st_size for p in corpus.glob("*.parquet")),
         }
-    seconds = dict(stage.report["seconds"])
+    seconds = dict(manifest["global_pass"]["seconds"])
     seconds["remove"] = round(total - sum(seconds.values()), 3)
-    cpu_seconds = dict(stage.report["cpu_seconds"])
+    cpu_seconds = dict(manifest["global_pass"]["cpu_seconds"])
     cpu_seconds["remove"] = round(total_cpu - sum(cpu_seconds.values()), 3)
     sizes = [pq.ParquetFile(p).metadata.num_rows for p in sorted(corpus.glob("*.parquet"))]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     n = int(offsets[-1])
-    pairs = stage.report["pairs"]
+    pairs = verified_pairs(stage, corpus, work / "pairs")
     index = offsets[pairs >> ROW_BITS] + (pairs & ((1 << ROW_BITS) - 1))
     linked = np.unique(np.minimum(index[:, 0], index[:, 1]) * n + np.maximum(index[:, 0], index[:, 1]))
     position = {doc_id: i for i, doc_id in enumerate(read_corpus(corpus, ["id"]).column("id").to_pylist())}

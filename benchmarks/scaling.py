@@ -73,7 +73,7 @@ def run_child(workload: str, cpus: int, corpus: str, out: str, batch_size: int) 
 
     @ray.remote(num_cpus=1)
     def warm() -> int:
-        import curate.dedup.minhash  # noqa: F401 - the imports a task pays once per worker
+        import curate.dedup.near  # noqa: F401 - the imports a task pays once per worker
         import curate.parse.pdf  # noqa: F401
 
         time.sleep(0.5)  # hold the CPU so that every worker process gets one
@@ -81,9 +81,9 @@ def run_child(workload: str, cpus: int, corpus: str, out: str, batch_size: int) 
 
     workers = len(set(ray.get([warm.remote() for _ in range(cpus)])))
     if workload == "dedup":
-        from curate.dedup.minhash import MinHashDedup
+        from curate.dedup.near import NearDedup
 
-        stage = MinHashDedup(name="near_dedup")
+        stage = NearDedup(name="near_dedup")
     else:
         from curate.parse.stages import PdfStage
 

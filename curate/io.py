@@ -9,9 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import tempfile
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,15 +17,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate.layout import REJECTED_DIR, TMP_MARK, tmp_path
 from curate.storage import StoragePath, as_path
 
-TMP_MARK = ".tmp-"  # temporary files carry this in their name until renamed into place
-_TMP_NAME = re.compile(r"^\..+\.tmp-[0-9a-f]{8}$")
 PARQUET_COMPRESSION = "zstd"
-
-
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}{TMP_MARK}{uuid.uuid4().hex[:8]}")
 
 
 def write_parquet(table: pa.Table, path: str | os.PathLike, *, row_group_size: int | None = None) -> None:
@@ -46,7 +39,7 @@ def write_parquet(table: pa.Table, path: str | os.PathLike, *, row_group_size: i
             path.upload(local)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
+    tmp = tmp_path(path)
     try:
         pq.write_table(
             table, tmp, compression=PARQUET_COMPRESSION, row_group_size=row_group_size, write_statistics=True
@@ -65,7 +58,7 @@ def write_bytes(data: bytes, path: str | os.PathLike) -> None:
             f.write(data)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
+    tmp = tmp_path(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -163,12 +156,7 @@ def stage_shards(path: str | os.PathLike) -> list[Path]:
     if files:
         return files
     folder = as_path(path)
-    folders = [d for d in folder.iterdir() if d.is_dir() and d.name != "rejected"]
+    folders = [d for d in folder.iterdir() if d.is_dir() and d.name != REJECTED_DIR]
     stages = sorted(d.name for d in folders if parquet_files([d]))
     hint = f"; it holds stage folders ({', '.join(stages)}): pass one of them" if stages else ""
     raise FileNotFoundError(f"no *.parquet in {folder} (is it a stage directory?){hint}")
-
-
-def is_tmp(path: Path | StoragePath) -> bool:
-    """True for a temporary file left by an interrupted write (named as _tmp_path names them)."""
-    return _TMP_NAME.match(path.name) is not None

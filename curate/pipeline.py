@@ -4,76 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
-import math
 import os
 import re
-import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curate.decontam.evalsets import relative_to
+from curate.errors import AccountingError, ConfigError
+from curate.executors import Resources
 from curate.io import write_json
-from curate.mix.stage import input_components
-from curate.parse.stages import FileStage
-from curate.runner import AccountingError, Resources, check_output, run_stage
-from curate.sources.registry import (
-    ConfigError,
-    Source,
-    find_sources_file,
-    load_sources,
-    load_yaml,
-    require_source,
-)
-from curate.stage import Input, Stage
+from curate.layout import PIPELINE_FILE
+from curate.runner import check_output, run_stage
+from curate.sources.registry import find_sources_file, load_sources, load_yaml
+from curate.stage import Input, Stage, plan_tasks
+from curate.steps import STEPS, new_stage
+from curate.steps import make_stage as make_stage  # one stage from options, bound: tests and notebooks
 from curate.storage import StoragePath, as_path, folder_lock, is_uri
 from curate.verify import flow_problems
 
-# Each step's class, imported when a stage uses it: a command pays only for its own stages' libraries
-# (datatrove, scipy and the scraper's together take about a second to import).
-STEP_CLASSES = {
-    "scrape": "curate.scrape.stage:ScrapeStage",
-    "pdf": "curate.parse.stages:PdfStage",
-    "html": "curate.parse.stages:HtmlStage",
-    "pmc": "curate.parse.xml_stages:PmcStage",
-    "pubmed": "curate.parse.xml_stages:PubmedStage",
-    "filter": "curate.filter.language:LanguageFilter",
-    "clean": "curate.filter.clean:CleanStage",
-    "quality": "curate.filter.quality:QualityFilter",
-    "classify": "curate.filter.classifier:QualityClassifier",
-    "dedup": "curate.dedup.exact:ExactDedup",
-    "near_dedup": "curate.dedup.minhash:MinHashDedup",
-    "mix": "curate.mix.stage:MixStage",
-    "shard": "curate.shard:ShardStage",
-    "decontaminate": "curate.decontam.stage:DecontaminateStage",
-    "tokenize": "curate.train.tokenize:TokenizeStage",
-}
-
-
-class _Steps(Mapping[str, type[Stage]]):
-    """Step name -> stage class, importing a class's module on first use."""
-
-    def __getitem__(self, step: str) -> type[Stage]:
-        module, name = STEP_CLASSES[step].split(":")
-        return getattr(importlib.import_module(module), name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(STEP_CLASSES)
-
-    def __len__(self) -> int:
-        return len(STEP_CLASSES)
-
-
-STEPS: Mapping[str, type[Stage]] = _Steps()
-# Filled from sources.yaml (or the model file), not written by users in pipeline YAML.
-DERIVED_FIELDS = {"name", "licenses", "priority", "model_sha256", "tokenizer_sha256", "input_components"}
-DERIVED_FIELDS.add("catalog")  # scrape: the sources.yaml entries of its sources
-DERIVED_FIELDS.add("benchmarks_sha256")  # decontaminate: the evaluation files' contents
-PIPELINE_FILE = "pipeline.json"
 # A stage name is a folder of the work directory, a pipeline name one of work/: plain names only (no "..",
-# "/", leading "." or "_" (curate's own folders, such as _crawl), no markup).
+# "/", leading "." or "_" (curate's own folders, such as a scrape's crawl state), no markup).
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 MAX_YAML_VALUES = 100_000  # a pipeline is a few hundred values; YAML aliases can make billions
 
@@ -96,79 +47,6 @@ class Pipeline:
     workdir: Path | None
     stages: list[PlannedStage]
     text: str = ""
-
-
-def step_options(step: str) -> list[str]:
-    """The parameters a step accepts in pipeline YAML."""
-    return [f.name for f in dataclasses.fields(STEPS[step]) if f.name not in DERIVED_FIELDS]
-
-
-def make_stage(step: str, name: str, params: dict[str, Any], sources: dict[str, Source]) -> Stage:
-    """Build a stage from its step name and YAML/CLI parameters, filling what sources.yaml decides."""
-    if step not in STEPS:
-        raise ConfigError(f"stage {name!r}: unknown step {step!r}; steps are: {', '.join(sorted(STEPS))}")
-    unknown = sorted(set(params) - set(step_options(step)))
-    if unknown:
-        raise ConfigError(
-            f"stage {name!r}: unknown option(s) {', '.join(unknown)} for step {step!r}; "
-            f"it takes: {', '.join(step_options(step)) or 'no options'}"
-        )
-    cls = STEPS[step]
-    for key, value in params.items():
-        problem = _param_problem(key, value, typing.get_type_hints(cls).get(key), _default(cls, key))
-        if problem:
-            raise ConfigError(f"stage {name!r}: option {key!r} {problem}, not {_short(value)}")
-    try:
-        stage = cls(name=name, **params)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"stage {name!r}: {exc}") from exc
-    if stage.step in ("dedup", "near_dedup") and not stage.priority:
-        stage.priority = {s.name: s.priority for s in sources.values()}
-    return stage
-
-
-def _default(cls: type[Stage], key: str) -> Any:
-    found = {f.name: f.default for f in dataclasses.fields(cls)}.get(key, dataclasses.MISSING)
-    return None if found is dataclasses.MISSING else found
-
-
-def _short(value: Any) -> str:
-    text = (
-        repr(value) if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
-    )
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _param_problem(key: str, value: Any, hint: Any, default: Any) -> str | None:
-    """What is wrong with a step option's value, judged by its declared type; None if nothing.
-
-    Counts must be positive where their default is (batch_size, num_perm, ngram, row_group_rows, ...) and
-    never negative; thresholds are fractions in [0, 1]; a seed is any non-negative integer.
-    """
-    if hint is bool:
-        return None if isinstance(value, bool) else "must be true or false"
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            return "must be a whole number"
-        if key != "seed" and isinstance(default, int) and default > 0 and value < 1:
-            return "must be at least 1"
-        return "must not be negative" if value < 0 else None
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return "must be a number"
-        if key == "threshold" and not 0 <= value <= 1:
-            return "must be a fraction between 0 and 1"
-        if isinstance(default, (int, float)) and default > 0 and value <= 0:
-            return "must be greater than 0"
-        return "must not be negative" if value < 0 else None
-    if hint is str:
-        return "must be a single value" if isinstance(value, (list, dict)) else None
-    strings = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
-    if typing.get_origin(hint) is list and typing.get_args(hint) == (str,) and not strings:
-        return "must be a list of strings"
-    if typing.get_origin(hint) is dict and not isinstance(value, dict) and value is not None:
-        return "must be a mapping"
-    return None
 
 
 def _yaml_values(data: Any, path: Path) -> None:
@@ -200,17 +78,6 @@ def check_name(name: str, what: str, where: Path) -> str:
     return name
 
 
-def attach_sources(stage: Stage, inputs: list[Input], sources: dict[str, Source]) -> None:
-    """Check every source tag a file stage uses and give it their licences (a scrape stage: its sources)."""
-    if stage.step == "scrape":
-        stage.catalog = {s: require_source(sources, s) for s in stage.sources}
-        return
-    if not isinstance(stage, FileStage):
-        return
-    used = {i.source or stage.source for i in inputs}
-    stage.licenses = {s: require_source(sources, s).license for s in sorted(used)}
-
-
 def load_pipeline(
     path: str | os.PathLike, sources_file: str | os.PathLike | None = None
 ) -> tuple[Pipeline, dict]:
@@ -239,25 +106,19 @@ def load_pipeline(
         if name in names:
             raise ConfigError(f"{path}: two stages are named {name!r}; give each a unique 'name:'")
         raw_inputs = entry.pop("inputs", None)
-        try:  # scheduling options, not the step's parameters: they never change its output
-            resources = Resources.parse(
-                entry.pop("num_cpus", None), entry.pop("memory", None), f"{path}: stage {name!r}"
-            )
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
-        if step == "decontaminate":  # evaluation files are named relative to the YAML, like inputs
-            entry["benchmarks"] = relative_to(entry.get("benchmarks"), base)
-        stage = make_stage(step, name, entry, sources)
-        if step == "scrape" and raw_inputs is None:
+        # Scheduling options, not the step's parameters: they never change its output.
+        resources = Resources.parse(
+            entry.pop("num_cpus", None), entry.pop("memory", None), f"{path}: stage {name!r}"
+        )
+        stage = new_stage(step, name, entry, base)
+        if raw_inputs is None and stage.inputs_optional:
             inputs = []  # a scrape reads the web (or, given inputs, local copies of the sites)
         else:
             inputs = _resolve_inputs(path, name, raw_inputs, names, base)
-        if stage.step == "mix":  # an input entry may name the mix component it feeds
-            try:
-                stage.set_input_components(input_components(raw_inputs))
-            except ValueError as exc:
-                raise ConfigError(f"{path}: stage {name!r}: {exc}") from exc
-        attach_sources(stage, inputs, sources)
+        try:
+            stage.bind(sources, inputs)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: stage {name!r}: {exc}") from exc
         planned.append(PlannedStage(stage, inputs, resources))
         names.append(name)
     workdir = base / data["workdir"] if data.get("workdir") else None
@@ -284,12 +145,14 @@ def _resolve_inputs(path: Path, name: str, raw: Any, earlier: list[str], base: P
                 f"{path}: stage {name!r}: an input is a path, a stage name, or {{path, source}}"
             )
         target = str(item["path"])
+        # Other keys of the entry are for the stage to read (mix: `component:`).
+        options = tuple((str(k), v) for k, v in item.items() if k not in ("path", "source"))
         if target in earlier:
-            found = Input(f"@{target}")
+            found = Input(f"@{target}", options=options)
         elif is_uri(target):
-            found = Input(target, item.get("source"))
+            found = Input(target, item.get("source"), options)
         else:
-            found = Input(str((base / target).resolve()), item.get("source"))
+            found = Input(str((base / target).resolve()), item.get("source"), options)
         if found not in inputs:  # the same input twice is read once
             inputs.append(found)
     return inputs
@@ -313,10 +176,9 @@ def check_inputs(pipeline: Pipeline) -> None:
         if not planned.inputs or any(i.path.startswith("@") for i in planned.inputs):
             continue
         try:
-            planned.stage.plan(planned.inputs)
-        except (FileNotFoundError, ValueError) as exc:
-            stage = f"stage {planned.stage.name!r}"
-            raise ConfigError(f"{pipeline.path}: {'' if stage in str(exc) else stage + ': '}{exc}") from exc
+            plan_tasks(planned.stage, planned.inputs)
+        except ConfigError as exc:
+            raise ConfigError(f"{pipeline.path}: {exc}") from exc
 
 
 def run_pipeline(pipeline: Pipeline, workdir: Path, executor, progress=None) -> list[dict[str, Any]]:
@@ -342,14 +204,18 @@ def check_pipeline(
     """Each stage with its inputs resolved in the work directory, after checking (before any work) that
     every stage can run there: storage, folders that overlap inputs, files curate did not write."""
     workdir = as_path(workdir)
-    staged = [
-        (p, [Input(str(workdir / i.path[1:])) if i.path.startswith("@") else i for i in p.inputs])
-        for p in pipeline.stages
-    ]
+    staged = [(p, [_in_workdir(i, workdir) for i in p.inputs]) for p in pipeline.stages]
     check_workdir(workdir, pipeline)
     for planned, inputs in staged:
         check_output(planned.stage, inputs, workdir / planned.stage.name)
     return staged
+
+
+def _in_workdir(item: Input, workdir: Path | StoragePath) -> Input:
+    """An input that names an earlier stage (@name) as that stage's folder of the work directory."""
+    if not item.path.startswith("@"):
+        return item
+    return dataclasses.replace(item, path=str(workdir / item.path[1:]), source=None)
 
 
 def check_workdir(workdir: Path | StoragePath, pipeline: Pipeline) -> None:
@@ -365,7 +231,7 @@ def check_workdir(workdir: Path | StoragePath, pipeline: Pipeline) -> None:
                 continue  # an earlier stage's folder, or object storage
             source = Path(item.path).resolve()
             if root.is_relative_to(source) or any(source.is_relative_to(f) for f in folders):
-                raise ValueError(
+                raise ConfigError(
                     f"stage {planned.stage.name!r}: its input {item.path} and the work directory {workdir} "
                     "overlap; put the work directory outside every input folder"
                 )

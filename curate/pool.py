@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from curate.errors import ConfigError
 from curate.progress import reporting
 
 MapResults = Iterator[tuple[int, Any, BaseException | None]]
@@ -87,7 +88,7 @@ class ProcessExecutor:
         memory = getattr(resources, "memory", None)
         total_memory = _physical_memory()
         if per_task > self.num_cpus or (memory and total_memory and memory > total_memory):
-            raise ValueError(
+            raise ConfigError(
                 f"this machine cannot run a task needing num_cpus={per_task}, memory={memory} bytes "
                 f"({self.num_cpus} CPUs for curate, {total_memory} bytes of memory); lower the stage's "
                 "num_cpus/memory or run on a Ray cluster (--address)"

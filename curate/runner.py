@@ -1,16 +1,8 @@
-"""Run a stage's tasks (on Ray, or in-process) and keep its output directory exactly-once and accounted for.
+"""Run a stage's tasks and keep its output directory exactly-once and accounted for.
 
-Layout of a stage directory:
-  <task>.parquet            kept rows; written last, so its presence marks the task done; its footer carries
-                            the task's counts (key b"curate.task")
-  rejected/<task>.parquet   dropped rows with drop_stage/drop_reason/drop_detail ("error": errored)
-  manifest.json             written when every task is done: counts, outputs with SHA-256, params, versions;
-                            the previous one stays until then, so a resumed run still has its checksums
-  .curate-stage.json        the fingerprint (step, params, inputs) the outputs belong to
-  .curate.lock              held (flock) by the process working in the folder
-
-Containment: the runner writes and deletes only inside the stage folder, and deletes only files it can show
-it wrote: Parquet whose footer carries its key, files the last manifest lists, its own temporary files.
+The stage directory's files are named in curate.layout. Containment: the runner writes and deletes only
+inside the stage folder, and deletes only files it can show it wrote: Parquet whose footer carries its key,
+files the last manifest lists (or the stage names as its reports), its own temporary files.
 """
 
 from __future__ import annotations
@@ -23,14 +15,11 @@ import logging
 import os
 import platform
 import shutil
-import socket
-import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,8 +27,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.errors import AccountingError, ConfigError, DiskFullError, PreparationError, disk_full
+from curate.executors import Executor, LocalExecutor, RayExecutor, Resources, node_id, start_ray
 from curate.io import (
-    is_tmp,
     parquet_rows,
     parquet_schema,
     read_json,
@@ -48,22 +38,42 @@ from curate.io import (
     write_json,
     write_parquet,
 )
-from curate.pool import ProcessExecutor
-from curate.progress import StageProgress, reporting
+from curate.layout import (
+    LOCK_FILE,
+    MANIFEST,
+    PIPELINE_FILE,
+    REJECTED_DIR,
+    SCRATCH_DIR,
+    SCRATCH_ENV,
+    SCRATCH_PREFIX,
+    STATE_FILE,
+    TASK_META_KEY,
+    is_scratch,
+    is_tmp,
+    kept_file,
+    rejected_file,
+    task_of,
+)
+from curate.progress import StageProgress
 from curate.schema import ERROR_REASON, latest_columns
-from curate.stage import Input, Stage, Task, describe_error, short_hash
-from curate.storage import LOCK_FILE, StoragePath, as_path, folder_lock, is_uri
+from curate.stage import Input, Prepared, Stage, Task, describe_error, plan_tasks, short_hash
+from curate.storage import StoragePath, as_path, folder_lock, is_uri
+
+# Kept importable from here, where tests and scripts have always found them (executors.py, errors.py).
+__all__ = [
+    "AccountingError",
+    "DiskFullError",
+    "LocalExecutor",
+    "PreparationError",
+    "RayExecutor",
+    "Resources",
+    "check_output",
+    "run_stage",
+    "start_ray",
+]
 
 log = logging.getLogger("curate")
 
-TASK_META_KEY = b"curate.task"
-STATE_FILE = ".curate-stage.json"
-MANIFEST = "manifest.json"
-SCRATCH_DIR = ".scratch"  # a stage's global pass (prepare) writes here; removed when it ends
-REJECTED_DIR = "rejected"
-PIPELINE_FILE = "pipeline.json"  # in a pipeline's work directory (written by curate.pipeline)
-# Steps besides TableStages that read their input files through curate.io, so those may be storage URIs.
-STORAGE_INPUT_STEPS = {"shard", "mix"}
 VERSIONED_PACKAGES = (
     "pyarrow",
     "ray",
@@ -73,51 +83,6 @@ VERSIONED_PACKAGES = (
     "numpy",
     "datasketch",
 )
-
-
-class PreparationError(RuntimeError):
-    """A task of a stage's global pass (dedup, near_dedup, mix, pubmed) failed: the stage cannot go on."""
-
-
-class AccountingError(RuntimeError):
-    """A stage's documents in do not equal kept + rejected + errored: a bug, never a data problem."""
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What one task of a stage reserves on a Ray node; scheduling only, so not part of the fingerprint."""
-
-    num_cpus: float | None = None
-    memory: int | None = None  # bytes
-
-    @classmethod
-    def parse(cls, num_cpus: Any = None, memory: Any = None, where: str = "") -> Resources:
-        """Check YAML values (num_cpus: 2 or 0.5; memory: "2GB", "512MiB" or bytes); ValueError says what."""
-        from curate.shard import parse_size
-
-        prefix = f"{where}: " if where else ""
-        bad_cpus = isinstance(num_cpus, bool) or not isinstance(num_cpus, (int, float)) or not num_cpus > 0
-        if num_cpus is not None and bad_cpus:
-            raise ValueError(
-                f"{prefix}num_cpus must be a positive number (e.g. 1, 2 or 0.5), not {num_cpus!r}"
-            )
-        if memory is not None:
-            try:
-                memory = parse_size(memory) if not isinstance(memory, bool) else None
-            except ValueError:
-                memory = None
-            if not memory or memory <= 0:
-                raise ValueError(f"{prefix}memory must be a size such as 2GB, 512MiB or a number of bytes")
-        return cls(num_cpus, memory)
-
-    def ray_options(self) -> dict[str, Any]:
-        """Keyword arguments for a Ray remote function's .options()."""
-        options: dict[str, Any] = {}
-        if self.num_cpus is not None:
-            options["num_cpus"] = self.num_cpus
-        if self.memory is not None:
-            options["memory"] = self.memory
-        return options
 
 
 # ---------------------------------------------------------------------------------------------- task body
@@ -131,11 +96,11 @@ def execute_task(stage: Stage, task: Task, out_dir: str) -> dict[str, Any]:
     out = as_path(out_dir)
     for name, data in sorted(result.sidecars.items()):
         write_bytes(data, _inside(out / name, out))
-    rejected_path = out / REJECTED_DIR / f"{task.name}.parquet"
+    rejected_path = rejected_file(out, task.name)
     reasons = Counter(rejected.column("drop_reason").to_pylist()) if rejected.num_rows else {}
     errored = reasons.get(ERROR_REASON, 0)
     counts = {
-        "in": stage.count_in(task),
+        "in": stage.count_in(task) if result.documents_in is None else result.documents_in,
         "kept": kept.num_rows,
         "rejected": rejected.num_rows - errored,
         "errored": errored,
@@ -155,9 +120,9 @@ def execute_task(stage: Stage, task: Task, out_dir: str) -> dict[str, Any]:
     else:
         _unlink_owned(rejected_path, out)
     write_parquet(
-        _with_task_key(kept, counts), out / f"{task.name}.parquet", row_group_size=stage.row_group_size
+        _with_task_key(kept, counts), kept_file(out, task.name), row_group_size=stage.row_group_size
     )
-    return {**counts, "node": _node_id(), "seconds": round(time.perf_counter() - start, 3)}
+    return {**counts, "node": node_id(), "seconds": round(time.perf_counter() - start, 3)}
 
 
 def _with_task_key(table: pa.Table, counts: dict[str, Any]) -> pa.Table:
@@ -170,250 +135,6 @@ def _characters(table: pa.Table) -> int:
     if table.num_rows == 0 or "text" not in table.column_names:
         return 0
     return int(pc.sum(pc.utf8_length(table.column("text"))).as_py() or 0)
-
-
-def _node_id() -> str:
-    try:
-        ray = sys.modules.get("ray")  # never imported here just to ask: a local worker has no Ray
-        if ray is not None and ray.is_initialized():
-            return ray.get_runtime_context().get_node_id()
-    except Exception:  # noqa: BLE001 - the node id is informational only
-        pass
-    return "local"
-
-
-# ---------------------------------------------------------------------------------------------- executors
-
-MapResults = Iterator[tuple[int, Any, BaseException | None]]
-
-
-class LocalExecutor:
-    """Runs tasks one after another in this process: for tests and debugging (resources are ignored)."""
-
-    def map(
-        self,
-        fn: Callable[..., Any],
-        args_list: Sequence[tuple],
-        resources: Resources | None = None,
-        on_progress: Callable[[int, int], None] | None = None,
-    ) -> MapResults:
-        for i, args in enumerate(args_list):
-            try:
-                if on_progress is None:
-                    value = fn(*args)
-                else:
-                    with reporting(lambda n, i=i: on_progress(i, n)):
-                        value = fn(*args)
-                yield i, value, None
-            except Exception as exc:  # noqa: BLE001 - a failed task is recorded, not raised
-                exc.curate_node = "local"  # type: ignore[attr-defined]
-                yield i, None, exc
-
-    def close(self, kill: bool = False) -> None:
-        """Nothing to stop."""
-
-
-def _call(fn: Callable[..., Any], report_to: tuple[Any, int] | None, *args: Any) -> Any:
-    try:
-        if report_to is None:
-            return fn(*args)
-        inbox, index = report_to
-        with reporting(lambda n: inbox.add.remote(index, n), interval=1.0):
-            return fn(*args)
-    except Exception as exc:
-        # Exceptions pickle their __dict__, so the driver learns which node the task failed on.
-        exc.curate_node = _node_id()  # type: ignore[attr-defined]
-        raise
-
-
-class _ProgressInbox:
-    """A Ray actor that collects documents reported by running tasks until the driver takes them."""
-
-    def __init__(self) -> None:
-        self._counts: Counter = Counter()
-
-    def add(self, index: int, n: int) -> None:
-        self._counts[index] += n
-
-    def take(self) -> dict[int, int]:
-        counts, self._counts = self._counts, Counter()
-        return dict(counts)
-
-
-class RayExecutor:
-    """Runs tasks as Ray tasks with retries on worker failure and a bounded number in flight."""
-
-    def __init__(self, max_retries: int = 3, max_in_flight: int | None = None):
-        import ray
-
-        self._ray = ray
-        self._remote = ray.remote(_call)
-        self._options = {"max_retries": max_retries, "retry_exceptions": False}
-        self._cpus = int(ray.cluster_resources().get("CPU", 1))
-        self._max_in_flight = max_in_flight
-
-    def in_flight_limit(self, resources: Resources | None = None) -> int:
-        """Tasks submitted at once: twice what the cluster can run, so the object store never fills."""
-        if self._max_in_flight:
-            return self._max_in_flight
-        per_task = (resources.num_cpus if resources and resources.num_cpus else None) or 1
-        return max(2, int(2 * self._cpus / per_task))
-
-    def check_fits(self, resources: Resources | None) -> None:
-        """Refuse a task size no node can hold: Ray would otherwise wait for it forever."""
-        if not resources or (resources.num_cpus is None and resources.memory is None):
-            return
-        nodes = [n["Resources"] for n in self._ray.nodes() if n.get("Alive")]
-        if any(
-            (resources.num_cpus or 0) <= n.get("CPU", 0) and (resources.memory or 0) <= n.get("memory", 0)
-            for n in nodes
-        ):
-            return
-        largest = max(nodes, key=lambda n: n.get("CPU", 0), default={})
-        raise ValueError(
-            f"no node of the cluster can run a task needing num_cpus={resources.num_cpus}, "
-            f"memory={resources.memory} bytes (largest node: {largest.get('CPU', 0):g} CPUs, "
-            f"{int(largest.get('memory', 0))} bytes of memory); lower the stage's num_cpus/memory"
-        )
-
-    def map(
-        self,
-        fn: Callable[..., Any],
-        args_list: Sequence[tuple],
-        resources: Resources | None = None,
-        on_progress: Callable[[int, int], None] | None = None,
-    ) -> MapResults:
-        ray = self._ray
-        self.check_fits(resources)
-        remote = self._remote.options(**self._options, **(resources.ray_options() if resources else {}))
-        limit = self.in_flight_limit(resources)
-        # Large shared arguments (the stage object) go to the object store once, not once per task.
-        shared = {id(a): ray.put(a) for args in args_list for a in args if isinstance(a, Stage)}
-        # Tasks report documents to a small actor; the driver collects them while it waits.
-        inbox = ray.remote(num_cpus=0)(_ProgressInbox).remote() if on_progress else None
-        taking = None
-        pending: dict[Any, int] = {}
-        next_index = 0
-        try:
-            while next_index < len(args_list) or pending:
-                while next_index < len(args_list) and len(pending) < limit:
-                    args = [shared.get(id(a), a) for a in args_list[next_index]]
-                    report_to = (inbox, next_index) if inbox is not None else None
-                    pending[remote.remote(fn, report_to, *args)] = next_index
-                    next_index += 1
-                done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5 if inbox else None)
-                if inbox is not None:
-                    taking = taking or inbox.take.remote()
-                    if ray.wait([taking], timeout=0)[0]:
-                        for index, n in ray.get(taking).items():
-                            on_progress(index, n)
-                        taking = None
-                for ref in done:
-                    index = pending.pop(ref)
-                    try:
-                        yield index, ray.get(ref), None
-                    except Exception as exc:  # noqa: BLE001 - a failed task is recorded, not raised
-                        yield index, None, getattr(exc, "cause", None) or exc
-        finally:
-            # The caller stopped early (a failed global pass, a full disk): stop the tasks still running, so
-            # none writes into a scratch folder after it is removed.
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            if pending:
-                ray.wait(list(pending), num_returns=len(pending), timeout=60)
-            if inbox is not None:
-                with contextlib.suppress(Exception):
-                    ray.kill(inbox)
-
-    def close(self, kill: bool = False) -> None:
-        """Ray stays up until the process ends (or ray.shutdown())."""
-
-
-Executor = LocalExecutor | ProcessExecutor | RayExecutor
-
-
-class RayUnreachable(ConnectionError):
-    """--address names a Ray cluster this machine cannot reach: a usage error, said before anything runs."""
-
-
-def probe_ray_address(address: str, timeout: float = 5.0) -> None:
-    """Check that the GCS port of `address` (HOST:PORT, ray://HOST:PORT) accepts a TCP connection, so that a
-    wrong address fails in seconds instead of Ray retrying for minutes; raise RayUnreachable saying why."""
-    target = address.split("://", 1)[-1].rstrip("/")
-    host, _, port_text = target.rpartition(":")
-    if not host:
-        host, port_text = target, "6379"
-    host = host.strip("[]")  # [::1]:6379
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise RayUnreachable(
-            f"cannot reach Ray at {address}: expected HOST:PORT (e.g. 10.0.0.5:6379), or 'local'"
-        ) from None
-    found: list[Any] = []
-    failure: list[BaseException] = []
-
-    def resolve() -> None:
-        try:
-            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except OSError as exc:
-            failure.append(exc)
-
-    # getaddrinfo has no timeout of its own: a thread bounds it.
-    resolver = threading.Thread(target=resolve, daemon=True)
-    resolver.start()
-    resolver.join(timeout)
-    if not found:
-        why = f"{failure[0]}" if failure else f"no answer within {timeout:g} s"
-        raise RayUnreachable(f"cannot reach Ray at {address}: host {host!r} does not resolve ({why})")
-    errors = []
-    for family, kind, proto, _, sockaddr in found:
-        try:
-            with socket.socket(family, kind, proto) as sock:
-                sock.settimeout(timeout)
-                sock.connect(sockaddr)
-                return
-        except OSError as exc:
-            errors.append(f"{sockaddr[0]}: {exc.strerror or exc}")
-    raise RayUnreachable(
-        f"cannot reach Ray at {address} ({'; '.join(errors)}): is `ray start --head` running there, and is "
-        "PORT its GCS port (6379 by default)? Without --address (and RAY_ADDRESS) curate runs locally"
-    )
-
-
-def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to a cluster (address or RAY_ADDRESS), or with address 'local' start a Ray in this process."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never phone home
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address and address not in ("local", "auto"):
-        probe_ray_address(address)
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address and address != "local":
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
-        return
-    # A private Ray of this process: its token is generated and used here alone, so Ray's notice that token
-    # authentication is on says nothing to act on.
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    # address="local" starts a fresh Ray even if a `ray start` cluster is running on this machine.
-    ray.init(
-        address="local",
-        num_cpus=num_cpus,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        _node_ip_address="127.0.0.1",
-    )
-
-
-def make_executor(address: str | None = None, num_cpus: int | None = None) -> Executor:
-    """The executor for a run: Ray when an address is given (or RAY_ADDRESS), else a local process pool."""
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if not address:
-        return ProcessExecutor(num_cpus)
-    start_ray(address, num_cpus)
-    return RayExecutor()
 
 
 # ---------------------------------------------------------------------------------------------- the stage run
@@ -453,48 +174,32 @@ def _run_locked(
     stage: Stage,
     inputs: list[Input],
     out: Path | StoragePath,
-    executor: LocalExecutor | RayExecutor,
-    progress: Callable[[str, int], Any] | None,
+    executor: Executor,
+    progress: Callable[[StageProgress], Any] | None,
     resources: Resources | None,
 ) -> dict[str, Any]:
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    tasks = stage.plan(inputs)
+    tasks = plan_tasks(stage, inputs)
     fingerprint = _fingerprint(stage, tasks, out)
-    _reset_if_changed(out, fingerprint, stage.name)
-    # The last manifest stays until this run writes its own: its checksums find damage after a killed run.
-    previous = _previous_checksums(out)
-    write_json({"fingerprint": fingerprint, "step": stage.step, "params": stage.params()}, out / STATE_FILE)
-    _remove_stale(out, {t.name for t in tasks})
-
+    previous = _take_folder(stage, tasks, out, fingerprint)
     hashes: dict[Any, str] = {}  # checksums computed while validating, reused by the manifest
     todo = [t for t in tasks if not _is_finished(out, t.name, previous, stage.name, hashes)]
-    failed: list[dict[str, Any]] = []
-    nodes: Counter = Counter()  # tasks run per Ray node, in this invocation
-    node_seconds: Counter = Counter()
-    state = _stage_progress(stage, tasks, todo)
-    view = progress(state) if progress else None
-    try:
-        _run_tasks(stage, tasks, todo, out, executor, resources, state, failed, nodes, node_seconds)
-    except BaseException:
-        state.stopped = True
-        raise
-    finally:
-        state.close()
-        if view is not None:
-            view.close()
-    task_seconds = sum(node_seconds.values())
-
-    manifest = _manifest(stage, tasks, inputs, out, failed, fingerprint, hashes)
+    run = _Run(stage, out, executor, resources)
+    run.run(tasks, todo, progress)
+    manifest = _manifest(stage, tasks, inputs, out, run.failed, fingerprint, hashes)
     manifest.update(
         started=started.isoformat(timespec="seconds"),
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         wall_seconds=round(time.perf_counter() - t0, 3),
     )
+    task_seconds = sum(run.node_seconds.values())
     manifest["tasks"].update(run=len(todo), skipped=len(tasks) - len(todo), seconds=round(task_seconds, 3))
-    manifest["nodes"] = dict(sorted(nodes.items()))
-    manifest["node_seconds"] = {n: round(s, 3) for n, s in sorted(node_seconds.items())}
+    manifest["nodes"] = dict(sorted(run.nodes.items()))
+    manifest["node_seconds"] = {n: round(s, 3) for n, s in sorted(run.node_seconds.items())}
     manifest["resources"] = resources.ray_options() if resources else {}
+    if run.global_pass:
+        manifest["global_pass"] = run.global_pass
     counts = manifest["counts"]
     if counts["in"] != counts["kept"] + counts["rejected"] + counts["errored"]:
         # No manifest: the stage counts as unfinished, and a rerun recomputes it.
@@ -502,6 +207,19 @@ def _run_locked(
     stage.finish(out, manifest)
     write_json(manifest, out / MANIFEST)
     return manifest
+
+
+def _take_folder(
+    stage: Stage, tasks: list[Task], out: Path | StoragePath, fingerprint: str
+) -> dict[str, str]:
+    """Make the stage folder this run's: what curate wrote for other parameters or inputs removed, the new
+    fingerprint recorded, stale and temporary files gone. Returns the last manifest's checksums (that
+    manifest stays until this run writes its own: its checksums find damage after a killed run)."""
+    _reset_if_changed(stage, out, fingerprint)
+    previous = _previous_checksums(out)
+    write_json({"fingerprint": fingerprint, "step": stage.step, "params": stage.params()}, out / STATE_FILE)
+    _remove_stale(stage, out, {t.name for t in tasks})
+    return previous
 
 
 def _stage_progress(stage: Stage, tasks: list[Task], todo: list[Task]) -> StageProgress:
@@ -522,47 +240,78 @@ def _planned_documents(stage: Stage, task: Task) -> int | None:
         return None
 
 
-def _run_tasks(
-    stage: Stage,
-    tasks: list[Task],
-    todo: list[Task],
-    out: Path | StoragePath,
-    executor: Executor,
-    resources: Resources | None,
-    state: StageProgress,
-    failed: list[dict[str, Any]],
-    nodes: Counter,
-    node_seconds: Counter,
-) -> None:
-    """The global pass, then the unfinished tasks; failures recorded, progress kept current."""
-    if not todo:
-        return
-    scratch = _scratch_dir(out)
-    try:
-        # A full disk in the global pass is most likely the scratch folder's (local when out is a URI).
-        prepared = stage.prepare(
-            tasks, lambda fn, args: _map_all(executor, fn, args, resources, scratch, state), scratch, out
-        )
-    except PreparationError as exc:
-        raise PreparationError(
-            f"stage {stage.name!r}: {exc}. Nothing of this stage was written; fix the cause and rerun "
-            "the same command (finished stages are skipped)"
-        ) from exc.__cause__
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        state.phase = ""
-    todo = [{t.name: t for t in prepared}[t.name] for t in todo]
-    work = [(stage, t, str(out)) for t in todo]
-    with contextlib.closing(executor.map(execute_task, work, resources, state.report)) as mapped:
-        for index, counts, error in mapped:
-            if error is not None:
-                _raise_if_disk_full(error, out)
-                failed.append(_record_failure(stage, todo[index], out, error))
-                state.task_finished(index, failed[-1]["documents"])
-            else:
-                nodes[counts["node"]] += 1
-                node_seconds[counts["node"]] += counts["seconds"]
-                state.task_finished(index, counts["in"])
+@dataclass
+class _Run:
+    """One invocation of a stage: where its tasks run, and what they did (the global pass's report, tasks
+    that failed, tasks and task-seconds per Ray node)."""
+
+    stage: Stage
+    out: Path | StoragePath
+    executor: Executor
+    resources: Resources | None
+    global_pass: dict[str, Any] = field(default_factory=dict)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    nodes: Counter = field(default_factory=Counter)
+    node_seconds: Counter = field(default_factory=Counter)
+
+    def run(
+        self, tasks: list[Task], todo: list[Task], progress: Callable[[StageProgress], Any] | None
+    ) -> None:
+        """The global pass, then the unfinished tasks, while a progress view (if any) shows them."""
+        state = _stage_progress(self.stage, tasks, todo)
+        view = progress(state) if progress else None
+        try:
+            if todo:
+                todo = self._prepare(tasks, todo, state)
+                self._run_tasks(todo, state)
+        except BaseException:
+            state.stopped = True
+            raise
+        finally:
+            state.close()
+            if view is not None:
+                view.close()
+
+    def _run_tasks(self, todo: list[Task], state: StageProgress) -> None:
+        """The tasks, each writing its outputs; failures recorded, progress kept current."""
+        stage, out = self.stage, self.out
+        work = [(stage, t, str(out)) for t in todo]
+        with contextlib.closing(
+            self.executor.map(execute_task, work, self.resources, state.report)
+        ) as mapped:
+            for index, counts, error in mapped:
+                if error is not None:
+                    _raise_if_disk_full(error, out)
+                    self.failed.append(_record_failure(stage, todo[index], out, error))
+                    state.task_finished(index, self.failed[-1]["documents"])
+                else:
+                    self.nodes[counts["node"]] += 1
+                    self.node_seconds[counts["node"]] += counts["seconds"]
+                    state.task_finished(index, counts["in"])
+
+    def _prepare(self, tasks: list[Task], todo: list[Task], state: StageProgress) -> list[Task]:
+        """The stage's global pass in a fresh scratch folder: the unfinished tasks as it prepared them (its
+        report, if it gives one, kept for the manifest)."""
+        scratch = _scratch_dir(self.out)
+
+        def map_fn(fn: Callable[..., Any], args: Sequence[tuple]) -> list:
+            return _map_all(self.executor, fn, args, self.resources, scratch, state)
+
+        try:
+            # A full disk in the global pass is most likely the scratch folder's (local when out is a URI).
+            prepared = self.stage.prepare(tasks, map_fn, scratch, self.out)
+        except PreparationError as exc:
+            raise PreparationError(
+                f"stage {self.stage.name!r}: {exc}. Nothing of this stage was written; fix the cause and "
+                "rerun the same command (finished stages are skipped)"
+            ) from exc.__cause__
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            state.phase = ""
+        if isinstance(prepared, Prepared):
+            prepared, self.global_pass = prepared.tasks, prepared.report
+        by_name = {t.name: t for t in prepared}
+        return [by_name[t.name] for t in todo]
 
 
 def _map_all(
@@ -592,7 +341,7 @@ def _check_result(fn: Callable[..., Any], args: tuple, error: BaseException | No
         _raise_if_disk_full(error, out)
     # The task's input files, if its arguments name any (not the scratch folder).
     paths = [a for a in map(str, args) if "/" in a and len(a) < 300]
-    what = ", ".join(a for a in paths if SCRATCH_DIR not in a and "curate-scratch-" not in a)
+    what = ", ".join(a for a in paths if not is_scratch(a))
     raise PreparationError(
         f"its global pass ({getattr(fn, '__name__', 'a task')}"
         f"{' on ' + what if what else ''}) failed on node {_failed_node(error)}: "
@@ -612,42 +361,41 @@ def check_output(stage: Stage, inputs: list[Input], out: Path | StoragePath) -> 
             source = Path(item.path).resolve()
             target = out.resolve()
             if source == target or source.is_relative_to(target) or target.is_relative_to(source):
-                raise ValueError(
+                raise ConfigError(
                     f"stage {stage.name!r}: its output folder {out} overlaps its input {item.path}; "
                     "write to a folder outside the inputs (--out / the work directory)"
                 )
-    foreign = _foreign_files(out)
+    foreign = _foreign_files(stage, out)
     if foreign:
-        raise ValueError(
+        raise ConfigError(
             f"stage {stage.name!r}: {out} holds Parquet files that curate did not write here "
             f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); curate never deletes them: "
             "write to a new or empty folder, or move them away"
         )
 
 
-def _foreign_files(out: Path | StoragePath) -> list[str]:
+def _foreign_files(stage: Stage, out: Path | StoragePath) -> list[str]:
     """Parquet files in a stage folder (or its rejected/) that curate cannot show it wrote."""
     if not out.is_dir():
         return []
-    listed = _listed(out)
+    listed = _listed(stage, out)
     return [
         str(f.relative_to(out))
         for folder in (out, out / REJECTED_DIR)
         if folder.is_dir()
         for f in sorted(folder.iterdir())
-        if f.name.endswith(".parquet") and not f.is_dir() and not _owned(f, out, listed)
+        if task_of(f) is not None and not f.is_dir() and not _owned(f, out, listed)
     ]
 
 
 def check_storage(stage: Stage, inputs: list[Input], out: Path | StoragePath) -> None:
     """Say clearly what cannot run on object storage, before any work."""
-    from curate.stage import TableStage
-
     remote = [i.path for i in inputs if is_uri(i.path)]
-    if remote and not (isinstance(stage, TableStage) or stage.step in STORAGE_INPUT_STEPS):
-        raise ValueError(
+    if remote and not stage.reads_storage:
+        raise ConfigError(
             f"stage {stage.name!r} (step {stage.step}) reads its input files from a local or shared-mount "
-            f"folder; storage URIs ({remote[0]}) work only for the inputs of Parquet stages, shard and mix"
+            f"folder; storage URIs ({remote[0]}) work only for the inputs of steps that read Parquet or "
+            "JSONL shards (the filters, dedup, shard, mix, ...)"
         )
 
 
@@ -656,10 +404,10 @@ def _scratch_dir(out: Path | StoragePath) -> Path:
     if isinstance(out, StoragePath):
         # Object stores are no place for many small temporary files. On more than one node, CURATE_SCRATCH
         # must name a shared mount (README, "A work directory on S3").
-        root = os.environ.get("CURATE_SCRATCH") or None
+        root = os.environ.get(SCRATCH_ENV) or None
         if root:
             Path(root).mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix="curate-scratch-", dir=root))
+        return Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=root))
     scratch = out / SCRATCH_DIR
     shutil.rmtree(scratch, ignore_errors=True)  # a killed run's leftovers are recomputed, never reused
     scratch.mkdir()
@@ -684,7 +432,7 @@ def _fingerprint(stage: Stage, tasks: list[Task], out: Path | StoragePath) -> st
     return short_hash(stage.step, params, *[f"{t.name}:{t.payload!r}" for t in tasks], *signatures)
 
 
-def _reset_if_changed(out: Path | StoragePath, fingerprint: str, name: str) -> None:
+def _reset_if_changed(stage: Stage, out: Path | StoragePath, fingerprint: str) -> None:
     """Remove what curate wrote for other parameters or inputs (and only that)."""
     state = out / STATE_FILE
     if not state.exists():
@@ -695,8 +443,8 @@ def _reset_if_changed(out: Path | StoragePath, fingerprint: str, name: str) -> N
         previous = None
     if previous == fingerprint:
         return
-    log.warning("stage %s: parameters or inputs changed since the last run; recomputing it", name)
-    listed = _listed(out)
+    log.warning("stage %s: parameters or inputs changed since the last run; recomputing it", stage.name)
+    listed = _listed(stage, out)
     for folder in (out, out / REJECTED_DIR):
         for f in folder.iterdir() if folder.is_dir() else []:
             if _owned(f, out, listed):
@@ -714,14 +462,10 @@ def _manifest_entries(out: Path | StoragePath) -> list[dict[str, Any]]:
         return []
 
 
-def _listed(out: Path | StoragePath) -> set[str]:
-    """Paths (relative to the stage folder) that the stage's last manifest says curate wrote."""
-    listed = {e["path"] for e in _manifest_entries(out)}
-    try:  # a report a stage writes beside its outputs (the mix report)
-        report = read_json(out / MANIFEST).get("mix", {}).get("report")
-    except (OSError, ValueError, AttributeError):
-        report = None
-    return listed | ({report} if isinstance(report, str) else set())
+def _listed(stage: Stage, out: Path | StoragePath) -> set[str]:
+    """Paths (relative to the stage folder) that the stage's last manifest says curate wrote, and the
+    reports the stage writes beside its outputs."""
+    return {e["path"] for e in _manifest_entries(out)} | set(stage.reports)
 
 
 def _previous_checksums(out: Path | StoragePath) -> dict[str, str]:
@@ -751,7 +495,7 @@ def _owned(path: Path | StoragePath, out: Path | StoragePath, listed: set[str]) 
         return False
     if is_tmp(path) or str(path.relative_to(out)) in listed:
         return True
-    if not path.name.endswith(".parquet"):
+    if task_of(path) is None:
         return False
     try:
         return TASK_META_KEY in (parquet_schema(path).metadata or {})
@@ -767,10 +511,10 @@ def _is_finished(
     out: Path | StoragePath, name: str, previous: dict[str, str], stage_name: str, hashes: dict[Any, str]
 ) -> bool:
     """Whether a task's outputs are complete and intact; a damaged one is removed so the task runs again."""
-    kept = out / f"{name}.parquet"
+    kept = kept_file(out, name)
     if not kept.exists():
         return False
-    rejected = out / "rejected" / f"{name}.parquet"
+    rejected = rejected_file(out, name)
     try:
         counts = json.loads(parquet_schema(kept).metadata[TASK_META_KEY])
         if parquet_rows(kept) != counts["kept"]:
@@ -799,29 +543,22 @@ def _is_finished(
     return True
 
 
-class DiskFullError(OSError):
-    """The output filesystem is full: nothing partial is kept, and a rerun resumes once space is freed."""
-
-
 def _raise_if_disk_full(error: BaseException, out: Path | StoragePath) -> None:
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         # The folder of the file that did not fit: the stage folder, its scratch, or another (crawl state).
         where = Path(os.fsdecode(error.filename)).parent if error.filename else out
-        raise DiskFullError(
-            errno.ENOSPC,
-            f"no space left while writing {where}: free some space there and rerun the same command "
-            "(finished shards are kept and will not be recomputed)",
-        ) from error
+        raise disk_full(where) from error
 
 
-def _remove_stale(out: Path | StoragePath, names: set[str]) -> None:
+def _remove_stale(stage: Stage, out: Path | StoragePath, names: set[str]) -> None:
     """Remove temporary files of interrupted writes, and outputs of tasks this run does not have."""
-    listed = _listed(out)
+    listed = _listed(stage, out)
     for folder in (out, out / REJECTED_DIR):
         if not folder.is_dir():
             continue
         for f in folder.iterdir():
-            stale = f.name.endswith(".parquet") and f.name.removesuffix(".parquet") not in names
+            task = task_of(f)
+            stale = task is not None and task not in names
             if _owned(f, out, listed) and (is_tmp(f) or stale):
                 _unlink_owned(f, out)
 
@@ -846,7 +583,7 @@ def _record_failure(
     )
     rows = latest_columns(stage.error_rows(task, message))
     counts = {"failed": True, "errored": rows.num_rows}
-    write_parquet(_with_task_key(rows, counts), out / REJECTED_DIR / f"{task.name}.parquet")
+    write_parquet(_with_task_key(rows, counts), rejected_file(out, task.name))
     return {
         "task": task.name,
         "inputs": list(task.inputs),
@@ -859,7 +596,7 @@ def _record_failure(
 def _task_counts(
     stage: Stage, task: Task, out: Path | StoragePath, failed: dict[str, dict]
 ) -> dict[str, Any]:
-    kept_path = out / f"{task.name}.parquet"
+    kept_path = kept_file(out, task.name)
     if task.name not in failed:
         return json.loads(parquet_schema(kept_path).metadata[TASK_META_KEY])
     documents = failed[task.name]["documents"]  # one error row each, in rejected/
@@ -902,11 +639,9 @@ def _manifest(
         )
         reasons.update(c["drop_reasons"])
     outputs = [
-        _file_entry(out / f"{t.name}.parquet", out, hashes) for t in tasks if t.name not in failed_by_name
+        _file_entry(kept_file(out, t.name), out, hashes) for t in tasks if t.name not in failed_by_name
     ]
-    rejected = [
-        _file_entry(p, out, hashes) for t in tasks if (p := out / "rejected" / f"{t.name}.parquet").exists()
-    ]
+    rejected = [_file_entry(p, out, hashes) for t in tasks if (p := rejected_file(out, t.name)).exists()]
     schema = parquet_schema(out / outputs[0]["path"]).remove_metadata() if outputs else None
     return {
         "stage": stage.name,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,26 +19,13 @@ from curate.io import (
     stage_shards,
     write_json,
 )
+from curate.layout import PIPELINE_FILE, VALIDATION_PREFIX
 from curate.schema import conform, split_invalid
-from curate.stage import Input, Stage, StageResult, Task, empty_rejected, short_hash
+from curate.stage import DERIVED, Input, Stage, StageResult, Task, empty_rejected, short_hash
 from curate.storage import StoragePath
+from curate.units import parse_size
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "KI": 2**10, "MI": 2**20, "GI": 2**30, "TI": 2**40}
-
-VALIDATION_PREFIX = "validation-"
 _SHARD_NAME = re.compile(rf"^(?:{VALIDATION_PREFIX})?shard-\d{{5}}$")
-
-
-def parse_size(size: str | int) -> int:
-    """Bytes in a size such as 256MB, 1.5GB, 512MiB or a plain number."""
-    if isinstance(size, int):
-        return size
-    match = _SIZE.match(str(size))
-    if not match:
-        raise ValueError(f"not a size: {size!r} (use e.g. 256MB, 1GB, 512MiB)")
-    unit = (match.group(2) or "").upper().removesuffix("B")
-    return int(float(match.group(1)) * _UNITS[unit])
 
 
 def plan_slices(files: list[tuple[str, int, int]], target_bytes: int) -> list[list[tuple[str, int, int]]]:
@@ -68,15 +55,16 @@ class ShardStage(Stage):
     """Pretraining shards: zstd Parquet of about target_size each, small row groups for streaming."""
 
     step: ClassVar[str] = "shard"
+    reads_storage: ClassVar[bool] = True
     target_size: str = "256MB"
     row_group_rows: int = 1000
     tokenizer: str | None = None  # a tokenizers JSON file: exact token counts in the stats, else approximate
-    tokenizer_sha256: str = ""  # filled from the file, so another tokenizer recomputes the stats
+    tokenizer_sha256: str = field(default="", metadata=DERIVED)  # of the file: another one recomputes
 
     def __post_init__(self) -> None:
         parse_size(self.target_size)  # fail when the pipeline is loaded, not after the stages before it ran
         if self.tokenizer:
-            from curate.mix.tokens import tokenizer_file
+            from curate.tokens import tokenizer_file
 
             self.tokenizer, self.tokenizer_sha256 = tokenizer_file(self.tokenizer)
 
@@ -115,8 +103,8 @@ class ShardStage(Stage):
     planned_documents = count_in
 
     def process(self, task: Task) -> StageResult:
-        from curate.mix.tokens import cached_tokenizer
         from curate.stats.compute import table_stats
+        from curate.tokens import cached_tokenizer
 
         if task.name.startswith("unreadable-"):  # fails, naming the file, for the failed task's record
             try:
@@ -186,7 +174,7 @@ def corpus_manifest(
 
 def _pipeline_of(out_dir: Path | StoragePath) -> dict[str, Any] | None:
     """The pipeline (name, file, YAML text, stage order) whose work directory holds out_dir, if any."""
-    path = out_dir.parent / "pipeline.json"
+    path = out_dir.parent / PIPELINE_FILE
     try:
         pipeline = read_json(path)
     except (OSError, ValueError):

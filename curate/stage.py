@@ -2,6 +2,18 @@
 
 Modelled on datatrove's pipeline steps: one small class per step, its parameters as dataclass fields. The
 runner (curate.runner) maps `process` over the tasks on Ray; nothing here knows about Ray.
+
+A stage declares what the code around it needs to know, so that the pipeline, the runner and the command
+line name no step:
+  - `step`: its name in pipeline YAML and the step registry (curate.steps);
+  - parameters that users never write (filled from sources.yaml or from files) carry DERIVED metadata;
+    options naming files that a pipeline YAML gives relative to itself carry PIPELINE_PATHS metadata;
+  - `bind(catalog, inputs)` takes what sources.yaml and the inputs decide (licences, priorities, ...);
+  - `reads_storage`: whether its inputs may be storage URIs (s3://...); `inputs_optional`: whether it may
+    run without inputs (a scrape reads the web); `reports`: files its `finish` writes beside the outputs.
+Between calls, a stage holds only its parameters and what `prepare` builds for the tasks (their payloads, or
+an index the stage object carries to its workers): `process` returns how many documents a task read when
+only reading told (StageResult.documents_in), and `prepare` its report for the manifest (Prepared).
 """
 
 from __future__ import annotations
@@ -10,12 +22,14 @@ import dataclasses
 import hashlib
 import os
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from curate.errors import ConfigError
 from curate.io import parquet_rows, parquet_schema, read_parquet, stage_shards
 from curate.schema import (
     ERROR_REASON,
@@ -24,18 +38,31 @@ from curate.schema import (
     conform,
     records_table,
     rejected_schema,
+    split_by_mask,
     split_invalid,
     with_drop,
 )
 from curate.storage import as_path, is_uri
 
+# Field metadata: a parameter filled from sources.yaml or from files, never written in pipeline YAML.
+DERIVED = {"derived": True}
+# Field metadata: an option whose file paths a pipeline YAML gives relative to its own folder.
+PIPELINE_PATHS = {"pipeline_paths": True}
+Drop = tuple[str, "str | None"]  # a document's drop reason and detail
+
 
 @dataclass(frozen=True)
 class Input:
-    """One input of a stage: a file or directory, and for raw files the source tag they belong to."""
+    """One input of a stage: a file or directory, for raw files the source tag they belong to, and the
+    other keys of its pipeline YAML entry (such as mix's `component:`)."""
 
     path: str
     source: str | None = None
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def option(self, key: str) -> Any:
+        """The value of one key of the input's YAML entry, or None."""
+        return dict(self.options).get(key)
 
 
 @dataclass(frozen=True)
@@ -49,11 +76,25 @@ class Task:
 
 @dataclass
 class StageResult:
-    """What one task produces: kept rows, rejected rows (with drop columns), and small side files."""
+    """What one task produces: kept rows, rejected rows (with drop columns), and small side files.
+
+    `documents_in` is how many documents the task read, when only reading them told (a crawl, a tarball of
+    articles); None: the stage's `count_in` says.
+    """
 
     kept: pa.Table
     rejected: pa.Table
     sidecars: dict[str, bytes] = field(default_factory=dict)
+    documents_in: int | None = None
+
+
+@dataclass
+class Prepared:
+    """What a global pass returns when it has more to say than the prepared tasks: a report (counts, phase
+    timings) that the runner writes to the stage's manifest as `global_pass`."""
+
+    tasks: list[Task]
+    report: dict[str, Any]
 
 
 @dataclass
@@ -63,6 +104,24 @@ class Stage:
     step: ClassVar[str] = ""
     name: str = ""
     row_group_size: ClassVar[int | None] = None
+    reads_storage: ClassVar[bool] = False  # its input files may be storage URIs (read through curate.io)
+    inputs_optional: ClassVar[bool] = False  # runs without inputs (a scrape: the web is its input)
+    # Files `finish` writes beside the outputs: curate's own, removed when the parameters change.
+    reports: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def derived_fields(cls) -> set[str]:
+        """Parameters that sources.yaml or files fill, not pipeline YAML (and `name`, set apart in YAML)."""
+        # `licenses`: FileStage's (curate/parse/stages.py), until it carries DERIVED metadata itself.
+        return {"name", "licenses"} | {f.name for f in dataclasses.fields(cls) if f.metadata.get("derived")}
+
+    def bind(self, catalog: Mapping[str, Any], inputs: list[Input]) -> None:
+        """Take what sources.yaml (`catalog`: name -> curate.sources.registry.Source) and the inputs decide;
+        raise ConfigError for a source the catalog lacks. By default: the licence of each source tag the
+        inputs use, for a stage with a `licenses` parameter (one that reads raw files)."""
+        if "licenses" in {f.name for f in dataclasses.fields(self)}:
+            used = {i.source or getattr(self, "source", None) for i in inputs}
+            self.licenses = {s: require_source(catalog, s).license for s in sorted(used)}  # type: ignore[attr-defined]
 
     def params(self) -> dict[str, Any]:
         """The parameters that define this stage's output (in the manifest and the fingerprint)."""
@@ -72,8 +131,9 @@ class Stage:
         """Split the inputs into tasks with deterministic names."""
         raise NotImplementedError
 
-    def prepare(self, tasks: list[Task], map_fn, scratch: Path, out: Any = None) -> list[Task]:
+    def prepare(self, tasks: list[Task], map_fn, scratch: Path, out: Any = None) -> list[Task] | Prepared:
         """A global pass before the tasks run (dedup uses it); map_fn(fn, [args...]) runs fn in parallel.
+        Returns the tasks as the pass prepared them (with their payloads), or those and a report (Prepared).
 
         `scratch` is an empty directory, inside the stage's output directory `out` unless that is in object
         storage (then a local or CURATE_SCRATCH folder); the runner removes it when the stage ends.
@@ -85,7 +145,8 @@ class Stage:
         raise NotImplementedError
 
     def count_in(self, task: Task) -> int:
-        """How many documents this task's inputs hold (the 'in' of the accounting rule)."""
+        """How many documents this task's inputs hold (the 'in' of the accounting rule), unless its result
+        says (StageResult.documents_in)."""
         raise NotImplementedError
 
     def planned_documents(self, task: Task) -> int | None:
@@ -100,6 +161,26 @@ class Stage:
 
     def finish(self, out_dir: Path, manifest: dict[str, Any]) -> None:
         """Called when all tasks are done, before the manifest is written (shard writes stats.json)."""
+
+
+def plan_tasks(stage: Stage, inputs: list[Input]) -> list[Task]:
+    """The stage's tasks for its inputs; an input it cannot use (missing, empty, ambiguous) is a ConfigError
+    that names the stage."""
+    try:
+        return stage.plan(inputs)
+    # FileNotFoundError: an input that is not there. ValueError: what a plan that predates ConfigError
+    # raises (curate/parse/stages.py: an input without a source tag, two files with one id).
+    except (FileNotFoundError, ValueError) as exc:
+        where = f"stage {stage.name!r}"
+        raise ConfigError(f"{'' if where in str(exc) else where + ': '}{exc}") from exc
+
+
+def require_source(catalog: Mapping[str, Any], name: str) -> Any:
+    """The named source of a catalog, or a ConfigError that lists the known ones."""
+    if name not in catalog:
+        known = ", ".join(sorted(catalog))
+        raise ConfigError(f"unknown source {name!r}: add it to sources.yaml (known sources: {known})")
+    return catalog[name]
 
 
 def _uri(path: str) -> str:
@@ -127,6 +208,8 @@ def describe_error(exc: BaseException) -> str:
 class TableStage(Stage):
     """A stage that maps one Parquet shard to kept and rejected rows: subclasses implement `apply`."""
 
+    reads_storage: ClassVar[bool] = True
+
     def plan(self, inputs: list[Input]) -> list[Task]:
         groups = [(as_path(i.path), stage_shards(i.path)) for i in inputs]
         prefix = len(groups) > 1  # fan-in: keep names from different upstream stages apart
@@ -142,7 +225,7 @@ class TableStage(Stage):
                 tasks.append(Task(name=name, inputs=(str(f),)))
         names = [t.name for t in tasks]
         if len(set(names)) != len(names):
-            raise ValueError(f"stage {self.name!r}: two input shards share a name; rename or split inputs")
+            raise ConfigError(f"stage {self.name!r}: two input shards share a name; rename or split inputs")
         return tasks
 
     def count_in(self, task: Task) -> int:
@@ -177,6 +260,45 @@ class TableStage(Stage):
     def apply(self, table: pa.Table, task: Task) -> tuple[pa.Table, pa.Table]:
         """Split one table of records into kept and rejected rows."""
         raise NotImplementedError
+
+
+@dataclass
+class FilterStage(TableStage):
+    """A stage that keeps or drops each document (datatrove's BaseFilter): a subclass implements `judge`
+    (one text: None to keep it, or (reason, detail) to drop it), or `verdicts` for a whole table (which may
+    add columns, such as a score); the base class owns the loop and the rejected rows."""
+
+    def judge(self, text: str) -> Drop | None:
+        """None to keep a document with this text, or its drop reason and detail."""
+        raise NotImplementedError
+
+    def verdicts(self, table: pa.Table) -> tuple[pa.Table, list[Drop | None]]:
+        """The table (with any columns this filter adds) and each row's verdict (see `judge`)."""
+        return table, [self.judge(text or "") for text in table.column("text").to_pylist()]
+
+    def apply(self, table: pa.Table, task: Task) -> tuple[pa.Table, pa.Table]:
+        table, verdicts = self.verdicts(table)
+        keep = [v is None for v in verdicts]
+        reasons = [v[0] if v else None for v in verdicts]
+        details = [v[1] if v else None for v in verdicts]
+        return split_by_mask(table, keep, self.name, reasons, details)
+
+
+def resolve_pipeline_paths(value: Any, base: Path) -> Any:
+    """An option's file paths relative to base (a pipeline file's folder): a path, a {path, ...} mapping,
+    or a list of them; other values as they are."""
+    if isinstance(value, (str, Mapping)):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        return value
+    out = []
+    for entry in value:
+        if isinstance(entry, str):
+            entry = str(base / Path(entry).expanduser())
+        elif isinstance(entry, Mapping) and isinstance(entry.get("path"), str):
+            entry = {**entry, "path": str(base / Path(entry["path"]).expanduser())}
+        out.append(entry)
+    return out
 
 
 def read_records(path: str, columns: list[str] | None = None) -> pa.Table:

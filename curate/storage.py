@@ -31,8 +31,10 @@ from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
+from curate.errors import FolderBusy
+from curate.layout import LOCK_FILE
+
 OBJECT_STORES = ("s3", "gs", "gcs")
-LOCK_FILE = ".curate.lock"
 
 
 def is_uri(path: Any) -> bool:
@@ -59,10 +61,6 @@ def remove_tree(path: Path | StoragePath) -> None:
         path.remove_tree()
     else:
         shutil.rmtree(path, ignore_errors=True)
-
-
-class FolderBusy(ValueError):
-    """Another curate process works in the same folder (a usage error: nothing was done)."""
 
 
 _held_locks: dict[str, int] = {}  # resolved folder -> descriptor of its lock file, in this process

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from curate.io import is_tmp, parquet_file, parquet_rows, read_json, sha256_file
-from curate.runner import MANIFEST, PIPELINE_FILE, REJECTED_DIR
+from curate.errors import ConfigError
+from curate.io import parquet_file, parquet_rows, read_json, sha256_file
+from curate.layout import MANIFEST, PIPELINE_FILE, REJECTED_DIR, is_tmp
 from curate.storage import StoragePath, as_path
 
 ENTRY_KEYS = {"path": str, "bytes": int, "sha256": str, "rows": int}
@@ -62,13 +63,13 @@ def verify_stage(stage_dir: Path | StoragePath) -> list[str]:
         return [f"{name}: no manifest.json: the stage never finished; rerun the pipeline to complete it"]
     try:
         if _regular_file(manifest_path):
-            raise ValueError(_regular_file(manifest_path))
+            raise ConfigError(_regular_file(manifest_path))
         manifest = read_json(manifest_path)
         listed = manifest["outputs"] + manifest["rejected_outputs"]
         counts = {k: int(manifest["counts"][k]) for k in ("in", "kept", "rejected", "errored")}
         bad = next((p for p in map(_entry_problem, listed) if p), None)
         if bad:
-            raise ValueError(bad)
+            raise ConfigError(bad)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return [f"{name}: manifest.json is unreadable or malformed ({exc}); rerun the pipeline to rewrite it"]
     problems = []
@@ -162,12 +163,12 @@ def _pipeline_stages(root: Path | StoragePath) -> list[str]:
             raise OSError(_regular_file(root / PIPELINE_FILE))
         stages = read_json(root / PIPELINE_FILE)["stages"]
     except (OSError, KeyError, TypeError) as exc:
-        raise ValueError(f"{root / PIPELINE_FILE} is malformed ({exc!r}); rerun the pipeline") from exc
+        raise ConfigError(f"{root / PIPELINE_FILE} is malformed ({exc!r}); rerun the pipeline") from exc
     if not isinstance(stages, list) or not all(isinstance(s, str) for s in stages):
-        raise ValueError(f"{root / PIPELINE_FILE}: 'stages' is not a list of names; rerun the pipeline")
+        raise ConfigError(f"{root / PIPELINE_FILE}: 'stages' is not a list of names; rerun the pipeline")
     outside = [s for s in stages if "/" in s or "\\" in s or s in ("", ".", "..")]
     if outside:
-        raise ValueError(f"{root / PIPELINE_FILE} names stage folder {outside[0]!r} outside {root}")
+        raise ConfigError(f"{root / PIPELINE_FILE} names stage folder {outside[0]!r} outside {root}")
     return stages
 
 
@@ -175,13 +176,13 @@ def verify(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     """(stages checked, problems) for a stage directory or a work directory (with pipeline.json); or a URI."""
     root = as_path(path)
     if not root.is_dir():
-        raise ValueError(f"not a directory: {root}")
+        raise ConfigError(f"not a directory: {root}")
     if (root / PIPELINE_FILE).exists():
         stages = [root / s for s in _pipeline_stages(root)]
     elif (root / MANIFEST).exists() or list(root.glob("*.parquet")):
         stages = [root]
     else:
-        raise ValueError(f"not a curate stage or work directory: {root} (no pipeline.json or manifest.json)")
+        raise ConfigError(f"not a curate stage or work directory: {root} (no pipeline.json or manifest.json)")
     problems = []
     manifests = {}
     for stage_dir in stages:

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from curate.parse.stages import HtmlStage, PdfStage
-from curate.pipeline import STEPS, load_pipeline
+from curate.pipeline import load_pipeline
 from curate.sources import ConfigError, load_sources, require_source
 from curate.sources.registry import find_sources_file
+from curate.steps import STEPS
 
 from .conftest import GAP_SOURCES, REPO
 

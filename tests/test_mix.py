@@ -20,12 +20,13 @@ from curate.cli import app
 from curate.io import write_parquet
 from curate.mix.mixing import choose_copies, parse_components, sampling_keys, targets, validation_mask
 from curate.mix.stage import MixStage, read_documents
-from curate.mix.tokens import APPROXIMATE_LABEL, TokenCounter
-from curate.pipeline import STEPS, load_pipeline, make_stage, run_pipeline
+from curate.pipeline import load_pipeline, make_stage, run_pipeline
 from curate.runner import LocalExecutor, run_stage
 from curate.schema import records_table
 from curate.sources import ConfigError, load_sources
 from curate.stage import Input
+from curate.steps import STEPS
+from curate.tokens import APPROXIMATE_LABEL, TokenCounter
 
 from .conftest import REPO
 from .fixtures.tokenizer import build_tokenizer

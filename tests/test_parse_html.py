@@ -836,7 +836,8 @@ def test_long_scripts_and_data_attributes_are_not_mistaken_for_attributes():
 
 
 def test_the_scrapers_extraction_refuses_it_too():
-    from curate.sources.extract import ExtractRules, extract_page
+    from curate.scrape.extract import extract_page
+    from curate.sources.config import ExtractRules
 
     start = time.monotonic()
     with pytest.raises(Rejection) as info:

@@ -279,7 +279,7 @@ def test_pubmed_stage_accounts_for_every_citation(tmp_path: Path) -> None:
     kept, rejected = {}, {}
     for task in tasks:
         result = stage.process(task)
-        assert stage.count_in(task) == result.kept.num_rows + result.rejected.num_rows
+        assert result.documents_in == result.kept.num_rows + result.rejected.num_rows
         kept.update(
             zip(result.kept.column("id").to_pylist(), result.kept.column("meta").to_pylist(), strict=True)
         )
@@ -366,7 +366,7 @@ def test_pmc_stage_on_folders_and_damaged_tarball(tmp_path: Path) -> None:
     stage = PmcStage(name="pmc")
     tasks = stage.plan([Input(str(tmp_path / "in"))])
     result = stage.process(tasks[0])
-    assert stage.count_in(tasks[0]) == result.kept.num_rows + result.rejected.num_rows
+    assert result.documents_in == result.kept.num_rows + result.rejected.num_rows
     assert "pmc:PMC7654321" in result.kept.column("id").to_pylist()
     reasons = result.rejected.column("drop_reason").to_pylist()
     assert reasons and set(reasons) <= {"pmc_truncated", "xml_broken"}
@@ -417,7 +417,7 @@ def test_pmc_tarball_bomb_is_skipped_without_reading_it_into_memory(tmp_path: Pa
     assert result.kept.column("title").to_pylist() == ["Walking after knee surgery"]
     assert result.rejected.column("drop_reason").to_pylist() == ["pmc_too_large"]
     assert "article.nxml: 300000000 bytes" in result.rejected.column("drop_detail")[0].as_py()
-    assert stage.count_in(task) == 2
+    assert result.documents_in == 2
 
 
 def test_pmc_pdfs_held_for_a_package_are_capped(tmp_path: Path) -> None:

@@ -17,10 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.dedup.exact import ExactDedup
+from curate.errors import AccountingError
 from curate.filter.language import LanguageFilter
 from curate.io import sha256_file, write_parquet
 from curate.pipeline import load_pipeline, run_pipeline
-from curate.runner import AccountingError, LocalExecutor, RayExecutor, Resources, read_manifest, run_stage
+from curate.runner import LocalExecutor, RayExecutor, Resources, read_manifest, run_stage
 from curate.schema import DROP_COLUMNS, RECORD_COLUMNS, records_table, with_drop
 from curate.sources import ConfigError
 from curate.stage import Input, TableStage, Task

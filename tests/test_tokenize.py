@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 
 from curate.cli import app
 from curate.io import write_parquet
-from curate.mix.tokens import cached_tokenizer
 from curate.pipeline import make_stage
 from curate.runner import LocalExecutor, run_stage
 from curate.schema import records_table
 from curate.shard import ShardStage
 from curate.sources.registry import ConfigError
 from curate.stage import Input
+from curate.tokens import cached_tokenizer
 from curate.train import megatron
 from curate.train.tokenize import TokenizeStage
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from curate.errors import ConfigError
 from curate.io import input_stream
 
 LAYOUTS = ("medqa", "medmcqa", "pubmedqa", "mmlu", "text")
@@ -36,7 +37,7 @@ COMPRESSED = (".gz", ".zst")
 MMLU_CSV_COLUMNS = 6  # question, A, B, C, D, answer (hendrycks/test's CSV files have no header)
 
 
-class EvalSetError(ValueError):
+class EvalSetError(ConfigError):
     """An evaluation file that cannot be read in its layout: the message names the file, record and field."""
 
 
@@ -291,17 +292,10 @@ def evalsets_sha256(evalsets: list[EvalSet]) -> str:
     return digest.hexdigest()
 
 
-def relative_to(entries: Any, base: Path) -> Any:
-    """Benchmark entries with relative paths made relative to base (a pipeline file's folder)."""
-    if isinstance(entries, (str, Mapping)):
-        entries = [entries]
-    if not isinstance(entries, (list, tuple)):
-        return entries
-    out = []
-    for entry in entries:
-        if isinstance(entry, str):
-            entry = str(base / Path(entry).expanduser())
-        elif isinstance(entry, Mapping) and isinstance(entry.get("path"), str):
-            entry = {**entry, "path": str(base / Path(entry["path"]).expanduser())}
-        out.append(entry)
-    return out
+def benchmark_options(values: list[str]) -> list[dict[str, str]]:
+    """Evaluation files given on the command line as [LAYOUT=]FILE, as `benchmarks:` entries."""
+    entries = []
+    for value in values:
+        layout, sep, path = value.partition("=")
+        entries.append({"path": path, "layout": layout} if sep and layout in LAYOUTS else {"path": value})
+    return entries

@@ -2,7 +2,7 @@
 
 Words are normalised as near_dedup does (NFKC, case folded, everything but letters and digits is a space)
 and hashed once per distinct word of a batch; an n-gram's hash mixes its words' hashes (see
-curate.dedup.signatures), so no n-gram string is ever built. The index is two parallel arrays sorted by hash
+curate.dedup.minhash), so no n-gram string is ever built. The index is two parallel arrays sorted by hash
 (uint64 n-gram hash, int32 item), 12 bytes per indexed n-gram, and a bitmap of 8 to 16 bits per n-gram
 that most document n-grams fail, sparing them the binary search: 10 million test n-grams take 130-140 MB.
 
@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from curate.dedup.signatures import shingle_hashes, spaced_words
+from curate.dedup.minhash import shingle_hashes, spaced_words
 
 COMMON_ITEMS = 20  # an n-gram in more items than this is benchmark boilerplate, not one item's text
 ITEM_BATCH = 5000  # items hashed per batch: bounds the memory of building the index
@@ -77,7 +77,7 @@ class ItemIndex:
 def _words(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hashes and UTF-8 lengths of the normalised words of every text (flat), and each text's offsets.
 
-    The words and hashes of curate.dedup.signatures.word_hashes, with the lengths that tell a word from the
+    The words and hashes of curate.dedup.minhash.word_hashes, with the lengths that tell a word from the
     one- and two-character pieces numbers and chemical names fall into."""
     normalised = [spaced_words(t) if t else b"" for t in texts]
     data = pa.array([t or None for t in normalised], pa.large_binary()).view(pa.large_string())

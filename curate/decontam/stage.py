@@ -42,9 +42,10 @@ from curate.decontam.ngrams import (
     remove_spans,
 )
 from curate.decontam.report import INDEX_INFO, REPORT, SIDECAR_SUFFIX, index_info, summarise
+from curate.errors import ConfigError
 from curate.io import read_json, read_parquet, write_json
 from curate.schema import conform, dumps_meta, split_by_mask
-from curate.stage import StageResult, TableStage, Task
+from curate.stage import DERIVED, PIPELINE_PATHS, StageResult, TableStage, Task
 
 log = logging.getLogger("curate")
 
@@ -67,25 +68,27 @@ class DecontaminateStage(TableStage):
     """Drops documents holding test items of evaluation sets (or cuts the items out), by n-grams and PMID."""
 
     step: ClassVar[str] = "decontaminate"
-    benchmarks: list = field(default_factory=list)  # paths, or {path, layout, name}
+    # Paths, or {path, layout, name}; in pipeline YAML, relative to the YAML file.
+    benchmarks: list = field(default_factory=list, metadata=PIPELINE_PATHS)
     ngram: int = 5
     min_share: float = 0.2
     min_ngrams: int = 3
     action: str = "drop"
     window: int = 200
-    benchmarks_sha256: str = ""  # filled from the files, so changed evaluation sets recompute the stage
+    # Of the files' contents: changed evaluation sets recompute the stage.
+    benchmarks_sha256: str = field(default="", metadata=DERIVED)
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
-            raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not {self.action!r}")
+            raise ConfigError(f"action must be one of {', '.join(ACTIONS)}, not {self.action!r}")
         if isinstance(self.ngram, bool) or not isinstance(self.ngram, int) or not 1 <= self.ngram <= 64:
-            raise ValueError(f"ngram must be a whole number from 1 to 64, not {self.ngram!r}")
+            raise ConfigError(f"ngram must be a whole number from 1 to 64, not {self.ngram!r}")
         if isinstance(self.min_share, bool) or not 0.0 <= float(self.min_share) <= 1.0:
-            raise ValueError(f"min_share must be a fraction from 0 to 1, not {self.min_share!r}")
+            raise ConfigError(f"min_share must be a fraction from 0 to 1, not {self.min_share!r}")
         if isinstance(self.min_ngrams, bool) or not isinstance(self.min_ngrams, int) or self.min_ngrams < 1:
-            raise ValueError(f"min_ngrams must be a whole number of at least 1, not {self.min_ngrams!r}")
+            raise ConfigError(f"min_ngrams must be a whole number of at least 1, not {self.min_ngrams!r}")
         if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 0:
-            raise ValueError(f"window must be a number of characters (0 or more), not {self.window!r}")
+            raise ConfigError(f"window must be a number of characters (0 or more), not {self.window!r}")
         self.min_share = float(self.min_share)
         evalsets = parse_evalsets(self.benchmarks)
         names = [e.name for e in evalsets]

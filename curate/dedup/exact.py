@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,9 +17,10 @@ from typing import Any, ClassVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.dedup.survivors import choose_survivors as rank_clusters
+from curate.dedup.survivors import priorities, source_priorities
 from curate.schema import split_by_mask
-from curate.sources.registry import DEFAULT_PRIORITY
-from curate.stage import TableStage, Task, read_records
+from curate.stage import DERIVED, Input, TableStage, Task, read_records
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -43,35 +45,29 @@ def duplicate_keys(table: pa.Table, priority: dict[str, int], shard: int = 0) ->
             "row": pa.array(range(table.num_rows), pa.int64()),
             "id": table.column("id"),
             "hash": pa.array([text_hash(t) for t in texts], pa.string()),
-            "priority": pa.array([priority.get(s, DEFAULT_PRIORITY) for s in sources], pa.int32()),
+            "priority": priorities(sources, priority),
             "length": pc.utf8_length(table.column("text")).cast(pa.int64()),
         }
     )
 
 
 def choose_survivors(keys: pa.Table) -> dict[tuple[int, int], str]:
-    """(shard, row) -> survivor id for every row that is not its cluster's survivor.
-
-    The survivor has the best source priority, then the longest text, then the smallest id (then position),
-    so the choice does not depend on how the corpus was split into shards.
-    """
+    """(shard, row) -> survivor id for every row that is not its cluster's survivor (curate.dedup.survivors:
+    the rule of near dedup too; a cluster is the rows of one text hash)."""
     if keys.num_rows == 0:
         return {}
-    order = [("hash", "ascending"), ("priority", "ascending"), ("length", "descending"), ("id", "ascending")]
-    ordered = keys.take(
-        pc.sort_indices(keys, sort_keys=order + [("shard", "ascending"), ("row", "ascending")])
-    )
-    ids = ordered.column("id").to_pylist()
-    hashes = ordered.column("hash").to_pylist()
-    positions = list(zip(ordered.column("shard").to_pylist(), ordered.column("row").to_pylist(), strict=True))
-    dropped: dict[tuple[int, int], str] = {}
-    survivor = ids[0]
-    for i in range(1, len(ids)):
-        if hashes[i] == hashes[i - 1]:
-            dropped[positions[i]] = survivor
-        else:
-            survivor = ids[i]
-    return dropped
+    ranked = rank_clusters(keys, cluster="hash", position=("shard", "row"))
+    return {
+        (shard, row): survivor
+        for shard, row, survivor, first in zip(
+            ranked.column("shard").to_pylist(),
+            ranked.column("row").to_pylist(),
+            ranked.column("survivor").to_pylist(),
+            ranked.column("is_survivor").to_pylist(),
+            strict=True,
+        )
+        if not first
+    }
 
 
 def _shard_keys(path: str, priority: dict[str, int], shard: int) -> pa.Table:
@@ -83,7 +79,12 @@ class ExactDedup(TableStage):
     """Remove documents whose normalised text equals another's; every row gets its dup_cluster."""
 
     step: ClassVar[str] = "dedup"
-    priority: dict[str, int] = field(default_factory=dict)  # source -> rank, from sources.yaml
+    priority: dict[str, int] = field(default_factory=dict, metadata=DERIVED)  # source -> rank, sources.yaml
+
+    def bind(self, catalog: Mapping[str, Any], inputs: list[Input]) -> None:
+        """Source priorities from sources.yaml, unless given."""
+        if not self.priority:
+            self.priority = source_priorities(catalog)
 
     def prepare(self, tasks: list[Task], map_fn, scratch: Path, out: Any = None) -> list[Task]:
         keys = map_fn(_shard_keys, [(t.inputs[0], self.priority, n) for n, t in enumerate(tasks)])

@@ -1,4 +1,5 @@
-"""A near-duplicate index: the band keys and signatures of an already deduplicated corpus, on disk.
+"""A near-duplicate index: the band keys and signatures of an already deduplicated corpus, on disk; the
+near_dedup phases that query it (before candidates) and extend it (after clusters).
 
 Layout of an index directory (one writer at a time):
   index.json                       MinHash parameters and the committed generations, in order
@@ -20,8 +21,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from curate.io import read_json, write_json
+from curate.dedup.lsh import (
+    BAND_ROW_GROUP,
+    ROW_BITS,
+    MinHashSettings,
+    band_files,
+    band_folder,
+    read_band,
+    read_docs,
+    shard_file,
+)
+from curate.errors import ConfigError, MissingInput
+from curate.io import read_json, sha256_file, write_json, write_parquet
 from curate.stage import short_hash
 from curate.storage import is_uri
 
@@ -55,10 +70,10 @@ def read_index(root: Path, stage: Any | None = None) -> dict[str, Any]:
     """index.json of an index directory, checked against a stage's parameters when given."""
     path = Path(root) / INDEX_FILE
     if not path.exists():
-        raise FileNotFoundError(f"{root} is not a near-duplicate index (no {INDEX_FILE})")
+        raise MissingInput(f"{root} is not a near-duplicate index (no {INDEX_FILE})")
     index = read_json(path)
     if stage is not None and index["params"] != index_params(stage):
-        raise ValueError(
+        raise ConfigError(
             f"index {root} was built with {index['params']}, but this run uses {index_params(stage)}; "
             "query it with the same threshold, permutations, n-gram, seed and within_source"
         )
@@ -125,3 +140,142 @@ def write_pending_info(pending: Path, shards: int, documents: int, digests: list
 def estimate_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise share of equal signature values of two (pairs x num_perm) arrays: MinHash's estimate."""
     return (a == b).mean(axis=1)
+
+
+# ---------------------------------------------------------------------------------------------- query
+
+
+def indexed_documents(root: str, out_dir: Any, settings: MinHashSettings) -> int:
+    """Documents of an index that a run into out_dir compares with (its own earlier survivors are not)."""
+    listing = read_index(Path(root), settings)
+    return sum(g["documents"] for g in listing["generations"] if g["out_key"] != out_key(out_dir))
+
+
+def _indexed(root: str, skip_out: str) -> list[tuple[str, int]]:
+    """The index's shards (generation folder, shard) in file-number order, leaving out one output's."""
+    return index_files(Path(root), read_index(Path(root)), skip_out=skip_out)
+
+
+def _signatures(table: pa.Table) -> np.ndarray:
+    """The sig column of a table as a (rows x num_perm) uint32 array."""
+    column = table.column("sig").combine_chunks()
+    return column.flatten().to_numpy().reshape(len(column), -1)
+
+
+def index_band_task(
+    scratch: str, band: int, shards: int, index: tuple[str, str], lo: int, hi: int
+) -> np.ndarray:
+    """(new document, indexed document) pairs whose keys in [lo, hi) of one band are equal: a hash join."""
+    new_keys, new_docs = read_band(band_files(scratch, band, shards), lo, hi)
+    if not len(new_keys):
+        return np.zeros((0, 2), np.int64)
+    files = [
+        (str(shard_file(band_folder(Path(folder), band), shard)), number)
+        for number, (folder, shard) in enumerate(_indexed(*index))
+    ]
+    index_keys, index_docs = read_band(files, lo, hi)
+    joined = pa.table({"key": new_keys, "doc": new_docs}).join(
+        pa.table({"key": index_keys, "indexed": index_docs}), "key", join_type="inner"
+    )
+    return np.stack([joined.column("doc").to_numpy(), joined.column("indexed").to_numpy()], axis=1)
+
+
+def index_verify_task(pairs: np.ndarray, scratch: str, index: tuple[str, str]) -> pa.Table:
+    """Estimated Jaccard (from signatures) and the indexed id of each (new, indexed) pair."""
+    indexed = _indexed(*index)
+    new_docs = np.unique(pairs[:, 0])
+    new = read_docs(Path(scratch) / "docs", new_docs, columns=["doc", "sig"])
+    new_sigs = _signatures(new)[np.searchsorted(new.column("doc").to_numpy(), pairs[:, 0])]
+    index_docs = np.unique(pairs[:, 1])
+    parts = []
+    for number in np.unique(index_docs >> ROW_BITS):
+        folder, shard = indexed[int(number)]
+        rows = index_docs[(index_docs >> ROW_BITS) == number] & ((1 << ROW_BITS) - 1)
+        table = pq.read_table(shard_file(Path(folder) / "docs", shard), columns=["id", "sig"])
+        parts.append(table.take(pa.array(rows)))
+    found = pa.concat_tables(parts)
+    position = np.searchsorted(index_docs, pairs[:, 1])
+    similarity = estimate_jaccard(new_sigs, _signatures(found)[position])
+    return pa.table(
+        {
+            "doc": pairs[:, 0],
+            "similarity": similarity,
+            "indexed_id": found.column("id").take(pa.array(position)),
+        }
+    )
+
+
+def best_indexed(matches: pa.Table) -> pa.Table:
+    """For each new document, its most similar indexed document (ties: the smallest id)."""
+    order = [("doc", "ascending"), ("similarity", "descending"), ("indexed_id", "ascending")]
+    ordered = matches.take(pc.sort_indices(matches, sort_keys=order))
+    doc = ordered.column("doc").to_numpy()
+    first = np.concatenate([[True], doc[1:] != doc[:-1]]) if len(doc) else np.zeros(0, bool)
+    return ordered.filter(pa.array(first))
+
+
+def query(
+    settings: MinHashSettings,
+    shards: int,
+    ranges: list[tuple[int, int]],
+    index: tuple[str, str],
+    map_fn: Any,
+    scratch: Path,
+    chunk: int,
+) -> pa.Table:
+    """Phase 2: new documents (doc) that duplicate an indexed one (indexed_id): one task per band and key
+    range joins the new keys with the index's, then chunks of pairs are scored from signatures."""
+    args = [(str(scratch), b, shards, index, lo, hi) for b in range(settings.bands) for lo, hi in ranges]
+    found = map_fn(index_band_task, args)
+    pairs = np.unique(np.concatenate(found), axis=0)
+    matches = pa.table({"doc": pa.array([], pa.int64()), "indexed_id": pa.array([], pa.string())})
+    if len(pairs):
+        chunks = [(pairs[i : i + chunk], str(scratch), index) for i in range(0, len(pairs), chunk)]
+        scored = pa.concat_tables(map_fn(index_verify_task, chunks))
+        if settings.verify:
+            scored = scored.filter(pc.greater_equal(scored.column("similarity"), settings.threshold))
+        matches = best_indexed(scored).select(["doc", "indexed_id"])
+    return matches
+
+
+# ---------------------------------------------------------------------------------------------- extend
+
+
+def index_write_task(
+    settings: MinHashSettings, shard: int, removed: np.ndarray, scratch: str, pending: str
+) -> tuple[int, str]:
+    """One shard's survivors (with shingles) into a pending index generation: how many, and a digest."""
+    docs = pq.read_table(shard_file(Path(scratch) / "docs", shard), columns=["id", "sig", "comparable"])
+    keep = np.array(docs.column("comparable").to_numpy(), bool)
+    keep[removed] = False
+    renumber = (np.cumsum(keep) - 1).astype(np.uint32)  # row in the shard -> row among the survivors
+    docs_file = shard_file(Path(pending) / "docs", shard)
+    write_parquet(docs.select(["id", "sig"]).filter(pa.array(keep)), docs_file)
+    for band in range(settings.bands):
+        table = pq.read_table(shard_file(band_folder(Path(scratch), band), shard))
+        rows = table.column("row").to_numpy()
+        mask = keep[rows]
+        part = pa.table({"key": table.column("key").to_numpy()[mask], "row": renumber[rows[mask]]})
+        write_parquet(
+            part, shard_file(band_folder(Path(pending), band), shard), row_group_size=BAND_ROW_GROUP
+        )
+    return int(keep.sum()), sha256_file(docs_file)
+
+
+def extend(
+    settings: MinHashSettings,
+    root: str,
+    out_dir: Any,
+    removed: list[np.ndarray],
+    map_fn: Any,
+    scratch: Path,
+) -> None:
+    """Phase 6: every shard's survivors (all but `removed` rows) into a pending generation of the index at
+    root, made part of it by `commit` when every removal task has finished."""
+    pending = pending_dir(Path(root), out_dir)
+    shutil.rmtree(pending, ignore_errors=True)
+    kept = map_fn(
+        index_write_task,
+        [(settings, n, removed[n], str(scratch), str(pending)) for n in range(len(removed))],
+    )
+    write_pending_info(pending, len(removed), sum(k for k, _ in kept), [d for _, d in kept])

@@ -1,514 +1,229 @@
-"""Near-duplicate removal with MinHash LSH, as a global pre-pass of parallel tasks and per-shard removal.
+"""The MinHash kernel: signatures and LSH band keys for a batch of documents, vectorised with numpy.
 
-The pre-pass (`prepare`), every step a set of parallel tasks that write to a scratch directory:
-  1. signatures, one task per shard: MinHash of word n-grams; each band's keys go, sorted, to
-     `bands/<band>/<shard>.parquet` (key, row) and the survivor keys to `docs/<shard>.parquet` (with the
-     signatures' low 32 bits when an index is queried or extended);
-  2. against an index (optional): one task per band and key range joins the new keys with the index's;
-     a new document whose estimated Jaccard with an indexed one reaches the threshold is removed, citing it;
-  3. candidates, one task per band and key range: sort the keys, and every run of equal keys links its
-     documents to the run's first (a star, so pairs grow linearly with bucket size);
-  4. verification (optional, on by default), shingle sets recomputed for candidate documents only
-     (one task per shard), then exact Jaccard of candidate pairs in chunks;
-  5. clusters: connected components of the verified pairs; the survivor of each cluster has the best source
-     priority, then the longest text, then the smallest id;
-  6. extending an index (optional): one task per shard writes its survivors' band keys and signatures to a
-     pending generation, made part of the index when every removal task has finished (`finish`).
-The driver holds only pairs and the keys of documents in clusters, never signatures or band keys. Then each
-shard's task removes its non-survivors: `drop_reason=near_duplicate`, detail naming the survivor; every row's
-`dup_cluster` is the id of its cluster's survivor (its own id when it has no near-duplicate).
+Each distinct word of a batch is hashed once (xxh3, 64 bits); a word n-gram's hash is a fixed arithmetic mix
+of its words' hashes, so no n-gram string is ever built. The permutations are datasketch's "affine64" scheme
+(same seed -> same a, b; MurmurHash3 finalizer, then a*h+b mod 2^64): our signature of a document equals
+`datasketch.MinHash(num_perm, seed, scheme="affine64", hashfunc=...)` fed the same n-gram hashes.
 """
 
 from __future__ import annotations
 
-import logging
-import shutil
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar
+import importlib
+import unicodedata
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import xxhash
 
-from curate.dedup.index import (
-    commit,
-    estimate_jaccard,
-    index_files,
-    out_key,
-    pending_dir,
-    read_index,
-    write_pending_info,
+MAX_HASH = np.uint64(2**64 - 1)
+# Shingle hashes per chunk of the permutation loop: small enough to stay in cache, large enough for numpy.
+CHUNK_SHINGLES = 1 << 15
+# Odd constants (fixed seed) that weigh each word of an n-gram differently, so that word order counts.
+_MIX = np.random.default_rng(0x5EED).integers(0, 2**63, size=64, dtype=np.uint64) * np.uint64(2) + np.uint64(
+    1
 )
-from curate.dedup.signatures import band_keys, fmix64, jaccard, shingle_sets, text_signatures
-from curate.io import sha256_file, write_parquet
-from curate.schema import split_by_mask
-from curate.sources.registry import DEFAULT_PRIORITY
-from curate.stage import TableStage, Task, read_records
-
-log = logging.getLogger("curate")
-
-SIGNATURE_BATCH = 2000  # documents per vectorised batch: bounds a worker's memory, not its speed
-VERIFY_CHUNK = 10_000  # candidate pairs per verification task: bounds its memory (shingles of <= 2x docs)
-ROW_BITS = 32  # a document is (shard << 32) | row: unique, ordered, and decodable without a lookup
-ROW_MASK = (1 << ROW_BITS) - 1
-PARTITION_DOCS = 2_000_000  # band keys per candidates task: bounds its memory (16 bytes a key, a few copies)
-BAND_ROW_GROUP = 65_536  # band files are sorted by key in row groups, so a key range reads only its groups
+_FMIX64 = (np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(33), np.uint64(0xC4CEB9FE1A85EC53))
 
 
-def lsh_bands(threshold: float, num_perm: int, verify: bool) -> tuple[int, int]:
-    """Bands x rows from datasketch's optimiser; when verifying, a miss weighs 19x a false candidate."""
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
-    weights = (0.05, 0.95) if verify else (0.5, 0.5)
-    return optimal_bands(threshold, num_perm, *weights)
+# ASCII bytes that are not letters or digits become spaces; bytes of multi-byte characters pass through.
+_ASCII_NON_WORD = bytes(b if b >= 128 or chr(b).isalnum() else 32 for b in range(256))
+_ASCII = bytes(range(128))
 
 
-def optimal_bands(threshold: float, num_perm: int, fp_weight: float, fn_weight: float) -> tuple[int, int]:
-    """datasketch's `lsh._optimal_param`: the (bands, rows) with the least weighted area of false positives
-    (below the threshold) and false negatives (above it), the first minimum over bands then rows. The areas
-    are integrals of polynomials of degree bands x rows <= num_perm, which Gauss-Legendre with
-    num_perm / 2 + 1 nodes gives exactly: the same answer as datasketch's scipy quad, without importing
-    datasketch and scipy.integrate (a second or more on every near_dedup command)."""
-    pairs = np.array([(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)], float)
-    nodes, node_weights = np.polynomial.legendre.leggauss(num_perm // 2 + 1)
-
-    def area(low: float, high: float, positive: bool) -> np.ndarray:
-        s = (high - low) / 2 * nodes + (high + low) / 2
-        candidate = (
-            1 - (1 - s[None, :] ** pairs[:, 1:2]) ** pairs[:, 0:1]
-        )  # P(a pair of similarity s is found)
-        return (high - low) / 2 * ((candidate if positive else 1 - candidate) @ node_weights)
-
-    error = area(0.0, threshold, True) * fp_weight + area(threshold, 1.0, False) * fn_weight
-    bands, rows = pairs[int(np.argmin(error))]
-    return int(bands), int(rows)
+@lru_cache(maxsize=1)
+def _composing_seconds() -> frozenset[str]:
+    """Characters that can compose with the character before them (NFC quick check 'maybe')."""
+    seconds = {chr(c) for c in (*range(0x1161, 0x1176), *range(0x11A8, 0x11C3))}  # Hangul vowels, finals
+    for code in range(0x30000):
+        parts = unicodedata.decomposition(chr(code)).split()
+        if len(parts) == 2 and not parts[0].startswith("<"):
+            seconds.add(chr(int(parts[1], 16)))
+    return frozenset(seconds)
 
 
-def bucket_pairs(keys: np.ndarray, docs: np.ndarray) -> np.ndarray:
-    """(n x 2) pairs (first document of a bucket, another document of it) for documents sharing a key."""
-    if len(keys) < 2:
-        return np.zeros((0, 2), np.int64)
-    order = np.lexsort((docs, keys))
-    keys, docs = keys[order], docs[order]
-    starts = np.concatenate([[True], keys[1:] != keys[:-1]])
-    first = docs[np.flatnonzero(starts)][np.cumsum(starts) - 1]
-    return np.stack([first[~starts], docs[~starts]], axis=1)
+def _context_free(char: str) -> bool:
+    return unicodedata.combining(char) == 0 and char not in _composing_seconds()
 
 
-def cluster_labels(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The documents in pairs (sorted) and a cluster label each: connected components of the pair graph."""
-    from scipy.sparse import coo_matrix  # here: scipy's import costs every curate command a third of a second
-    from scipy.sparse.csgraph import connected_components
-
-    nodes = np.unique(pairs)
-    if len(nodes) == 0:
-        return nodes, np.zeros(0, np.int64)
-    index = np.searchsorted(nodes, pairs)
-    graph = coo_matrix((np.ones(len(pairs), np.int8), (index[:, 0], index[:, 1])), shape=(len(nodes),) * 2)
-    _, labels = connected_components(graph, directed=False)
-    return nodes, labels.astype(np.int64)
-
-
-def choose_survivors(members: pa.Table) -> pa.Table:
-    """Cluster members (doc, id, priority, length, cluster) with their survivor's id and is_survivor."""
-    order = [
-        ("cluster", "ascending"),
-        ("priority", "ascending"),
-        ("length", "descending"),
-        ("id", "ascending"),
-        ("doc", "ascending"),
-    ]
-    ordered = members.take(pc.sort_indices(members, sort_keys=order))
-    cluster = ordered.column("cluster").to_numpy()
-    first = np.concatenate([[True], cluster[1:] != cluster[:-1]]) if len(cluster) else np.zeros(0, bool)
-    ids = ordered.column("id").to_numpy(zero_copy_only=False)
-    survivor = ids[np.flatnonzero(first)][np.cumsum(first) - 1] if len(cluster) else ids
-    return ordered.append_column("survivor", pa.array(survivor, pa.string())).append_column(
-        "is_survivor", pa.array(first)
-    )
-
-
-def _source_keys(sources: list[str | None]) -> np.ndarray:
-    """A 64-bit key per document's source, mixed into band keys so that buckets stay within one source."""
-    return fmix64(np.array([xxhash.xxh3_64_intdigest((s or "").encode()) for s in sources], np.uint64))
-
-
-def _shard_file(folder: Path, shard: int) -> Path:
-    return folder / f"{shard:06d}.parquet"
-
-
-def key_ranges(parts: int) -> list[tuple[int, int]]:
-    """The 64-bit key space cut into `parts` equal ranges [lo, hi): one candidates task each per band."""
-    bounds = [(i << 64) // parts for i in range(parts + 1)]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
-
-
-def _range_filter(lo: int, hi: int) -> pc.Expression | None:
-    parts = []
-    if lo > 0:
-        parts.append(pc.field("key") >= pa.scalar(lo, pa.uint64()))
-    if hi < 1 << 64:
-        parts.append(pc.field("key") < pa.scalar(hi, pa.uint64()))
-    if not parts:
+@lru_cache(maxsize=1 << 16)
+def _fold(char: str) -> str | None:
+    """What normalize_text makes of one non-ASCII character, or None if that depends on its neighbours."""
+    normal = unicodedata.normalize("NFKC", char)
+    if not (_context_free(char) and all(_context_free(c) for c in normal)):
         return None
-    return parts[0] if len(parts) == 1 else parts[0] & parts[1]
+    return "".join(c if c.isalnum() else " " for c in normal.casefold())
 
 
-def read_band(files: list[tuple[str, int]], lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keys in [lo, hi) of key-sorted band files (path, file number), with documents (number << 32 | row).
-
-    Files are sorted by key in row groups, so a range reads only the row groups that can hold it.
-    """
-    keys, docs = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
-    where = _range_filter(lo, hi)
-    for path, number in files:
-        table = pq.read_table(path, filters=where)
-        keys.append(table.column("key").to_numpy())
-        docs.append((np.int64(number) << ROW_BITS) + table.column("row").to_numpy().astype(np.int64))
-    return np.concatenate(keys), np.concatenate(docs)
-
-
-def _signature_task(stage: MinHashDedup, path: str, shard: int, scratch: str) -> dict[str, int]:
-    """Signatures of one shard: band keys to bands/<band>/, survivor keys (and signatures) to docs/."""
-    table = read_records(path, columns=["id", "text", "source"])
-    texts = [t or "" for t in table.column("text").to_pylist()]
-    keys, comparable, low = [], [], []
-    for start in range(0, len(texts), SIGNATURE_BATCH):
-        signatures, shingles = text_signatures(
-            texts[start : start + SIGNATURE_BATCH], stage.ngram, stage.num_perm, stage.seed
-        )
-        keys.append(band_keys(signatures, stage.bands, stage.rows))
-        comparable.append(shingles > 0)
-        if stage.keeps_signatures:
-            low.append(signatures.astype(np.uint32))  # the low 32 bits: enough to estimate Jaccard
-    keys = np.concatenate(keys) if keys else np.zeros((0, stage.bands), np.uint64)
-    comparable = np.concatenate(comparable) if comparable else np.zeros(0, bool)
-    if stage.within_source:
-        keys ^= _source_keys(table.column("source").to_pylist())[:, None]
-    root = Path(scratch)
-    rows = np.flatnonzero(comparable).astype(np.uint32)
-    for band in range(stage.bands):
-        order = np.argsort(keys[rows, band], kind="stable")
-        part = pa.table({"key": keys[rows[order], band], "row": rows[order]})
-        write_parquet(part, _shard_file(root / "bands" / f"{band:03d}", shard), row_group_size=BAND_ROW_GROUP)
-    priority = [stage.priority.get(s, DEFAULT_PRIORITY) for s in table.column("source").to_pylist()]
-    columns = {
-        "doc": (np.int64(shard) << ROW_BITS) + np.arange(len(texts), dtype=np.int64),
-        "id": table.column("id"),
-        "priority": pa.array(priority, pa.int32()),
-        "length": pc.utf8_length(pc.fill_null(table.column("text"), "")).cast(pa.int64()),
-        "comparable": pa.array(comparable),
-    }
-    if stage.keeps_signatures:
-        flat = pa.array(np.concatenate(low).ravel() if low else np.zeros(0, np.uint32))
-        columns["sig"] = pa.FixedSizeListArray.from_arrays(flat, stage.num_perm)
-    write_parquet(pa.table(columns), _shard_file(root / "docs", shard), row_group_size=8192)
-    return {"documents": len(texts), "without_shingles": int((~comparable).sum())}
-
-
-def _band_files(scratch: str, band: int, shards: int) -> list[tuple[str, int]]:
-    return [(str(_shard_file(Path(scratch) / "bands" / f"{band:03d}", s)), s) for s in range(shards)]
-
-
-def _band_task(scratch: str, band: int, shards: int, lo: int, hi: int, excluded: np.ndarray) -> np.ndarray:
-    """Candidate pairs among the keys in [lo, hi) of one band, leaving out excluded documents."""
-    keys, docs = read_band(_band_files(scratch, band, shards), lo, hi)
-    if len(excluded):
-        keep = ~np.isin(docs, excluded)
-        keys, docs = keys[keep], docs[keep]
-    return bucket_pairs(keys, docs)
-
-
-def _index_band_task(
-    scratch: str, band: int, shards: int, index: tuple[str, str], lo: int, hi: int
-) -> np.ndarray:
-    """(new document, indexed document) pairs whose keys in [lo, hi) of one band are equal: a hash join."""
-    new_keys, new_docs = read_band(_band_files(scratch, band, shards), lo, hi)
-    if not len(new_keys):
-        return np.zeros((0, 2), np.int64)
-    files = [
-        (str(_shard_file(Path(folder) / "bands" / f"{band:03d}", shard)), number)
-        for number, (folder, shard) in enumerate(_indexed(*index))
-    ]
-    index_keys, index_docs = read_band(files, lo, hi)
-    joined = pa.table({"key": new_keys, "doc": new_docs}).join(
-        pa.table({"key": index_keys, "indexed": index_docs}), "key", join_type="inner"
-    )
-    return np.stack([joined.column("doc").to_numpy(), joined.column("indexed").to_numpy()], axis=1)
-
-
-def _indexed(root: str, skip_out: str) -> list[tuple[str, int]]:
-    """The index's shards (generation folder, shard) in file-number order, leaving out one output's."""
-    return index_files(Path(root), read_index(Path(root)), skip_out=skip_out)
-
-
-def _signatures(table: pa.Table) -> np.ndarray:
-    """The sig column of a table as a (rows x num_perm) uint32 array."""
-    column = table.column("sig").combine_chunks()
-    return column.flatten().to_numpy().reshape(len(column), -1)
-
-
-def _index_verify_task(pairs: np.ndarray, scratch: str, index: tuple[str, str]) -> pa.Table:
-    """Estimated Jaccard (from signatures) and the indexed id of each (new, indexed) pair."""
-    indexed = _indexed(*index)
-    new_docs = np.unique(pairs[:, 0])
-    new = _read_docs(Path(scratch) / "docs", new_docs, columns=["doc", "sig"])
-    new_sigs = _signatures(new)[np.searchsorted(new.column("doc").to_numpy(), pairs[:, 0])]
-    index_docs = np.unique(pairs[:, 1])
-    parts = []
-    for number in np.unique(index_docs >> ROW_BITS):
-        folder, shard = indexed[int(number)]
-        rows = index_docs[(index_docs >> ROW_BITS) == number] & ((1 << ROW_BITS) - 1)
-        table = pq.read_table(_shard_file(Path(folder) / "docs", shard), columns=["id", "sig"])
-        parts.append(table.take(pa.array(rows)))
-    found = pa.concat_tables(parts)
-    position = np.searchsorted(index_docs, pairs[:, 1])
-    similarity = estimate_jaccard(new_sigs, _signatures(found)[position])
-    return pa.table(
-        {
-            "doc": pairs[:, 0],
-            "similarity": similarity,
-            "indexed_id": found.column("id").take(pa.array(position)),
-        }
-    )
-
-
-def best_indexed(matches: pa.Table) -> pa.Table:
-    """For each new document, its most similar indexed document (ties: the smallest id)."""
-    order = [("doc", "ascending"), ("similarity", "descending"), ("indexed_id", "ascending")]
-    ordered = matches.take(pc.sort_indices(matches, sort_keys=order))
-    doc = ordered.column("doc").to_numpy()
-    first = np.concatenate([[True], doc[1:] != doc[:-1]]) if len(doc) else np.zeros(0, bool)
-    return ordered.filter(pa.array(first))
-
-
-def _shingle_task(stage: MinHashDedup, path: str, shard: int, rows: np.ndarray, scratch: str) -> int:
-    """Shingle sets of one shard's candidate documents, to shingles/<shard>.parquet."""
-    texts = read_records(path, columns=["text"]).column("text").take(pa.array(rows)).to_pylist()
-    sets = shingle_sets([t or "" for t in texts], stage.ngram)
-    docs = (np.int64(shard) << ROW_BITS) + rows.astype(np.int64)
-    table = pa.table({"doc": docs, "shingles": pa.array(sets, pa.list_(pa.uint64()))})
-    write_parquet(table, _shard_file(Path(scratch) / "shingles", shard), row_group_size=1024)
-    return len(rows)
-
-
-def _read_docs(folder: Path, docs: np.ndarray, columns: list[str] | None = None) -> pa.Table:
-    """Rows of per-shard files under folder for the given sorted documents (only their shards are read)."""
-    parts = []
-    for shard in np.unique(docs >> ROW_BITS):
-        wanted = pa.array(docs[(docs >> ROW_BITS) == shard])
-        table = pq.read_table(
-            _shard_file(folder, int(shard)), columns=columns, filters=pc.field("doc").isin(wanted)
-        )
-        parts.append(table)
-    return pa.concat_tables(parts)
-
-
-def _verify_task(pairs: np.ndarray, scratch: str) -> np.ndarray:
-    """Exact Jaccard of each candidate pair, from the recomputed shingle sets."""
-    table = _read_docs(Path(scratch) / "shingles", np.unique(pairs))
-    lists = table.column("shingles").combine_chunks()
-    offsets = lists.offsets.to_numpy() - lists.offsets[0].as_py()  # list_flatten starts at the first list
-    values = pc.list_flatten(lists).to_numpy()
-    where = {doc: i for i, doc in enumerate(table.column("doc").to_pylist())}
-    sets = [values[offsets[i] : offsets[i + 1]] for i in range(table.num_rows)]
-    return np.array([jaccard(sets[where[a]], sets[where[b]]) for a, b in pairs.tolist()], np.float64)
-
-
-def _index_write_task(
-    stage: MinHashDedup, shard: int, removed: np.ndarray, scratch: str, pending: str
-) -> tuple[int, str]:
-    """One shard's survivors (with shingles) into a pending index generation: how many, and a digest."""
-    docs = pq.read_table(_shard_file(Path(scratch) / "docs", shard), columns=["id", "sig", "comparable"])
-    keep = np.array(docs.column("comparable").to_numpy(), bool)
-    keep[removed] = False
-    renumber = (np.cumsum(keep) - 1).astype(np.uint32)  # row in the shard -> row among the survivors
-    docs_file = _shard_file(Path(pending) / "docs", shard)
-    write_parquet(docs.select(["id", "sig"]).filter(pa.array(keep)), docs_file)
-    for band in range(stage.bands):
-        table = pq.read_table(_shard_file(Path(scratch) / "bands" / f"{band:03d}", shard))
-        rows = table.column("row").to_numpy()
-        mask = keep[rows]
-        part = pa.table({"key": table.column("key").to_numpy()[mask], "row": renumber[rows[mask]]})
-        write_parquet(
-            part, _shard_file(Path(pending) / "bands" / f"{band:03d}", shard), row_group_size=BAND_ROW_GROUP
-        )
-    return int(keep.sum()), sha256_file(docs_file)
-
-
-@dataclass
-class MinHashDedup(TableStage):
-    """Remove near-duplicate documents (MinHash LSH over word n-grams, optional exact Jaccard check)."""
-
-    step: ClassVar[str] = "near_dedup"
-    threshold: float = 0.8  # Jaccard similarity of word n-gram sets above which two documents are duplicates
-    num_perm: int = 128
-    ngram: int = 5
-    seed: int = 1
-    bands: int = 0  # 0: from datasketch's optimiser for the threshold
-    rows: int = 0
-    verify: bool = True  # check candidate pairs with exact Jaccard (drops LSH false positives)
-    within_source: bool = False  # only documents of the same source can be duplicates
-    against: str = ""  # an index directory: documents that duplicate an indexed one are removed first
-    write_index: str = ""  # an index directory that this run's survivors are added to (created if absent)
-    priority: dict[str, int] = field(default_factory=dict)  # source -> rank, from sources.yaml
-
-    def __post_init__(self) -> None:
-        if not self.bands or not self.rows:
-            self.bands, self.rows = lsh_bands(self.threshold, self.num_perm, self.verify)
-        if self.bands * self.rows > self.num_perm:
-            raise ValueError(f"bands x rows ({self.bands} x {self.rows}) exceed num_perm ({self.num_perm})")
-        # Workers may start in another directory: index paths are made absolute here, in the driver.
-        self.against = str(Path(self.against).resolve()) if self.against else ""
-        self.write_index = str(Path(self.write_index).resolve()) if self.write_index else ""
-
-    @property
-    def keeps_signatures(self) -> bool:
-        """Whether signatures are written to scratch (to compare with or to extend an index)."""
-        return bool(self.against or self.write_index)
-
-    def prepare(self, tasks: list[Task], map_fn, scratch: Path, out: Any = None) -> list[Task]:
-        paths = [t.inputs[0] for t in tasks]
-        out_dir = out if out is not None else scratch.parent  # the index names survivors by output folder
-        clock = [(time.perf_counter(), time.process_time())]
-        seconds: dict[str, float] = {}
-        cpu_seconds: dict[str, float] = {}  # of this process: all the work with an in-process executor
-
-        def lap(step: str) -> None:
-            clock.append((time.perf_counter(), time.process_time()))
-            seconds[step] = round(clock[-1][0] - clock[-2][0], 3)
-            cpu_seconds[step] = round(clock[-1][1] - clock[-2][1], 3)
-
-        indexed_docs = 0
-        index = (self.against, out_key(out_dir))  # this output's own earlier survivors are not its duplicates
-        if self.against:
-            listing = read_index(Path(self.against), self)
-            indexed_docs = sum(g["documents"] for g in listing["generations"] if g["out_key"] != index[1])
-        counts = map_fn(_signature_task, [(self, p, n, str(scratch)) for n, p in enumerate(paths)])
-        documents = sum(c["documents"] for c in counts)
-        lap("signatures")
-        ranges = key_ranges(max(1, -(-(documents + indexed_docs) // PARTITION_DOCS)))
-        payloads: list[dict[int, tuple[str, bool, str]]] = [{} for _ in tasks]
-
-        matches = pa.table({"doc": pa.array([], pa.int64()), "indexed_id": pa.array([], pa.string())})
-        if indexed_docs and tasks:
-            args = [
-                (str(scratch), b, len(tasks), index, lo, hi) for b in range(self.bands) for lo, hi in ranges
-            ]
-            found = map_fn(_index_band_task, args)
-            pairs = np.unique(np.concatenate(found), axis=0)
-            if len(pairs):
-                chunks = [
-                    (pairs[i : i + VERIFY_CHUNK], str(scratch), index)
-                    for i in range(0, len(pairs), VERIFY_CHUNK)
-                ]
-                scored = pa.concat_tables(map_fn(_index_verify_task, chunks))
-                if self.verify:
-                    scored = scored.filter(pc.greater_equal(scored.column("similarity"), self.threshold))
-                matches = best_indexed(scored).select(["doc", "indexed_id"])
-            for doc, indexed_id in zip(
-                matches.column("doc").to_pylist(), matches.column("indexed_id").to_pylist(), strict=True
-            ):
-                payloads[doc >> ROW_BITS][doc & ROW_MASK] = (
-                    indexed_id,
-                    False,
-                    f"near-duplicate of {indexed_id} (indexed)",
+def spaced_words(text: str) -> bytes:
+    """The words of normalize_text(text) in UTF-8, separated by runs of spaces."""
+    data = text.encode("utf-8", "surrogatepass")
+    if not text.isascii():
+        # NFKC and case folding act on each character alone unless one combines with its neighbours: then
+        # each distinct non-ASCII character is replaced by its cached folding, without a Unicode regex.
+        chars = set(data.translate(None, _ASCII).decode("utf-8", "surrogatepass"))
+        folds = {c: _fold(c) for c in chars}
+        if None in folds.values():
+            folded = unicodedata.normalize("NFKC", text).casefold()
+            data = folded.encode("utf-8", "surrogatepass")
+            chars = set(data.translate(None, _ASCII).decode("utf-8", "surrogatepass"))
+            folds = {c: c if c.isalnum() else " " for c in chars}
+        for char, fold in folds.items():
+            if fold != char:
+                data = data.replace(
+                    char.encode("utf-8", "surrogatepass"), fold.encode("utf-8", "surrogatepass")
                 )
-        excluded = matches.column("doc").to_numpy()
-        lap("index")
+    return data.lower().translate(_ASCII_NON_WORD).strip()
 
-        args = [
-            (str(scratch), b, len(tasks), lo, hi, excluded) for b in range(self.bands) for lo, hi in ranges
-        ]
-        found = map_fn(_band_task, args) if tasks else []
-        pairs = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, 2), np.int64)
-        candidates = len(pairs)
-        lap("candidates")
-        if self.verify and len(pairs):
-            needed = np.unique(pairs)
-            shards = needed >> ROW_BITS
-            args = [
-                (self, paths[s], int(s), needed[shards == s] & ROW_MASK, str(scratch))
-                for s in np.unique(shards)
-            ]
-            map_fn(_shingle_task, args)
-            chunks = [(pairs[i : i + VERIFY_CHUNK], str(scratch)) for i in range(0, len(pairs), VERIFY_CHUNK)]
-            similarity = np.concatenate(map_fn(_verify_task, chunks))
-            pairs = pairs[similarity >= self.threshold]
-        lap("verify")
-        nodes, labels = cluster_labels(pairs)
-        if len(nodes):
-            members = _read_docs(scratch / "docs", nodes, columns=["doc", "id", "priority", "length"])
-            cluster = labels[np.searchsorted(nodes, members.column("doc").to_numpy())]
-            chosen = choose_survivors(members.append_column("cluster", pa.array(cluster)))
-            for doc, survivor, is_survivor in zip(
-                chosen.column("doc").to_pylist(),
-                chosen.column("survivor").to_pylist(),
-                chosen.column("is_survivor").to_pylist(),
-                strict=True,
-            ):
-                payloads[doc >> ROW_BITS][doc & ROW_MASK] = (
-                    survivor,
-                    is_survivor,
-                    f"near-duplicate of {survivor}",
-                )
-        lap("clusters")
-        if self.write_index:
-            pending = pending_dir(Path(self.write_index), out_dir)
-            shutil.rmtree(pending, ignore_errors=True)
-            removed = [
-                np.array(sorted(r for r, p in payload.items() if not p[1]), np.int64) for payload in payloads
-            ]
-            kept = map_fn(
-                _index_write_task,
-                [(self, n, removed[n], str(scratch), str(pending)) for n in range(len(tasks))],
-            )
-            write_pending_info(pending, len(tasks), sum(k for k, _ in kept), [d for _, d in kept])
-            lap("index_write")
-        # For benchmarks and logs; not a parameter. Pairs are (shard << 32 | row) of the task order.
-        self.report = {
-            "seconds": seconds,
-            "cpu_seconds": cpu_seconds,
-            "candidate_pairs": candidates,
-            "pairs": pairs,
-            "indexed_matches": len(excluded),
-        }
-        log.info(
-            "stage %s: %d documents (%d without %d-grams), %d duplicates of indexed documents, "
-            "%d candidate pairs, %d duplicate pairs, %d documents in %d clusters",
-            self.name,
-            documents,
-            sum(c["without_shingles"] for c in counts),
-            self.ngram,
-            len(excluded),
-            candidates,
-            len(pairs),
-            len(nodes),
-            len(np.unique(labels)),
-        )
-        return [Task(t.name, t.inputs, p) for t, p in zip(tasks, payloads, strict=True)]
 
-    def apply(self, table: pa.Table, task: Task) -> tuple[pa.Table, pa.Table]:
-        clustered: dict[int, tuple[str, bool, str]] = task.payload or {}
-        ids = table.column("id").to_pylist()
-        found = [clustered.get(row, (doc_id, True, "")) for row, doc_id in enumerate(ids)]
-        # An earlier exact dedup's hash-named clusters are replaced: near clusters contain them.
-        table = table.drop_columns([c for c in ("dup_cluster",) if c in table.column_names])
-        table = table.append_column("dup_cluster", pa.array([f[0] for f in found], pa.string()))
-        keep = [f[1] for f in found]
-        reasons = [None if k else "near_duplicate" for k in keep]
-        details = [None if f[1] else f[2] for f in found]
-        return split_by_mask(table, keep, self.name, reasons, details)
+def normalized_bytes(text: str) -> bytes:
+    """UTF-8 of curate.dedup.exact.normalize_text(text)."""
+    return b" ".join(spaced_words(text).split())
 
-    def finish(self, out_dir: Path, manifest: dict) -> None:
-        if not self.write_index:
-            return
-        if manifest["status"] != "complete":
-            log.warning("stage %s: not adding to index %s: some tasks failed", self.name, self.write_index)
-            return
-        if commit(Path(self.write_index), out_dir, self):
-            log.info("stage %s: survivors added to index %s", self.name, self.write_index)
+
+def fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finalizer, element-wise (the pre-mix datasketch applies to every hash)."""
+    s, m1, _, m2 = _FMIX64
+    h = h ^ (h >> s)
+    h = h * m1
+    h = h ^ (h >> s)
+    h = h * m2
+    return h ^ (h >> s)
+
+
+@lru_cache(maxsize=8)
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (a, b) of datasketch's affine64 permutations for a seed: a odd, both uniform 64-bit."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 63, num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    b = gen.randint(0, 1 << 64, num_perm, dtype=np.uint64)
+    return a, b
+
+
+def word_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of the normalised words of every text (flat) and each text's offsets into them."""
+    normalised = [spaced_words(t) if t else b"" for t in texts]
+    # Empty texts become nulls so that they split into no words rather than one empty word.
+    data = pa.array([t or None for t in normalised], pa.large_binary()).view(pa.large_string())
+    words = pc.ascii_split_whitespace(data)  # splits bytes; never validates or decodes UTF-8
+    offsets = words.offsets.to_numpy().astype(np.int64)
+    flat = words.flatten()
+    if len(flat) == 0:
+        return np.zeros(0, np.uint64), offsets
+    encoded = pc.dictionary_encode(flat)
+    vocabulary = encoded.dictionary.cast(pa.large_binary()).to_pylist()
+    digest = xxhash.xxh3_64_intdigest
+    vocab_hashes = np.fromiter((digest(w) for w in vocabulary), np.uint64, len(vocabulary))
+    return vocab_hashes[encoded.indices.to_numpy()], offsets
+
+
+def shingle_hashes(words: np.ndarray, offsets: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit hashes of every word n-gram of each text (a text shorter than n is one shingle) and offsets."""
+    if ngram < 1 or ngram > len(_MIX):
+        raise ValueError(f"ngram must be between 1 and {len(_MIX)}, got {ngram}")
+    lengths = np.diff(offsets)
+    total = len(words)
+    mixed = words * _MIX[0]
+    for k in range(1, min(ngram, total)):
+        mixed[: total - k] += words[k:] * _MIX[k]
+    # The last n-1 positions of each text start no full n-gram.
+    tails = offsets[1:, None] - np.arange(1, ngram)[None, :]
+    valid = np.ones(total, bool)
+    valid[tails[tails >= offsets[:-1, None]]] = False
+    counts = np.maximum(lengths - ngram + 1, 0)
+    short = np.flatnonzero((lengths > 0) & (lengths < ngram))
+    if len(short):
+        # Texts with fewer words than n: one shingle of all their words, mixed the same way.
+        for d in short:
+            start, n = offsets[d], lengths[d]
+            mixed[start] = (words[start : start + n] * _MIX[:n]).sum(dtype=np.uint64)
+        valid[offsets[short]] = True
+        counts[short] = 1
+    shingle_offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(counts, out=shingle_offsets[1:])
+    return mixed[valid], shingle_offsets
+
+
+def minhash(shingles: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    """(documents x num_perm) uint64 signatures; a document without shingles gets all MAX_HASH."""
+    a, b = permutations(num_perm, seed)
+    n_docs = len(offsets) - 1
+    signatures = np.full((n_docs, num_perm), MAX_HASH, np.uint64)
+    mixed = fmix64(shingles)
+    counts = np.diff(offsets)
+    doc = 0
+    while doc < n_docs:
+        # A chunk of whole documents (at least one) of about CHUNK_SHINGLES shingles.
+        end = int(np.searchsorted(offsets, offsets[doc] + CHUNK_SHINGLES, side="right")) - 1
+        end = min(max(end, doc + 1), n_docs)
+        present = np.flatnonzero(counts[doc:end] > 0) + doc
+        if len(present):
+            lo, hi = offsets[doc], offsets[end]
+            chunk = mixed[lo:hi]
+            starts = offsets[present] - lo
+            work = np.empty_like(chunk)
+            for j in range(num_perm):
+                np.multiply(chunk, a[j], out=work)
+                work += b[j]
+                signatures[present, j] = np.minimum.reduceat(work, starts)
+        doc = end
+    return signatures
+
+
+def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """(documents x bands) uint64: one hash per band of `rows` signature values."""
+    if bands * rows > signatures.shape[1]:
+        raise ValueError(f"{bands} bands x {rows} rows need {bands * rows} permutations")
+    keys = np.empty((signatures.shape[0], bands), np.uint64)
+    for band in range(bands):
+        block = signatures[:, band * rows : (band + 1) * rows]
+        keys[:, band] = fmix64((block * _MIX[:rows]).sum(axis=1, dtype=np.uint64) + np.uint64(band))
+    return keys
+
+
+def text_signatures(texts: list[str], ngram: int, num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Signatures of texts and how many shingles each has (0: nothing to compare, never a duplicate)."""
+    words, offsets = word_hashes(texts)
+    shingles, shingle_offsets = shingle_hashes(words, offsets, ngram)
+    return minhash(shingles, shingle_offsets, num_perm, seed), np.diff(shingle_offsets)
+
+
+def shingle_sets(texts: list[str], ngram: int) -> list[np.ndarray]:
+    """Each text's distinct shingle hashes, sorted (for exact Jaccard)."""
+    words, offsets = word_hashes(texts)
+    shingles, shingle_offsets = shingle_hashes(words, offsets, ngram)
+    return [np.unique(shingles[shingle_offsets[i] : shingle_offsets[i + 1]]) for i in range(len(texts))]
+
+
+def jaccard(x: np.ndarray, y: np.ndarray) -> float:
+    """Jaccard similarity of two sorted arrays of distinct hashes (0 when both are empty)."""
+    if len(x) == 0 and len(y) == 0:
+        return 0.0
+    common = len(np.intersect1d(x, y, assume_unique=True))
+    return common / (len(x) + len(y) - common)
+
+
+# Names this module had when it also held the near_dedup stage (now curate.dedup.near and its phases),
+# resolved on first use so that this kernel imports none of them.
+_MOVED = {
+    "MinHashDedup": "curate.dedup.near",
+    "NearDedup": "curate.dedup.near",
+    "bucket_pairs": "curate.dedup.lsh",
+    "optimal_bands": "curate.dedup.lsh",
+    "lsh_bands": "curate.dedup.lsh",
+    "key_ranges": "curate.dedup.lsh",
+    "read_band": "curate.dedup.lsh",
+    "ROW_BITS": "curate.dedup.lsh",
+    "ROW_MASK": "curate.dedup.lsh",
+    "PARTITION_DOCS": "curate.dedup.lsh",
+    "cluster_labels": "curate.dedup.clusters",
+    "VERIFY_CHUNK": "curate.dedup.clusters",
+    "best_indexed": "curate.dedup.index",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _MOVED:
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,16 +5,16 @@ from __future__ import annotations
 import random
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
 import pyarrow as pa
 
+from curate.errors import ConfigError
 from curate.io import parquet_files, read_parquet, sha256_file
-from curate.schema import split_by_mask
-from curate.stage import TableStage, Task
+from curate.stage import DERIVED, Drop, FilterStage
 
 POSITIVE, NEGATIVE = "__label__keep", "__label__drop"
 MAX_CHARS = 20_000  # the words of a document's start say enough about its quality
@@ -22,7 +22,7 @@ _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 _LETTER = re.compile(r"[^\W\d_]")
 
 
-class TrainingError(Exception):
+class TrainingError(ConfigError):
     """Training could not produce a model; the message says what to change."""
 
 
@@ -114,39 +114,37 @@ def score_texts(model_path: str, sha256: str, texts: list[str]) -> list[float | 
 
 
 @dataclass
-class QualityClassifier(TableStage):
+class ClassifierFilter(FilterStage):
     """Keep documents that a trained fastText quality model scores at or above the threshold."""
 
     step: ClassVar[str] = "classify"
     model: str = ""
     threshold: float = 0.5
-    model_sha256: str = ""  # filled from the file, so a retrained model recomputes the stage
+    model_sha256: str = field(default="", metadata=DERIVED)  # of the file: a retrained model recomputes
 
     def __post_init__(self) -> None:
         path = Path(self.model)
         if not self.model or not path.is_file():
-            raise ValueError(
+            raise ConfigError(
                 f"quality model not found: {self.model!r} "
                 "(train one with `curate quality train POS NEG --out FILE`)"
             )
         self.model = str(path.resolve())
         self.model_sha256 = sha256_file(path)
 
-    def apply(self, table: pa.Table, task: Task) -> tuple[pa.Table, pa.Table]:
+    def verdicts(self, table: pa.Table) -> tuple[pa.Table, list[Drop | None]]:
         scores = score_texts(self.model, self.model_sha256, table.column("text").to_pylist())
         table = table.append_column(
             "quality_score", pa.array([None if s is None else round(s, 4) for s in scores], pa.float64())
         )
-        keep, reasons, details = [], [], []
-        for score in scores:
-            keep.append(score is not None and score >= self.threshold)
-            if score is None:
-                reasons.append("empty")
-                details.append("no letters to score")
-            elif score < self.threshold:
-                reasons.append("classifier")
-                details.append(f"quality score {score:.3f} (threshold {self.threshold})")
-            else:
-                reasons.append(None)
-                details.append(None)
-        return split_by_mask(table, keep, self.name, reasons, details)
+        return table, [self._verdict(score) for score in scores]
+
+    def _verdict(self, score: float | None) -> Drop | None:
+        if score is None:
+            return "empty", "no letters to score"
+        if not score >= self.threshold:
+            return "classifier", f"quality score {score:.3f} (threshold {self.threshold})"
+        return None
+
+
+QualityClassifier = ClassifierFilter  # its name until curate 0.1

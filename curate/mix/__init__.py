@@ -2,12 +2,10 @@
 
 from curate.mix.mixing import ComponentSpec, choose_copies, parse_components, targets, validation_mask
 from curate.mix.stage import MixStage, read_documents
-from curate.mix.tokens import TokenCounter
 
 __all__ = [
     "ComponentSpec",
     "MixStage",
-    "TokenCounter",
     "choose_copies",
     "parse_components",
     "read_documents",

@@ -10,7 +10,6 @@ best fill what is still missing.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,11 +17,11 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from curate.errors import ConfigError
+
 SHARE_TOLERANCE = 1e-6  # shares given as decimals (0.1 + 0.2 ...) do not sum exactly to 1
 SPLIT_SEED = 0  # the validation split never depends on the sampling seed, so it is stable across mixes
 TOP_UP_ROUNDS = 8  # documents added after the seeded prefix to close the gap to a component's target
-_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMBGT]?)\s*$", re.IGNORECASE)
-_COUNT_UNITS = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
 
 
 @dataclass(frozen=True)
@@ -35,34 +34,18 @@ class ComponentSpec:
     sources: tuple[str, ...] = ()
 
 
-def parse_count(value: Any) -> int:
-    """A token count such as 400M, 48.1B or a plain number."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a token count: {value!r} (use e.g. 400M, 48.1B or 1000000)")
-    if isinstance(value, (int, float)):
-        number = float(value)
-    else:
-        match = _COUNT.match(str(value))
-        if not match:
-            raise ValueError(f"not a token count: {value!r} (use e.g. 400M, 48.1B or 1000000)")
-        number = float(match.group(1)) * _COUNT_UNITS[match.group(2).upper()]
-    if not number > 0:
-        raise ValueError(f"total_tokens must be positive, not {value!r}")
-    return int(number)
-
-
 def _number(name: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"component {name!r}: {key} must be a number, not {value!r}")
+        raise ConfigError(f"component {name!r}: {key} must be a number, not {value!r}")
     if value < 0:
-        raise ValueError(f"component {name!r}: {key} must not be negative (got {value})")
+        raise ConfigError(f"component {name!r}: {key} must not be negative (got {value})")
     return float(value)
 
 
 def parse_components(raw: Any, total_tokens: int | None = None) -> list[ComponentSpec]:
     """Check and normalise `components:` ({name: {share|epochs, sources}}); ValueError says what to fix."""
     if not isinstance(raw, Mapping) or not raw:
-        raise ValueError(
+        raise ConfigError(
             "mix needs 'components': a mapping of component name to {share: 0.5} or {epochs: 2} "
             "(e.g. components: {guidelines: {share: 0.5}, replay: {share: 0.5}})"
         )
@@ -73,24 +56,24 @@ def parse_components(raw: Any, total_tokens: int | None = None) -> list[Componen
         if spec is None or isinstance(spec, (int, float)) and not isinstance(spec, bool):
             spec = {"share": spec}  # `guidelines: 0.5` is short for {share: 0.5}
         if not isinstance(spec, Mapping):
-            raise ValueError(f"component {name!r}: expected {{share: X}} or {{epochs: X}}, not {spec!r}")
+            raise ConfigError(f"component {name!r}: expected {{share: X}} or {{epochs: X}}, not {spec!r}")
         unknown = sorted(set(spec) - {"share", "epochs", "sources"})
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"component {name!r}: unknown key(s) {', '.join(unknown)}; it takes share, epochs, sources"
             )
         if ("share" in spec) == ("epochs" in spec):
-            raise ValueError(f"component {name!r}: give exactly one of share (of tokens) or epochs")
+            raise ConfigError(f"component {name!r}: give exactly one of share (of tokens) or epochs")
         share = _number(name, "share", spec["share"]) if "share" in spec else None
         epochs = _number(name, "epochs", spec["epochs"]) if "epochs" in spec else None
         if share is not None and share > 1:
-            raise ValueError(f"component {name!r}: share must be between 0 and 1 (got {share})")
+            raise ConfigError(f"component {name!r}: share must be between 0 and 1 (got {share})")
         sources = spec.get("sources") or []
         if isinstance(sources, str):
             sources = [sources]
         for tag in map(str, sources):
             if tag in owner:
-                raise ValueError(f"source {tag!r} is listed by both components {owner[tag]!r} and {name!r}")
+                raise ConfigError(f"source {tag!r} is listed by both components {owner[tag]!r} and {name!r}")
             owner[tag] = name
         specs.append(ComponentSpec(name, share, epochs, tuple(map(str, sources))))
     shares = [s.share for s in specs if s.share is not None]
@@ -98,14 +81,14 @@ def parse_components(raw: Any, total_tokens: int | None = None) -> list[Componen
     by_epochs = [s.name for s in specs if s.epochs is not None]
     if not by_epochs and abs(total - 1) > SHARE_TOLERANCE:
         listed = ", ".join(f"{s.name}={s.share:g}" for s in specs)
-        raise ValueError(f"component shares must sum to 1, but {listed} sum to {total:g}")
+        raise ConfigError(f"component shares must sum to 1, but {listed} sum to {total:g}")
     if by_epochs and shares and total >= 1 - SHARE_TOLERANCE:
-        raise ValueError(
+        raise ConfigError(
             f"the shares sum to {total:g}, leaving nothing for {', '.join(by_epochs)} (given in epochs); "
             "with epochs for some components the shares of the others must sum to less than 1"
         )
     if total_tokens is not None and by_epochs:
-        raise ValueError(
+        raise ConfigError(
             "total_tokens needs a share for every component (components given in epochs fix their own "
             f"tokens: {', '.join(by_epochs)})"
         )
@@ -141,7 +124,7 @@ def targets(
         total = min(limits) if limits else 0.0
     for name, share in shared.items():
         if share > 0 and available[name] <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"component {name!r} has no tokens to sample (no documents reached it), but its share is "
                 f"{share:g}: check its inputs or sources"
             )
@@ -194,3 +177,43 @@ def choose_copies(tokens: np.ndarray, keys: np.ndarray, target: float) -> np.nda
     copies = np.full(n, whole, dtype=np.uint32)
     copies[np.asarray(taken, dtype=np.int64)] += 1
     return copies
+
+
+def named_values(values: list[str] | None, option: str, number: bool) -> list[tuple[str, Any]]:
+    """NAME=VALUE pairs of a repeatable command-line option (values as numbers when `number`); ConfigError
+    for a malformed one."""
+    pairs = []
+    for value in values or []:
+        name, sep, rest = value.partition("=")
+        if not sep or not name or not rest:
+            example = f"{option} guidelines={'0.5' if number else 'work/shard'}"
+            raise ConfigError(f"{option} takes NAME=VALUE (e.g. {example}), not {value!r}")
+        if number:
+            try:
+                rest = float(rest)
+            except ValueError:
+                raise ConfigError(f"{option} {value!r}: {rest!r} is not a number") from None
+        pairs.append((name, rest))
+    return pairs
+
+
+def component_options(
+    components: list[str], shares: list[str] | None, epochs: list[str] | None
+) -> tuple[list[tuple[str, str]], dict[str, dict[str, float]]]:
+    """The command line's components (--component NAME=PATH, repeatable; a name may take several paths) and
+    each one's {share: X} or {epochs: X} (--share/--epochs NAME=X): the (name, path) inputs, and the specs
+    in the order the names first appear. ConfigError for an unknown or twice-given name."""
+    inputs = named_values(components, "--component", number=False)
+    names = list(dict.fromkeys(name for name, _ in inputs))
+    specs: dict[str, dict[str, float]] = {}
+    for option, key, pairs in (("--share", "share", shares), ("--epochs", "epochs", epochs)):
+        for name, value in named_values(pairs, option, number=True):
+            if name not in names:
+                known = ", ".join(names)
+                raise ConfigError(
+                    f"unknown component {name!r} in {option}; components (from --component): {known}"
+                )
+            if name in specs:
+                raise ConfigError(f"component {name!r} has more than one --share/--epochs")
+            specs[name] = {key: value}
+    return inputs, {name: specs.get(name, {}) for name in names}

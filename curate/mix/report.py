@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from curate.mix.stage import MixStage
+from curate.mix.mixing import ComponentSpec
+from curate.tokens import TokenCounter
 
+REPORT = "mix.json"  # in the mix stage's folder
 FIELDS = ("documents", "documents_drawn", "rows", "tokens_available", "tokens")
 
 
-def build_report(stage: MixStage, footers: list[dict[str, Any]], manifest: dict[str, Any]) -> dict[str, Any]:
-    """Sum the tasks' per-component counts into the mix report (tokens labelled when approximate)."""
-    counter = stage.counter()
+def build_report(
+    stage: str,
+    specs: Sequence[ComponentSpec],
+    counter: TokenCounter,
+    settings: Mapping[str, Any],
+    footers: list[dict[str, Any]],
+    manifest: dict[str, Any],
+) -> dict[str, Any]:
+    """Sum the tasks' per-component counts into the mix report (tokens labelled when approximate);
+    `settings`: the stage's seed, validation_fraction and total_tokens_requested, as reported."""
+    names = [s.name for s in specs]
     sums: dict[str, dict[str, dict[str, float]]] = {
-        split: {n: dict.fromkeys(FIELDS, 0.0) for n in stage.names} for split in ("train", "validation")
+        split: {n: dict.fromkeys(FIELDS, 0.0) for n in names} for split in ("train", "validation")
     }
     wanted: dict[str, float] = {}
     for footer in footers:
@@ -30,7 +40,7 @@ def build_report(stage: MixStage, footers: list[dict[str, Any]], manifest: dict[
     total = sum(c["tokens"] for c in train.values())
     total_wanted = sum(wanted.values())
     components = []
-    for spec in stage.specs:
+    for spec in specs:
         c = train[spec.name]
         requested = spec.share if spec.share is not None else None
         if requested is None and total_wanted:
@@ -55,12 +65,10 @@ def build_report(stage: MixStage, footers: list[dict[str, Any]], manifest: dict[
         )
     reasons = manifest.get("drop_reasons", {})
     return {
-        "stage": stage.name,
+        "stage": stage,
         "status": manifest.get("status"),
         "tokens": {"counted_with": counter.label, "approximate": counter.approximate},
-        "seed": stage.seed,
-        "validation_fraction": stage.validation,
-        "total_tokens_requested": stage.total_tokens,
+        **settings,
         "components": components,
         "train": {"rows": sum(int(c["rows"]) for c in train.values()), "tokens": total},
         "validation": {

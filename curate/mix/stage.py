@@ -19,7 +19,7 @@ import dataclasses
 import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,26 +27,25 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from curate.errors import ConfigError
 from curate.io import (
-    TMP_MARK,
     input_stream,
     parquet_files,
     parquet_schema,
     read_parquet,
     write_json,
 )
+from curate.layout import MANIFEST, STATE_FILE, TMP_MARK
 from curate.mix.mixing import (
     ComponentSpec,
     choose_copies,
     parse_components,
-    parse_count,
     sampling_keys,
     source_map,
     targets,
     validation_mask,
 )
-from curate.mix.tokens import TokenCounter, tokenizer_file
-from curate.runner import MANIFEST, STATE_FILE
+from curate.mix.report import REPORT, build_report
 from curate.schema import (
     DROP_FIELDS,
     RECORD_COLUMNS,
@@ -57,11 +56,12 @@ from curate.schema import (
     split_invalid,
     with_drop,
 )
-from curate.stage import Input, Stage, StageResult, Task, describe_error
+from curate.stage import DERIVED, Input, Stage, StageResult, Task, describe_error
 from curate.storage import StoragePath, as_path
+from curate.tokens import TokenCounter, tokenizer_file
+from curate.units import parse_count
 
 MIX_META_KEY = b"curate.mix"  # a task's per-component counts, in its kept file's footer
-REPORT = "mix.json"
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".ndjson", ".ndjson.gz", ".json", ".json.gz")
 COPY_SUFFIX = "#copy"
 MIX_COLUMNS = ("component", "split", "copy")
@@ -101,15 +101,15 @@ def mix_files(path: str) -> list[tuple[Path | StoragePath, str]]:
                 and f.is_file()
             ]
         if not found:
-            raise ValueError(
+            raise ConfigError(
                 f"mix input {p}: no Parquet (*.parquet) or JSONL (*.jsonl[.gz|.zst]) files in it"
             )
         return found
     if not p.is_file():
-        raise FileNotFoundError(f"input not found: {p}")
+        raise ConfigError(f"input not found: {p}")
     kind = input_kind(p)
     if kind is None:
-        raise ValueError(f"mix input {p}: not a Parquet or JSONL file (*.parquet, *.jsonl, *.jsonl.gz)")
+        raise ConfigError(f"mix input {p}: not a Parquet or JSONL file (*.parquet, *.jsonl, *.jsonl.gz)")
     return [(p, kind)]
 
 
@@ -195,7 +195,7 @@ def _parquet_records(path: Path | StoragePath, source: str, columns: list[str] |
     """A Parquet file's rows as records: ids, source and meta filled where a foreign corpus lacks them."""
     available = parquet_schema(path).names
     if "text" not in available:
-        raise ValueError(f"{path}: no 'text' column (columns: {', '.join(available)})")
+        raise ConfigError(f"{path}: no 'text' column (columns: {', '.join(available)})")
     table = read_parquet(path, [c for c in columns if c in available] if columns else None)
     n = table.num_rows
     if "source" not in table.column_names:
@@ -280,20 +280,23 @@ class MixStage(Stage):
     """Samples components to target shares of tokens (or epochs): whole documents, seeded, with a split."""
 
     step: ClassVar[str] = "mix"
+    reads_storage: ClassVar[bool] = True
+    reports: ClassVar[tuple[str, ...]] = (REPORT,)
     components: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     validation: float = 0.0
     total_tokens: int | str | None = None
     tokenizer: str | None = None
-    tokenizer_sha256: str = ""  # filled from the file, so another tokenizer recomputes the stage
-    input_components: list[str | None] = field(default_factory=list)  # per input, from pipeline/CLI inputs
+    tokenizer_sha256: str = field(default="", metadata=DERIVED)  # of the file: another one recomputes
+    # Per input, from the `component:` of its pipeline YAML entry (or the CLI's NAME=PATH).
+    input_components: list[str | None] = field(default_factory=list, metadata=DERIVED)
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an integer, not {self.seed!r}")
+            raise ConfigError(f"seed must be an integer, not {self.seed!r}")
         bad = isinstance(self.validation, bool) or not isinstance(self.validation, (int, float))
         if bad or not 0 <= self.validation < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"validation must be a fraction in [0, 1), such as 0.01, not {self.validation!r}"
             )
         if self.total_tokens is not None:
@@ -312,11 +315,16 @@ class MixStage(Stage):
         """Component names in the order given."""
         return [s.name for s in self.specs]
 
+    def bind(self, catalog: Mapping[str, Any], inputs: list[Input]) -> None:
+        """The component each input names (`component:` in its YAML entry), if any names one."""
+        found = [None if i.option("component") is None else str(i.option("component")) for i in inputs]
+        self.set_input_components(found if any(c is not None for c in found) else [])
+
     def set_input_components(self, components: Sequence[str | None]) -> None:
         """The component each input belongs to (None: by its documents' source tags)."""
         unknown = sorted({c for c in components if c is not None} - set(self.names))
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"input(s) name unknown component(s) {', '.join(map(repr, unknown))}; "
                 f"components are: {', '.join(self.names)}"
             )
@@ -338,7 +346,7 @@ class MixStage(Stage):
 
     def plan(self, inputs: list[Input]) -> list[Task]:
         if self.input_components and len(self.input_components) != len(inputs):
-            raise ValueError(
+            raise ConfigError(
                 f"stage {self.name!r}: {len(self.input_components)} input components for {len(inputs)} inputs"
             )
         tasks: list[Task] = []
@@ -358,7 +366,7 @@ class MixStage(Stage):
                     tasks.append(Task(name=f"{split}-{name}", inputs=(str(path),), payload=payload))
                 index += 1
         if not tasks:
-            raise ValueError(f"stage {self.name!r}: no input files")
+            raise ConfigError(f"stage {self.name!r}: no input files")
         return tasks
 
     def prepare(self, tasks: list[Task], map_fn, scratch: Path, out: Any = None) -> list[Task]:
@@ -379,11 +387,12 @@ class MixStage(Stage):
         }
         try:
             wanted = targets(self.specs, available, self.total_tokens)
-        except ValueError as exc:
+        except ConfigError as exc:
             unread = [
                 f"{t.inputs[0]} ({s['error']})" for t, s in zip(train, scans, strict=True) if "error" in s
             ]
-            raise ValueError(f"{exc}{'; unreadable inputs: ' + '; '.join(unread) if unread else ''}") from exc
+            unreadable = "; unreadable inputs: " + "; ".join(unread) if unread else ""
+            raise ConfigError(f"{exc}{unreadable}") from exc
         copies = np.zeros(len(tokens), dtype=np.uint32)
         for i, name in enumerate(self.names):
             idx = np.nonzero((component == i) & in_train)[0]
@@ -510,14 +519,17 @@ class MixStage(Stage):
         return rows.set_column(0, "id", pa.array([f"error:{task.payload.split}:{p}" for p in task.inputs]))
 
     def finish(self, out_dir: Path | StoragePath, manifest: dict[str, Any]) -> None:
-        from curate.mix.report import build_report
-
         footers = []
         for output in manifest["outputs"]:
             meta = parquet_schema(out_dir / output["path"]).metadata or {}
             if MIX_META_KEY in meta:
                 footers.append(json.loads(meta[MIX_META_KEY]))
-        report = build_report(self, footers, manifest)
+        settings = {
+            "seed": self.seed,
+            "validation_fraction": self.validation,
+            "total_tokens_requested": self.total_tokens,
+        }
+        report = build_report(self.name, self.specs, self.counter(), settings, footers, manifest)
         write_json(report, out_dir / REPORT)
         manifest["mix"] = {
             "report": REPORT,
@@ -527,13 +539,3 @@ class MixStage(Stage):
                 for c in report["components"]
             },
         }
-
-
-def input_components(raw_inputs: Any) -> list[str | None]:
-    """The `component:` of each pipeline YAML input entry (None where not given); [] when none names one."""
-    items = raw_inputs if isinstance(raw_inputs, list) else ([] if raw_inputs is None else [raw_inputs])
-    found = [
-        str(item["component"]) if isinstance(item, dict) and item.get("component") is not None else None
-        for item in items
-    ]
-    return found if any(c is not None for c in found) else []

@@ -1,9 +1,9 @@
 """Stages for PMC open-access packages (`pmc`) and PubMed baseline/update XML (`pubmed`).
 
 Both read inputs that hold many documents each (a tarball of packages, a file of citations), so the number
-of documents a task holds is known once it has been read: `process` records it for `count_in`, which the
-runner calls after `process` in the same worker. For a task that failed as a whole, `count_in` falls back to
-one document per input file (what the runner counts as errored).
+of documents a task holds is known once it has been read: `process` returns it with its result
+(StageResult.documents_in). A task that failed as a whole counts one document per input file (its error
+rows).
 """
 
 from __future__ import annotations
@@ -51,15 +51,13 @@ class _Rows:
 class _MultiDocStage(FileStage):
     """A file stage whose inputs hold any number of documents each."""
 
-    def __post_init__(self) -> None:
-        self._counted: dict[str, int] = {}
-
-    def count_in(self, task: Task) -> int:
-        return self._counted.get(task.name, len(task.inputs))
+    def planned_documents(self, task: Task) -> int | None:
+        return None  # known only once the files are read
 
     def _finish(self, task: Task, rows: _Rows) -> StageResult:
-        self._counted[task.name] = len(rows)
-        return rows.result()
+        result = rows.result()
+        result.documents_in = len(rows)
+        return result
 
 
 @dataclass

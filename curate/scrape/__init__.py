@@ -1,4 +1,6 @@
-"""Scraping: the crawl loop that drives a source's spider with the fetcher, the `scrape` stage, and checks."""
+"""Scraping, as Scrapy layers it: curate.fetch (Request, Response, the fetcher) at the bottom, then the crawl
+loop (crawl.py) and extraction (extract.py), the spiders (spiders/, one site per module), and the `scrape`
+stage and `sources check` on top."""
 
 from curate.scrape.crawl import CrawlResult, crawl, record_id
 from curate.scrape.stage import ScrapeStage

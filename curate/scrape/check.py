@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curate.errors import ConfigError
 from curate.scrape.crawl import EMPTY_TEXT, NOTHING_FOUND, CrawlResult, crawl, fetch_settings
 from curate.scrape.mirror import SiteServer
-from curate.sources.registry import ConfigError, Source, load_yaml
+from curate.sources.registry import Source, load_yaml
 
 FIXTURES = Path("tests") / "fixtures" / "sites"
 # Reasons that mean "the page was there but the rules found nothing in it".
@@ -80,7 +81,7 @@ def check_source(
     sources_file: Path | None = None,
 ) -> CheckReport:
     """Crawl a handful of pages of the live site, or all of the bundled fixture site, and judge them."""
-    from curate.sources.spider import spider_for
+    from curate.scrape.spiders import spider_for
 
     settings = fetch_settings(source)
     spider = spider_for(source)  # a source without a scrape block fails here, before any fetch

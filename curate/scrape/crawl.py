@@ -23,6 +23,7 @@ from curate.fetch.store import CrawlState, CrawlStateError, FrontierRow
 from curate.fetch.urls import canonical, check_url
 from curate.progress import report_documents
 from curate.schema import ERROR_REASON, Rejection, clean_str, dumps_meta
+from curate.scrape.spiders.base import Item
 from curate.sources.config import DEFAULT_MAX_PAGES
 from curate.sources.registry import Source
 from curate.stage import describe_error
@@ -273,8 +274,6 @@ class _Crawl:
         self._results(queue, request.url, results)
 
     def _results(self, queue: list[FrontierRow], url: str, results: list[Any]) -> None:
-        from curate.sources.spider import Item
-
         with self.state.batch():  # a page's links land in the frontier together, in one commit
             for result in results:
                 if isinstance(result, Request):

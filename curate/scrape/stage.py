@@ -6,18 +6,22 @@ import contextlib
 import dataclasses
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from curate.errors import ConfigError
 from curate.io import read_json
+from curate.layout import kept_file, rejected_file
 from curate.schema import ERROR_REASON, records_table, with_drop
 from curate.scrape.crawl import CrawlResult, crawl, fetch_settings
 from curate.scrape.mirror import SiteServer
-from curate.sources.registry import ConfigError, Source
-from curate.stage import Input, Stage, StageResult, Task
+from curate.sources.registry import Source
+from curate.stage import DERIVED, Input, Stage, StageResult, Task, require_source
+from curate.storage import is_uri
 
 REPORT_SUFFIX = ".crawl.json"  # a source's crawl report, beside its records
 STATE_DIR = "_crawl"  # beside the stage's output folder: the runner may wipe the stage folder, never this
@@ -37,12 +41,13 @@ class ScrapeStage(Stage):
     """Crawl each named source (sources.yaml, `scrape:` block) with its spider; one Ray task per source."""
 
     step: ClassVar[str] = "scrape"
+    inputs_optional: ClassVar[bool] = True  # the web; given inputs, local copies of the sites
     sources: list[str] = field(default_factory=list)
     limit: int = 0  # keep at most this many documents per source (0: all)
     resume: bool = True  # continue a killed crawl, replaying what it fetched; false: a fresh crawl
     mirror: str = ""  # fetch https://HOST/PATH from MIRROR/HOST/PATH (fixture sites, offline checks)
     state: str = ""  # crawl state folder (default: _crawl beside the output folder)
-    catalog: dict[str, Source] = field(default_factory=dict)  # from sources.yaml
+    catalog: dict[str, Source] = field(default_factory=dict, metadata=DERIVED)  # sources.yaml's entries
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, str):
@@ -52,7 +57,10 @@ class ScrapeStage(Stage):
                 raise ValueError(f"source name {name!r} is not a plain name")
         if self.limit < 0:
             raise ValueError("limit must be >= 0")
-        self._counts: dict[str, int] = {}
+
+    def bind(self, catalog: Mapping[str, Any], inputs: list[Input]) -> None:
+        """The sources.yaml entries of the sources to scrape (ConfigError for one it lacks)."""
+        self.catalog = {s: require_source(catalog, s) for s in self.sources}
 
     def params(self) -> dict[str, Any]:
         params = {
@@ -89,20 +97,18 @@ class ScrapeStage(Stage):
         return [Task(name=s, inputs=(mirrors[s],) if s in mirrors else ()) for s in names]
 
     def prepare(self, tasks: list[Task], map_fn, scratch: Path, out: Any = None) -> list[Task]:
-        from curate.runner import SCRATCH_DIR
-
-        if not self.state and scratch.name != SCRATCH_DIR:
-            # The output is in object storage (scratch is then a local temp folder): a crawl's sqlite file
-            # and WARC segments need a real folder, which only the user can name.
+        out = scratch.parent if out is None else out
+        if not self.state and is_uri(out):
+            # A crawl's sqlite file and WARC segments need a real folder, which only the user can name.
             raise ConfigError(
                 f"stage {self.name!r}: a scrape into object storage keeps its crawl state (frontier, WARC "
                 "archive) on a disk: set 'state:' (--state) to a local or shared folder"
             )
-        root = str(state_root(scratch.parent, self.state))
+        root = str(state_root(out, self.state))
         return [dataclasses.replace(t, payload={"state": root}) for t in tasks]
 
     def process(self, task: Task) -> StageResult:
-        from curate.sources.spider import spider_for
+        from curate.scrape.spiders import spider_for
 
         source = self.catalog[task.name]
         root = Path((task.payload or {}).get("state") or state_root(".", self.state))
@@ -123,13 +129,10 @@ class ScrapeStage(Stage):
                 settings=settings,
             )
         kept, rejected = result_tables(self.name, result)
-        self._counts[task.name] = kept.num_rows + rejected.num_rows
         report = json.dumps(result.stats, indent=2, sort_keys=True).encode()
-        return StageResult(kept=kept, rejected=rejected, sidecars={f"{task.name}{REPORT_SUFFIX}": report})
-
-    def count_in(self, task: Task) -> int:
-        # Pages become records only as the crawl finds them; a task that failed as a whole is one error.
-        return self._counts.get(task.name, 1)
+        # Pages become records only as the crawl finds them: their number is the documents in.
+        sidecars = {f"{task.name}{REPORT_SUFFIX}": report}
+        return StageResult(kept, rejected, sidecars, documents_in=kept.num_rows + rejected.num_rows)
 
     def error_rows(self, task: Task, error: str) -> pa.Table:
         rows = [{"id": f"error:{task.name}", "text": "", "source": task.name, "url": None}]
@@ -150,12 +153,13 @@ class ScrapeStage(Stage):
 
 
 def forget_outputs(out_dir: str | Path, names: list[str]) -> None:
-    """Remove the finished outputs of these sources, so that the runner crawls them again (fresh scrape)."""
+    """Remove the finished outputs of these sources, so that the runner crawls them again (a fresh scrape
+    from the command line, which re-checks every page with conditional requests)."""
     out = Path(out_dir)
     for name in names:
         if _SAFE_NAME.match(name):
-            (out / f"{name}.parquet").unlink(missing_ok=True)
-            (out / "rejected" / f"{name}.parquet").unlink(missing_ok=True)
+            kept_file(out, name).unlink(missing_ok=True)
+            rejected_file(out, name).unlink(missing_ok=True)
             (out / f"{name}{REPORT_SUFFIX}").unlink(missing_ok=True)
 
 

@@ -1,4 +1,4 @@
-"""Sources: the registry in sources.yaml (and, later, scrapers for sources YAML cannot describe)."""
+"""Sources: sources.yaml, the catalogue of every source (registry.py) and its scrape settings (config.py)."""
 
 from curate.sources.registry import (
     ConfigError,

@@ -9,8 +9,21 @@ from typing import Any
 from cssselect import SelectorError
 from lxml.cssselect import CSSSelector
 
-from curate.sources.extract import DEFAULT_STOP_HEADINGS, ExtractRules
-from curate.sources.registry import ConfigError
+from curate.errors import ConfigError
+
+# Where a guideline's own text ends: what follows is back matter, not guidance.
+DEFAULT_STOP_HEADINGS = (
+    "References",
+    "Bibliography",
+    "Acknowledgements",
+    "Acknowledgments",
+    "Disclaimer",
+    "Conflicts of interest",
+    "Conflict of interest",
+    "Disclosures",
+    "Funding",
+    "Footnotes",
+)
 
 # Discovery types: the generic spider handles the first three from YAML alone; the others need a class
 # (registered by discovery type for eutils and mediawiki, by source name or `spider:` for api).
@@ -45,6 +58,21 @@ _EXTRACT_KEYS = {
     "strip_markers",
     "drop_chapters",
 }
+
+
+@dataclass(frozen=True)
+class ExtractRules:
+    """How to cut a source's page down to its text (all from the source's `scrape.extract` block)."""
+
+    main: tuple[str, ...] = ()  # alternatives, first that matches wins (all its matches kept, in order)
+    drop: tuple[str, ...] = ()
+    title: tuple[str, ...] = ()  # alternatives for the document title; default <h1>, then <title>
+    title_strip: str | None = None  # regex removed from the title (a site-name suffix)
+    start_at: str | None = None  # the text starts at this element when the page has it
+    stop_headings: tuple[str, ...] = DEFAULT_STOP_HEADINGS
+    tables: bool = False
+    drop_lines: tuple[str, ...] = ()
+    strip_markers: bool = True
 
 
 @dataclass(frozen=True)

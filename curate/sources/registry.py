@@ -9,13 +9,14 @@ from typing import Any
 
 import yaml
 
+from curate.dedup.survivors import DEFAULT_PRIORITY
+from curate.errors import ConfigError
+from curate.stage import require_source
+
 SOURCES_FILE = "sources.yaml"
 CONTENT_TYPES = ("html", "pdf", "xml", "api", "parquet")
-DEFAULT_PRIORITY = 100  # lower wins when duplicates compete
-
-
-class ConfigError(ValueError):
-    """A configuration file (sources.yaml, pipeline YAML) is malformed: the message says where and how."""
+# Where they have always been found.
+__all__ = ["DEFAULT_PRIORITY", "ConfigError", "Source", "find_sources_file", "load_sources", "require_source"]
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def _parse_source(path: Path, name: str, entry: Any) -> Source:
     extra = {k: v for k, v in entry.items() if k not in known}
     scrape = None
     if "scrape" in entry:
-        from curate.sources.config import parse_scrape  # imports this module: loaded on first use
+        from curate.sources.config import parse_scrape  # loaded on first use (with the fetcher's settings)
 
         if not domains:
             raise ConfigError(f"{where}: a source with a 'scrape' block needs 'allowed_domains'")
@@ -128,11 +129,3 @@ def _parse_source(path: Path, name: str, entry: Any) -> Source:
         extra=extra,
         scrape=scrape,
     )
-
-
-def require_source(sources: dict[str, Source], name: str) -> Source:
-    """The named source, or a ConfigError that lists the known ones."""
-    if name not in sources:
-        known = ", ".join(sorted(sources))
-        raise ConfigError(f"unknown source {name!r}: add it to sources.yaml (known sources: {known})")
-    return sources[name]

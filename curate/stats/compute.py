@@ -20,21 +20,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.io import is_tmp, parquet_file, read_json
+from curate.errors import ConfigError
+from curate.io import parquet_file, read_json
+from curate.layout import MANIFEST, PIPELINE_FILE, REJECTED_DIR, is_tmp
 from curate.schema import ERROR_REASON
 from curate.storage import StoragePath, as_path
+from curate.tokens import APPROXIMATE_RULE, approximate_tokens, count_tokens, load_tokenizer
 
-MANIFEST = "manifest.json"
-PIPELINE = "pipeline.json"
-REJECTED_DIR = "rejected"
 NULL_KEY = "(none)"  # stands in for a null source/lang/license: JSON keys must be strings, and sortable
 PERCENTILES = {"p5": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95}
 # Medical documents run to tens of KB each: 4096 rows keeps a batch and its scratch arrays to some hundred MB.
 BATCH_ROWS = 4096
 SAMPLE_DOCS = 3
 SAMPLE_CHARS = 300
-CHARS_PER_TOKEN = 4
-APPROXIMATE_RULE = f"characters / {CHARS_PER_TOKEN} (approximate, no tokenizer)"
 NOT_A_STAGE = "not a curate stage or work directory: no *.parquet, rejected/ or manifest.json found"
 DUPLICATE_REASONS = ("exact_duplicate", "near_duplicate")
 # Document length histogram: bin i holds lengths in [LENGTH_EDGES[i-1], LENGTH_EDGES[i]); bin 0 is empty text.
@@ -115,41 +113,6 @@ def word_counts(text: pa.Array | pa.ChunkedArray) -> pa.Array:
     chunks = text.chunks if isinstance(text, pa.ChunkedArray) else [text]
     parts = [_word_counts_chunk(c) for c in chunks if len(c)]
     return pa.array(np.concatenate(parts) if parts else np.zeros(0, np.int64), pa.int64())
-
-
-# --------------------------------------------------------------------------------------------- tokenizer
-
-
-def load_tokenizer(tokenizer: str | os.PathLike) -> Any:
-    """A Tokenizer from a tokenizer.json file; a clear error if the package or file is missing."""
-    try:
-        from tokenizers import Tokenizer  # optional and heavy: imported only when token counts are asked for
-    except ImportError as e:
-        raise ImportError(
-            f"counting tokens with {str(tokenizer)!r} needs the `tokenizers` package: pip install tokenizers "
-            "(or leave out the tokenizer to get tokens_approximate = characters / 4)"
-        ) from e
-    path = Path(tokenizer)
-    if not path.is_file():
-        raise ValueError(f"tokenizer file not found: {path} (expected a tokenizer.json saved by tokenizers)")
-    return Tokenizer.from_file(str(path))
-
-
-def count_tokens(text: pa.Array | pa.ChunkedArray | Sequence[str], tokenizer: Any) -> pa.Array:
-    """Tokens per document with a tokenizers.Tokenizer (no special tokens); nulls count 0."""
-    if isinstance(text, pa.Array | pa.ChunkedArray):
-        text = pc.fill_null(text, "").to_pylist()
-    encodings = tokenizer.encode_batch(list(text), add_special_tokens=False)
-    return pa.array([len(e.ids) for e in encodings], pa.int64())
-
-
-def approximate_tokens(characters: int | np.ndarray | pa.Array) -> Any:
-    """The token count used without a tokenizer: characters / 4, rounded (always labelled approximate)."""
-    if isinstance(characters, pa.Array | pa.ChunkedArray):
-        return pc.cast(pc.round(pc.divide(pc.cast(characters, pa.float64()), CHARS_PER_TOKEN)), pa.int64())
-    if isinstance(characters, np.ndarray):
-        return np.rint(characters / CHARS_PER_TOKEN).astype(np.int64)
-    return round(characters / CHARS_PER_TOKEN)
 
 
 # ------------------------------------------------------------------------------------------- accumulators
@@ -569,7 +532,7 @@ def _scan_stage(
         kept.samples = _file_samples(files)
     for f in _parquet_files(path / REJECTED_DIR):
         if "drop_reason" not in parquet_file(f).schema_arrow.names:
-            raise ValueError(f"{f}: rejected shard without a drop_reason column (expected the drop columns)")
+            raise ConfigError(f"{f}: rejected shard without a drop_reason column (expected the drop columns)")
         for batch in _batches(f, REJECTED_COLUMNS):
             rejected.add(batch, stage)
     return size
@@ -606,15 +569,15 @@ def collect_stats(
     path may be a storage URI (s3://bucket/prefix): it is read through curate.storage."""
     root = as_path(path)
     if not root.exists():
-        raise ValueError(f"{root}: path does not exist (expected a curate stage or work directory)")
+        raise ConfigError(f"{root}: path does not exist (expected a curate stage or work directory)")
     if not root.is_dir():
-        raise ValueError(f"{root}: is a file, not a directory (expected a curate stage or work directory)")
+        raise ConfigError(f"{root}: is a file, not a directory (expected a curate stage or work directory)")
     tok = load_tokenizer(tokenizer) if tokenizer else None
-    if (root / PIPELINE).is_file():
+    if (root / PIPELINE_FILE).is_file():
         stats = _workdir_stats(root, tok, tokenizer)
     else:
         if not _is_stage_dir(root):
-            raise ValueError(f"{root}: {NOT_A_STAGE} (nor pipeline.json)")
+            raise ConfigError(f"{root}: {NOT_A_STAGE} (nor pipeline.json)")
         kept = _KeptStats(tok)
         rejected = _RejectedStats()
         manifest = _manifest(root)
@@ -662,14 +625,14 @@ def _redistributable(
 
 def _workdir_stats(root: Path | StoragePath, tok: Any, tokenizer: str | None) -> dict:
     try:
-        pipeline = _read_json(root / PIPELINE)
+        pipeline = _read_json(root / PIPELINE_FILE)
         stages = [str(s) for s in pipeline["stages"]]
     except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(
-            f"{root / PIPELINE}: expected a JSON object with a 'stages' list of stage names ({e})"
+        raise ConfigError(
+            f"{root / PIPELINE_FILE}: expected a JSON object with a 'stages' list of stage names ({e})"
         ) from e
     if not stages:
-        raise ValueError(f"{root / PIPELINE}: the 'stages' list is empty")
+        raise ConfigError(f"{root / PIPELINE_FILE}: the 'stages' list is empty")
     kept = _KeptStats(tok)
     rejected = _RejectedStats()
     funnel: list[dict[str, Any]] = []
@@ -747,7 +710,7 @@ def _manifest(stage_dir: Path | StoragePath) -> dict[str, Any] | None:
     try:
         return _read_json(path)
     except ValueError as e:
-        raise ValueError(f"{path}: not valid JSON ({e}); rerun the stage to rewrite it") from e
+        raise ConfigError(f"{path}: not valid JSON ({e}); rerun the stage to rewrite it") from e
 
 
 FUNNEL_NUMBERS = ("in", "kept", "rejected", "errored", "characters_in", "characters_kept")

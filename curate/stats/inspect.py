@@ -23,7 +23,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from curate.stats.compute import MANIFEST, PIPELINE, REJECTED_DIR, _parquet_files, _read_json
+from curate.errors import ConfigError
+from curate.layout import MANIFEST, PIPELINE_FILE, REJECTED_DIR
+from curate.stats.compute import _parquet_files, _read_json
 from curate.stats.report import CONTROL, printable
 
 # Shown first, in this order; other columns follow in file order, then meta (pretty JSON) and the text.
@@ -47,17 +49,19 @@ def _files(path: Path) -> tuple[list[Path], list[Path]]:
     """(kept, rejected) files of a Parquet file, stage directory, rejected/ folder or work directory."""
     if path.is_file():
         if path.suffix != ".parquet":
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: not a Parquet file (expected a stage or work directory, or a .parquet)"
             )
         return ([], [path]) if path.parent.name == REJECTED_DIR else ([path], [])
     if not path.is_dir():
-        raise ValueError(f"{path}: path does not exist (expected a stage or work directory)")
-    if (path / PIPELINE).is_file():
+        raise ConfigError(f"{path}: path does not exist (expected a stage or work directory)")
+    if (path / PIPELINE_FILE).is_file():
         try:
-            stages = [str(s) for s in _read_json(path / PIPELINE)["stages"]]
+            stages = [str(s) for s in _read_json(path / PIPELINE_FILE)["stages"]]
         except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path / PIPELINE}: expected a JSON object with a 'stages' list ({e})") from e
+            raise ConfigError(
+                f"{path / PIPELINE_FILE}: expected a JSON object with a 'stages' list ({e})"
+            ) from e
         kept = _parquet_files(path / stages[-1]) if stages else []
         dropped = [f for s in stages for f in _parquet_files(path / s / REJECTED_DIR)]
         return kept, dropped
@@ -65,7 +69,7 @@ def _files(path: Path) -> tuple[list[Path], list[Path]]:
         return [], _parquet_files(path)
     kept, dropped = _parquet_files(path), _parquet_files(path / REJECTED_DIR)
     if not kept and not dropped and not (path / MANIFEST).is_file():
-        raise ValueError(
+        raise ConfigError(
             f"{path}: not a curate stage or work directory: no *.parquet, rejected/ or manifest.json"
         )
     return kept, dropped
@@ -87,7 +91,7 @@ def select_documents(
     all that match; fewer match, all are shown in file order.
     """
     if sample < 1:
-        raise ValueError(f"--sample must be at least 1 (got {sample})")
+        raise ConfigError(f"--sample must be at least 1 (got {sample})")
     root = Path(path)
     from_rejected = rejected or reason is not None
     kept_files, rejected_files = _files(root)

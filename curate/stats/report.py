@@ -6,7 +6,8 @@ import html
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -15,8 +16,9 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from curate.io import write_bytes
+from curate.io import read_json, write_bytes
 from curate.stats.compute import SAMPLE_CHARS, length_bin_labels
+from curate.units import human_bytes
 
 # ----------------------------------------------------------------------------------------------- formats
 
@@ -40,18 +42,6 @@ def printable_data(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [printable_data(v) for v in value]
     return value
-
-
-def human_bytes(n: int | float | None) -> str:
-    """Bytes as a short human-readable size (1.5 MB); '-' when unknown."""
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(size) < 1000 or unit == "TB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} PB"  # unreachable; keeps type checkers content
 
 
 def _num(n: Any) -> str:
@@ -122,25 +112,45 @@ def print_stats(stats: dict, console: Console | None = None) -> None:
     stats = printable_data(stats)  # source names, licences, reasons, paths come from data
     # Data strings go in as Text so that a "[...]" in a source name or title is not read as rich markup.
     console.print(Text(_title(stats), style="bold"))
+    sections = (
+        _summary_table,
+        *_GROUP_TABLES,
+        _length_table,
+        _histogram_table,
+        _clusters_table,
+        _drops_table,
+    )
+    for table in (section(stats) for section in sections):
+        if table is not None:
+            console.print(table)
+    for stage, report in (stats.get("decontamination") or {}).items():
+        print_decontamination(stage, report, console)
+    funnel = _funnel_table(stats)
+    if funnel is not None:
+        console.print(funnel)
+    _print_samples(stats, console)
+    for warning in stats.get("warnings") or []:
+        console.print(Text(f"warning: {warning}", style="yellow"))
 
+
+def _summary_table(stats: Mapping[str, Any]) -> Table:
     summary = Table(title="Summary", show_header=False)
     summary.add_column("", style="bold")
     summary.add_column("", justify="right")
     for label, value in _summary_rows(stats):
         summary.add_row(label, value)
-    console.print(summary)
+    return summary
 
-    documents = stats.get("documents") or 0
-    characters = stats.get("characters") or 0
-    for key, title, column in (
-        ("by_source", "Documents by source", "Source"),
-        ("by_lang", "Documents by language", "Language"),
-        ("by_license", "Documents by licence", "Licence"),
-        ("by_redistributable", "Documents by redistributable (sources.yaml)", "Redistributable"),
-    ):
+
+def _group_table(key: str, title: str, column: str) -> Callable[[Mapping[str, Any]], Table | None]:
+    """The section of documents, characters and tokens by one grouping (source, language, licence, ...)."""
+
+    def section(stats: Mapping[str, Any]) -> Table | None:
         groups = stats.get(key)
         if not groups:
-            continue
+            return None
+        documents = stats.get("documents") or 0
+        characters = stats.get("characters") or 0
         table = Table(title=title)
         table.add_column(column)
         for name in ("Documents", "% docs", "Characters", "% chars", _group_tokens_header(stats)):
@@ -154,82 +164,101 @@ def print_stats(stats: dict, console: Console | None = None) -> None:
                 _pct(c.get("characters"), characters),
                 _group_tokens(stats, c),
             )
-        console.print(table)
+        return table
 
+    return section
+
+
+_GROUP_TABLES = (
+    _group_table("by_source", "Documents by source", "Source"),
+    _group_table("by_lang", "Documents by language", "Language"),
+    _group_table("by_license", "Documents by licence", "Licence"),
+    _group_table("by_redistributable", "Documents by redistributable (sources.yaml)", "Redistributable"),
+)
+
+
+def _length_table(stats: Mapping[str, Any]) -> Table | None:
     percentiles = stats.get("length_percentiles") or {}
-    if percentiles:
-        table = Table(title="Document length (characters)")
-        table.add_column("Source")
-        names = [k for k in PERCENTILE_ORDER if k in percentiles]
-        for name in names:
-            table.add_column(name, justify="right")
-        table.add_row(Text("all", style="bold"), *(_num(percentiles[n]) for n in names))
-        for source, p in (stats.get("length_percentiles_by_source") or {}).items():
-            table.add_row(Text(source), *(_num(p.get(n)) for n in names))
-        console.print(table)
+    if not percentiles:
+        return None
+    table = Table(title="Document length (characters)")
+    table.add_column("Source")
+    names = [k for k in PERCENTILE_ORDER if k in percentiles]
+    for name in names:
+        table.add_column(name, justify="right")
+    table.add_row(Text("all", style="bold"), *(_num(percentiles[n]) for n in names))
+    for source, p in (stats.get("length_percentiles_by_source") or {}).items():
+        table.add_row(Text(source), *(_num(p.get(n)) for n in names))
+    return table
+
+
+def _histogram_table(stats: Mapping[str, Any]) -> Table | None:
     histogram = stats.get("length_histogram") or {}
-    if histogram.get("all") and any(histogram["all"]):
-        table = Table(title="Length histogram (documents per length in characters)")
-        table.add_column("Characters")
-        table.add_column("Documents", justify="right")
-        table.add_column("", no_wrap=True)
-        top = max(histogram["all"]) or 1
-        for label, count in _histogram_rows(histogram["edges"], histogram["all"]):
-            table.add_row(label, _num(count), "█" * max(1 if count else 0, round(30 * count / top)))
-        console.print(table)
+    if not (histogram.get("all") and any(histogram["all"])):
+        return None
+    table = Table(title="Length histogram (documents per length in characters)")
+    table.add_column("Characters")
+    table.add_column("Documents", justify="right")
+    table.add_column("", no_wrap=True)
+    top = max(histogram["all"]) or 1
+    for label, count in _histogram_rows(histogram["edges"], histogram["all"]):
+        table.add_row(label, _num(count), "█" * max(1 if count else 0, round(30 * count / top)))
+    return table
 
+
+def _clusters_table(stats: Mapping[str, Any]) -> Table | None:
     clusters = stats.get("dup_clusters")
-    if clusters:
-        table = Table(title="Duplicate clusters (survivor + removed copies)")
-        table.add_column("Cluster size", justify="right")
-        table.add_column("Clusters", justify="right")
-        for size, count in sorted((clusters.get("sizes") or {}).items(), key=lambda kv: int(kv[0])):
-            table.add_row(str(size), _num(count))
-        table.caption = (
-            f"clusters: {_num(clusters.get('clusters'))}, duplicates removed: "
-            f"{_num(clusters.get('duplicates_removed'))}"
-        )
-        console.print(table)
+    if not clusters:
+        return None
+    table = Table(title="Duplicate clusters (survivor + removed copies)")
+    table.add_column("Cluster size", justify="right")
+    table.add_column("Clusters", justify="right")
+    for size, count in sorted((clusters.get("sizes") or {}).items(), key=lambda kv: int(kv[0])):
+        table.add_row(str(size), _num(count))
+    table.caption = (
+        f"clusters: {_num(clusters.get('clusters'))}, duplicates removed: "
+        f"{_num(clusters.get('duplicates_removed'))}"
+    )
+    return table
 
+
+def _drops_table(stats: Mapping[str, Any]) -> Table | None:
     drops = _drop_rows(stats)
-    if drops:
-        table = Table(title="Dropped documents by reason")
-        table.add_column("Reason")
-        table.add_column("Documents", justify="right")
-        table.add_column("Characters", justify="right")
-        characters = stats.get("rejected_characters") or {}
-        for reason, count in drops:
-            table.add_row(Text(reason), _num(count), _num(characters.get(reason)))
-        console.print(table)
+    if not drops:
+        return None
+    table = Table(title="Dropped documents by reason")
+    table.add_column("Reason")
+    table.add_column("Documents", justify="right")
+    table.add_column("Characters", justify="right")
+    characters = stats.get("rejected_characters") or {}
+    for reason, count in drops:
+        table.add_row(Text(reason), _num(count), _num(characters.get(reason)))
+    return table
 
-    for stage, report in (stats.get("decontamination") or {}).items():
-        print_decontamination(stage, report, console)
 
+def _funnel_table(stats: Mapping[str, Any]) -> Table | None:
     funnel = stats.get("funnel")
-    if funnel:
-        table = Table(title="Funnel (from stage manifests)")
-        # Drop reasons go on rows of their own under their stage: a column of them would not fit 80 columns.
-        table.box = box.SIMPLE_HEAD  # lighter rules: eight columns and the stage names fit 80 columns
-        table.pad_edge = False
-        table.add_column("Stage", no_wrap=True)
-        # Characters kept are characters in less those removed (the JSON and HTML reports have all three).
-        for name in ("In", "Kept", "Drops", "Errors", "Chars in", "Removed"):
-            table.add_column(name, justify="right", no_wrap=True)
-        table.add_column("", no_wrap=True)  # status
-        for e in funnel:
-            stage, n_in, kept, rejected, errored, _, chars_in, _, _, _, status = _funnel_row(e)
-            style = "" if status == "complete" else "yellow"
-            numbers = (n_in, kept, rejected, errored, chars_in, _num(e.get("characters_removed")))
-            shown = "ok" if status == "complete" else str(status or "")  # short, to fit 80 columns
-            table.add_row(Text(str(stage), style="bold"), *numbers, Text(shown, style=style))
-            for reason, count in (e.get("drop_reasons") or {}).items():
-                table.add_row(Text(f"  {reason}", style="dim"), "", "", _num(count), *[""] * 4)
-        table.caption = "Removed: characters of dropped documents, and text cut from kept ones (clean)"
-        console.print(table)
-
-    _print_samples(stats, console)
-    for warning in stats.get("warnings") or []:
-        console.print(Text(f"warning: {warning}", style="yellow"))
+    if not funnel:
+        return None
+    table = Table(title="Funnel (from stage manifests)")
+    # Drop reasons go on rows of their own under their stage: a column of them would not fit 80 columns.
+    table.box = box.SIMPLE_HEAD  # lighter rules: eight columns and the stage names fit 80 columns
+    table.pad_edge = False
+    table.add_column("Stage", no_wrap=True)
+    # Characters kept are characters in less those removed (the JSON and HTML reports have all three).
+    for name in ("In", "Kept", "Drops", "Errors", "Chars in", "Removed"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)  # status
+    for e in funnel:
+        stage, n_in, kept, rejected, errored, _, chars_in, _, _, _, status = _funnel_row(e)
+        style = "" if status == "complete" else "yellow"
+        numbers = (n_in, kept, rejected, errored, chars_in, _num(e.get("characters_removed")))
+        shown = "ok" if status == "complete" else str(status or "")  # short, to fit 80 columns
+        table.add_row(Text(str(stage), style="bold"), *numbers, Text(shown, style=style))
+        for reason, count in (e.get("drop_reasons") or {}).items():
+            table.add_row(Text(f"  {reason}", style="dim"), "", "", _num(count), *[""] * 4)
+    table.caption = "Removed: characters of dropped documents, and text cut from kept ones (clean)"
+    return table
 
 
 DECONTAMINATION_COLUMNS = ("Benchmark", "Items", "Found", "Documents", "By PMID", "Chars removed")
@@ -729,3 +758,18 @@ def render_html(stats: Mapping[str, Any]) -> str:
 def write_html(stats: dict, path: str | os.PathLike) -> None:
     """Write the stats as one self-contained HTML report (no CDN, no external JS/CSS; inline SVG charts)."""
     write_bytes(render_html(stats).encode("utf-8"), path)
+
+
+def print_stage_reports(stage_dirs: list[Path], console: Console) -> None:
+    """The reports of stages that write one, as tables: every mix's (tokens per component, shares, epochs),
+    then every decontamination's (items found, documents, characters removed)."""
+    from curate.decontam.report import REPORT as DECONTAMINATION
+    from curate.mix.report import REPORT as MIX
+    from curate.mix.report import print_mix_report
+
+    for stage_dir in stage_dirs:
+        if (stage_dir / MIX).is_file():
+            print_mix_report(read_json(stage_dir / MIX), console)
+    for stage_dir in stage_dirs:
+        if (stage_dir / DECONTAMINATION).is_file():
+            print_decontamination(stage_dir.name, read_json(stage_dir / DECONTAMINATION), console)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,12 +23,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.errors import ConfigError
 from curate.io import read_json, read_parquet, write_json
-from curate.mix.tokens import ENCODE_BATCH, cached_tokenizer, tokenizer_file
+from curate.layout import VALIDATION_PREFIX
 from curate.schema import conform
-from curate.shard import VALIDATION_PREFIX
-from curate.stage import StageResult, TableStage, Task, empty_rejected
+from curate.stage import DERIVED, StageResult, TableStage, Task, empty_rejected
 from curate.storage import StoragePath
+from curate.tokens import ENCODE_BATCH, cached_tokenizer, tokenizer_file
 from curate.train import megatron
 
 log = logging.getLogger("curate")
@@ -64,8 +65,8 @@ def eod_id(tokenizer: Any, eod_token: str | None) -> tuple[str, int]:
         if found is not None:
             return token, int(found)
     if eod_token:
-        raise ValueError(f"eod_token {eod_token!r} is not in the tokenizer's vocabulary")
-    raise ValueError(
+        raise ConfigError(f"eod_token {eod_token!r} is not in the tokenizer's vocabulary")
+    raise ConfigError(
         f"the tokenizer has none of the usual end-of-document tokens ({', '.join(EOD_CANDIDATES)}): "
         "name its own with eod_token"
     )
@@ -79,11 +80,11 @@ class TokenizeStage(TableStage):
     tokenizer: str | None = None  # a tokenizers JSON file (tokenizer.json), required
     eod_token: str | None = None  # default: the tokenizer's own end-of-text token
     merge: bool = True
-    tokenizer_sha256: str = ""  # filled from the file, so another tokenizer recomputes the stage
+    tokenizer_sha256: str = field(default="", metadata=DERIVED)  # of the file: another one recomputes
 
     def __post_init__(self) -> None:
         if not self.tokenizer:
-            raise ValueError("tokenize needs a tokenizer: the tokenizer.json of the model you will train")
+            raise ConfigError("tokenize needs a tokenizer: the tokenizer.json of the model you will train")
         self.tokenizer, self.tokenizer_sha256 = tokenizer_file(self.tokenizer)
         loaded = cached_tokenizer(self.tokenizer, self.tokenizer_sha256)
         self.eod_token, self.eod = eod_id(loaded, self.eod_token)

@@ -18,11 +18,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate.dedup.minhash import MinHashDedup
+from curate.dedup.near import NearDedup
+from curate.errors import DiskFullError, PreparationError
 from curate.filter.language import LanguageFilter
 from curate.io import sha256_file, write_parquet
 from curate.pipeline import load_pipeline, run_pipeline
-from curate.runner import DiskFullError, LocalExecutor, PreparationError, RayExecutor, run_stage
+from curate.runner import LocalExecutor, RayExecutor, run_stage
 from curate.schema import records_table
 from curate.stage import Input, TableStage, Task
 from curate.verify import flow_problems, verify
@@ -167,7 +168,7 @@ def test_a_failed_global_pass_names_the_stage_and_input_and_the_cli_says_so(tmp_
     src = _shards(tmp_path / "src")
     (src / "part-1.parquet").write_bytes(b"PAR1 this shard was truncated")
     with pytest.raises(PreparationError, match=r"stage 'near'.*part-1\.parquet.*rerun the same command"):
-        run_stage(MinHashDedup(name="near"), [Input(str(src))], tmp_path / "near", LocalExecutor())
+        run_stage(NearDedup(name="near"), [Input(str(src))], tmp_path / "near", LocalExecutor())
     assert not (tmp_path / "near" / "manifest.json").exists()  # unfinished: the next run recomputes it
     run = subprocess.run(
         [sys.executable, "-m", "curate", "dedup", str(src), "--near", "--out", str(tmp_path / "cli")]

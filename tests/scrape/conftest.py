@@ -11,9 +11,10 @@ import pymupdf
 import pytest
 
 from curate.fetch.fetcher import FetchSettings
+from curate.fetch.http import Request
 from curate.scrape.mirror import SiteServer
+from curate.scrape.spiders.base import Spider, register
 from curate.sources.registry import load_sources
-from curate.sources.spider import Request, Spider, register
 
 HERE = Path(__file__).parent
 HOST = "example.test"

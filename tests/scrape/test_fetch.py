@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from curate.fetch.http import Request
 from curate.fetch.urls import canonical, check_url, refused_ip, resolve_location, to_mirror
 from curate.schema import Rejection
 from curate.scrape.crawl import crawl, fetch_settings
 from curate.scrape.mirror import SiteServer, site_file
+from curate.scrape.spiders import spider_for
 from curate.sources.registry import load_sources
-from curate.sources.spider import Request, spider_for
 from tests.scrape.conftest import FAST, FAULT_ROUTES, HOST, source_for
 
 

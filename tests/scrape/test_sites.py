@@ -85,7 +85,7 @@ def _crawl_copy(tmp_path: Path, name: str, lost: str):
     from curate.fetch.fetcher import FetchSettings
     from curate.scrape.crawl import crawl
     from curate.scrape.mirror import SiteServer
-    from curate.sources.spider import spider_for
+    from curate.scrape.spiders import spider_for
     from tests.sources.sitedriver import fixture_file
 
     site = tmp_path / name

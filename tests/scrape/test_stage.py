@@ -11,7 +11,7 @@ import pytest
 from curate.pipeline import load_pipeline, run_pipeline
 from curate.runner import LocalExecutor
 from curate.scrape.mirror import SiteServer
-from curate.sources.spider import register
+from curate.scrape.spiders.base import register
 from tests.cluster.test_s3_storage import BUCKET, s3  # noqa: F401 - moto's S3 server on loopback (fixture)
 from tests.scrape.conftest import SOURCES_YAML, CrawlTestSpider
 

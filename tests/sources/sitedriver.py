@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from curate.fetch.http import Request, Response
 from curate.schema import Rejection
 from curate.scrape.mirror import content_type, site_file
-from curate.sources.spider import Item, Request, Response, Spider
+from curate.scrape.spiders.base import Item, Spider
 
 SITES = Path(__file__).resolve().parents[1] / "fixtures" / "sites"
 

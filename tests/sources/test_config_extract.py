@@ -9,10 +9,11 @@ import pytest
 from curate.fetch.fetcher import FetchSettings
 from curate.schema import Rejection
 from curate.scrape.crawl import fetch_settings
+from curate.scrape.extract import extract_page, finish_text
+from curate.scrape.spiders import spider_for
 from curate.sources import load_sources
-from curate.sources.extract import ExtractRules, extract_page, finish_text
+from curate.sources.config import ExtractRules
 from curate.sources.registry import ConfigError
-from curate.sources.spider import spider_for
 from tests.sources.sitedriver import crawl
 
 BASE = """

@@ -6,9 +6,10 @@ import shutil
 
 import pytest
 
+from curate.fetch.http import Request, Response
+from curate.scrape.spiders import spider_for
 from curate.sources import load_sources
 from curate.sources.registry import find_sources_file
-from curate.sources.spider import Request, Response, spider_for
 from tests.sources.sitedriver import SITES, crawl, fixture_file
 
 

@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 
 import pymupdf
 
-from curate.parse.pdf import layout, matter, ocr, repair
+import curate.parse.pdf.layout as layout
+import curate.parse.pdf.matter as matter
+import curate.parse.pdf.ocr as ocr
+import curate.parse.pdf.repair as repair
 from curate.parse.pdf.limits import PdfLimits, check_ocr_mode
 from curate.parse.pdf.model import Page, Para
 from curate.parse.pdf.ocr import OcrResult

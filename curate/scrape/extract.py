@@ -22,26 +22,12 @@ import copy
 import html
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from lxml import etree
 from lxml.html import HtmlElement, document_fromstring
 
 from curate.schema import ParsedDoc, Rejection
-
-# Where a guideline's own text ends: what follows is back matter, not guidance.
-DEFAULT_STOP_HEADINGS = (
-    "References",
-    "Bibliography",
-    "Acknowledgements",
-    "Acknowledgments",
-    "Disclaimer",
-    "Conflicts of interest",
-    "Conflict of interest",
-    "Disclosures",
-    "Funding",
-    "Footnotes",
-)
+from curate.sources.config import ExtractRules
 
 # Furniture that no source's text should keep, dropped before any source selector is applied.
 DEFAULT_DROP = (
@@ -87,21 +73,6 @@ _BARE_URL = re.compile(r"^(?:-\s+)?(?:https?://|www\.)\S+$")
 # Control bytes that text pages never contain (tab, newline, CR, form feed and ESC aside).
 _BINARY_BYTES = [b for b in range(32) if b not in (9, 10, 12, 13, 27)]
 _META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.I)
-
-
-@dataclass(frozen=True)
-class ExtractRules:
-    """How to cut a source's page down to its text (all from the source's `scrape.extract` block)."""
-
-    main: tuple[str, ...] = ()  # alternatives, first that matches wins (all its matches kept, in order)
-    drop: tuple[str, ...] = ()
-    title: tuple[str, ...] = ()  # alternatives for the document title; default <h1>, then <title>
-    title_strip: str | None = None  # regex removed from the title (a site-name suffix)
-    start_at: str | None = None  # the text starts at this element when the page has it
-    stop_headings: tuple[str, ...] = DEFAULT_STOP_HEADINGS
-    tables: bool = False
-    drop_lines: tuple[str, ...] = ()
-    strip_markers: bool = True
 
 
 def decode_page(raw: bytes, charset: str | None = None) -> str:
