@@ -39,10 +39,10 @@ from curate.parse.pdf.model import SPACES, Block, Line, Page
 
 # Tesseract scales each text line to its model's height (36 px) and runs its LSTM along it: the time goes
 # with the line's length in those steps. Pages are rendered at DPI down and DPI * SQUEEZE across, which
-# shortens every line; the model, trained on condensed type too, reads it about as well. On rendered PMC
-# pages (benchmarks/pdf_ocr.py): 200 dpi square 0.57 pages/s and word F1 0.967; 200 dpi x 0.7, 0.75 and
-# 0.967; 150 dpi x 0.7, 0.89 and 0.964; 150 x 0.6, 0.97 and 0.933; below 150 dpi the hard cases (300 dpi
-# bilevel scans) fall under 0.90.
+# shortens every line; the model, trained on condensed type too, reads it about as well. Rendered PMC
+# pages (benchmarks/pdf_ocr.py's six articles, pages/s/core on a loaded 2-core machine and median word F1):
+# 200 dpi square 0.57 and 0.967; 200 x 0.7, 0.75 and 0.967; 150 x 0.7, 0.89 and 0.964; 150 x 0.6, 0.98
+# and 0.933. Below 150 dpi, or narrower, the hard cases (300 dpi bilevel scans) fall under 0.90.
 DPI = 150
 SQUEEZE = 0.7
 MAX_PIXELS = 40_000_000  # a larger page (posters, A0 plans) is rendered at a lower resolution
@@ -59,8 +59,9 @@ MIN_ORIENTATION_CONFIDENCE = 2.0  # OSD's own confidence needed before a page is
 _ENGINE = threading.Lock()
 # No inverted-text retries (scans are dark on light); no table detection (it cut tables into lines that
 # read as prose, and took half the layout's time); no vertical text blocks (it took prose and tables on
-# upright pages for vertical text: 0.93 against 0.85 word F1 on rendered PMC pages; turned pages are
-# OSD's). Some textord_ variables are process-wide in Tesseract: every instance here sets the same.
+# upright pages for vertical text: word F1 against the text layer of ten rendered PMC pages 0.93 instead
+# of 0.85; turned pages are OSD's). Some textord_ variables are process-wide in Tesseract: every instance
+# here sets the same.
 _VARIABLES = {
     "tessedit_do_invert": "0",
     "textord_tabfind_find_tables": "0",
@@ -134,7 +135,7 @@ def _api(languages: str) -> Any:
     """One Tesseract instance per worker process and language set (loading the model takes ~0.1 s)."""
     from tesserocr import PSM, PyTessBaseAPI
 
-    # A full page with its own layout analysis; no inverted-text retries (scans are dark on light).
+    # A full page with its own layout analysis, with the variables above.
     return PyTessBaseAPI(path=str(tessdata()), lang=languages, psm=PSM.AUTO, variables=dict(_VARIABLES))
 
 
