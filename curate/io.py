@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate.errors import MissingInput
 from curate.layout import REJECTED_DIR, TMP_MARK, tmp_path
 from curate.storage import StoragePath, as_path
 
@@ -146,7 +147,7 @@ def parquet_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
         elif p.is_file():
             found.append(p)
         else:
-            raise FileNotFoundError(f"input not found: {p}")
+            raise MissingInput(f"input not found: {p}")
     return found
 
 
@@ -159,4 +160,4 @@ def stage_shards(path: str | os.PathLike) -> list[Path]:
     folders = [d for d in folder.iterdir() if d.is_dir() and d.name != REJECTED_DIR]
     stages = sorted(d.name for d in folders if parquet_files([d]))
     hint = f"; it holds stage folders ({', '.join(stages)}): pass one of them" if stages else ""
-    raise FileNotFoundError(f"no *.parquet in {folder} (is it a stage directory?){hint}")
+    raise MissingInput(f"no *.parquet in {folder} (is it a stage directory?){hint}")

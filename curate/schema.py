@@ -252,3 +252,51 @@ def split_by_mask(
         [details[i] for i in dropped_idx],
     )
     return kept, rejected
+
+
+# A verdict on one document, as datatrove's filters give it: True keeps it; False, (False, reason) or
+# (False, reason, detail) drops it. (True, ...) keeps it too.
+Verdict = bool | tuple[bool, str] | tuple[bool, str, str | None]
+
+
+def split_verdicts(
+    table: pa.Table,
+    verdicts: Iterable[Verdict],
+    stage: str,
+    *,
+    reason: str = "unknown",
+    as_read: pa.Table | None = None,
+) -> tuple[pa.Table, pa.Table]:
+    """Kept rows and rejected rows (with drop columns) of a table by each row's verdict; `reason` for a
+    verdict that gives none.
+
+    `as_read`: the table before a stage rewrote it (`table` holds its columns in place, then any it adds):
+    a rejected row is written as it was read, with the added columns; a kept row as rewritten.
+    """
+    keep: list[bool] = []
+    reasons: list[str | None] = []
+    details: list[str | None] = []
+    for verdict in verdicts:
+        keeps = bool(verdict[0] if isinstance(verdict, tuple) else verdict)
+        keep.append(keeps)
+        if keeps or not isinstance(verdict, tuple):
+            reasons.append(None if keeps else reason)
+            details.append(None)
+        else:
+            reasons.append(verdict[1] or reason)
+            details.append(verdict[2] if len(verdict) > 2 else None)
+    if len(keep) != table.num_rows:
+        raise ValueError(f"{len(keep)} verdicts for {table.num_rows} rows")
+    if as_read is None:
+        return split_by_mask(table, keep, stage, reasons, details)
+    read = as_read.num_columns
+    if table.column_names[:read] != as_read.column_names:
+        raise ValueError(
+            "a stage that rewrites rows keeps the columns it read in place and adds others after"
+        )
+    kept, _ = split_by_mask(table, keep, stage, reasons, details)
+    dropped = as_read
+    for i in range(read, table.num_columns):
+        dropped = dropped.append_column(table.schema.field(i), table.column(i))
+    _, rejected = split_by_mask(dropped, keep, stage, reasons, details)
+    return kept, rejected

@@ -35,11 +35,12 @@ from curate.schema import (
     ERROR_REASON,
     RECORD_SCHEMA,
     REQUIRED_COLUMNS,
+    Verdict,
     conform,
     records_table,
     rejected_schema,
-    split_by_mask,
     split_invalid,
+    split_verdicts,
     with_drop,
 )
 from curate.storage import as_path, is_uri
@@ -48,7 +49,6 @@ from curate.storage import as_path, is_uri
 DERIVED = {"derived": True}
 # Field metadata: an option whose file paths a pipeline YAML gives relative to its own folder.
 PIPELINE_PATHS = {"pipeline_paths": True}
-Drop = tuple[str, "str | None"]  # a document's drop reason and detail
 
 
 @dataclass(frozen=True)
@@ -112,16 +112,11 @@ class Stage:
     @classmethod
     def derived_fields(cls) -> set[str]:
         """Parameters that sources.yaml or files fill, not pipeline YAML (and `name`, set apart in YAML)."""
-        # `licenses`: FileStage's (curate/parse/stages.py), until it carries DERIVED metadata itself.
-        return {"name", "licenses"} | {f.name for f in dataclasses.fields(cls) if f.metadata.get("derived")}
+        return {"name"} | {f.name for f in dataclasses.fields(cls) if f.metadata.get("derived")}
 
     def bind(self, catalog: Mapping[str, Any], inputs: list[Input]) -> None:
         """Take what sources.yaml (`catalog`: name -> curate.sources.registry.Source) and the inputs decide;
-        raise ConfigError for a source the catalog lacks. By default: the licence of each source tag the
-        inputs use, for a stage with a `licenses` parameter (one that reads raw files)."""
-        if "licenses" in {f.name for f in dataclasses.fields(self)}:
-            used = {i.source or getattr(self, "source", None) for i in inputs}
-            self.licenses = {s: require_source(catalog, s).license for s in sorted(used)}  # type: ignore[attr-defined]
+        raise ConfigError for a source the catalog lacks (see require_source). By default nothing."""
 
     def params(self) -> dict[str, Any]:
         """The parameters that define this stage's output (in the manifest and the fingerprint)."""
@@ -165,14 +160,14 @@ class Stage:
 
 def plan_tasks(stage: Stage, inputs: list[Input]) -> list[Task]:
     """The stage's tasks for its inputs; an input it cannot use (missing, empty, ambiguous) is a ConfigError
-    that names the stage."""
+    (MissingInput where it is not there) that names the stage."""
     try:
         return stage.plan(inputs)
-    # FileNotFoundError: an input that is not there. ValueError: what a plan that predates ConfigError
-    # raises (curate/parse/stages.py: an input without a source tag, two files with one id).
-    except (FileNotFoundError, ValueError) as exc:
+    except ConfigError as exc:
         where = f"stage {stage.name!r}"
-        raise ConfigError(f"{'' if where in str(exc) else where + ': '}{exc}") from exc
+        if where in str(exc):
+            raise
+        raise type(exc)(f"{where}: {exc}") from exc
 
 
 def require_source(catalog: Mapping[str, Any], name: str) -> Any:
@@ -264,24 +259,27 @@ class TableStage(Stage):
 
 @dataclass
 class FilterStage(TableStage):
-    """A stage that keeps or drops each document (datatrove's BaseFilter): a subclass implements `judge`
-    (one text: None to keep it, or (reason, detail) to drop it), or `verdicts` for a whole table (which may
-    add columns, such as a score); the base class owns the loop and the rejected rows."""
+    """A stage that keeps or drops each document (datatrove's BaseFilter): the base class owns the loop over
+    a shard, the drop columns and the rejected rows; a subclass writes only its verdict (see Verdict).
 
-    def judge(self, text: str) -> Drop | None:
-        """None to keep a document with this text, or its drop reason and detail."""
+    Implement `filter` for one document's text, or `filter_table` where a whole table at once is what makes
+    a filter fast (one model call for a batch) or where it adds columns (a score) or rewrites the documents
+    it keeps (clean's text and meta). A document it drops is written as it was read, with the columns added.
+    A verdict of plain False is given the step's name as its reason.
+    """
+
+    def filter(self, text: str) -> Verdict:
+        """True to keep a document with this text; False, (False, reason) or (False, reason, detail) not."""
         raise NotImplementedError
 
-    def verdicts(self, table: pa.Table) -> tuple[pa.Table, list[Drop | None]]:
-        """The table (with any columns this filter adds) and each row's verdict (see `judge`)."""
-        return table, [self.judge(text or "") for text in table.column("text").to_pylist()]
+    def filter_table(self, table: pa.Table) -> tuple[pa.Table, list[Verdict]]:
+        """The table as this filter leaves it (the columns read in place, rewritten or not, then any it adds)
+        and each row's verdict."""
+        return table, [self.filter(text or "") for text in table.column("text").to_pylist()]
 
     def apply(self, table: pa.Table, task: Task) -> tuple[pa.Table, pa.Table]:
-        table, verdicts = self.verdicts(table)
-        keep = [v is None for v in verdicts]
-        reasons = [v[0] if v else None for v in verdicts]
-        details = [v[1] if v else None for v in verdicts]
-        return split_by_mask(table, keep, self.name, reasons, details)
+        filtered, verdicts = self.filter_table(table)
+        return split_verdicts(filtered, verdicts, self.name, reason=self.step or self.name, as_read=table)
 
 
 def resolve_pipeline_paths(value: Any, base: Path) -> Any:

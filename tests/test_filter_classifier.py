@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from curate.cli import app
-from curate.filter.classifier import QualityClassifier, TrainingError, score_texts, train_classifier
+from curate.filter.classifier import ClassifierFilter, TrainingError, score_texts, train_classifier
 from curate.parse.html import extract_html
 from curate.pipeline import make_stage
 from curate.schema import records_table
@@ -76,7 +76,7 @@ def model(data, tmp_path_factory) -> str:
 
 
 def test_trained_model_separates_held_out_text(data, model):
-    stage = QualityClassifier(name="classify", model=model)
+    stage = ClassifierFilter(name="classify", model=model)
     pos = score_texts(stage.model, stage.model_sha256, data["test_pos"])
     neg = score_texts(stage.model, stage.model_sha256, data["test_neg"])
     assert len(data["test_pos"]) >= 10

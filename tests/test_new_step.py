@@ -1,7 +1,7 @@
 """A new filter step is one file and one registry line: a toy step defined here runs in a pipeline.
 
 The toy keeps documents of at least `min_chars` characters. It is what a contributor writes: a FilterStage
-subclass with its parameters as fields and a `judge` per text; the pipeline, the runner and the command line
+subclass with its parameters as fields and a `filter` per text; the pipeline, the runner and the command line
 are not touched. The registry line is the one STEP_CLASSES would get in curate/steps.py.
 """
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -19,8 +20,8 @@ from curate.errors import ConfigError
 from curate.io import write_parquet
 from curate.pipeline import check_inputs, load_pipeline, run_pipeline
 from curate.runner import LocalExecutor
-from curate.schema import records_table
-from curate.stage import Drop, FilterStage
+from curate.schema import Verdict, records_table
+from curate.stage import FilterStage, Task
 from curate.steps import STEP_CLASSES, STEPS, step_options
 
 from .conftest import REPO
@@ -33,10 +34,10 @@ class ShortTextFilter(FilterStage):
     step: ClassVar[str] = "short_text"
     min_chars: int = 50
 
-    def judge(self, text: str) -> Drop | None:
+    def filter(self, text: str) -> Verdict:
         if len(text) >= self.min_chars:
-            return None
-        return "too_short", f"{len(text)} characters < {self.min_chars}"
+            return True
+        return False, "too_short", f"{len(text)} characters < {self.min_chars}"
 
 
 @pytest.fixture
@@ -106,3 +107,35 @@ def test_curate_run_runs_it_on_ray(registered, ray_session, tmp_path: Path):
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "work" / "short" / "manifest.json").read_text())
     assert manifest["counts"] == {"in": 3, "kept": 2, "rejected": 1, "errored": 0}
+
+
+@dataclass
+class ShoutFilter(FilterStage):
+    """Upper-case documents with a '!' and add their length; drop the others with a plain False."""
+
+    step: ClassVar[str] = "shout"
+
+    def filter_table(self, table: pa.Table) -> tuple[pa.Table, list[Verdict]]:
+        texts = table.column("text").to_pylist()
+        table = table.set_column(1, "text", pa.array([t.upper() for t in texts], pa.string()))
+        table = table.append_column("chars", pa.array([len(t) for t in texts], pa.int64()))
+        return table, ["!" in t for t in texts]
+
+
+def test_a_filter_that_rewrites_documents_writes_those_it_drops_as_they_came():
+    rows = [{"id": "t:1", "text": "hello!", "source": "s"}, {"id": "t:2", "text": "quiet", "source": "s"}]
+    kept, rejected = ShoutFilter(name="loud").apply(records_table(rows), Task("part-0", ()))
+    assert kept.select(["id", "text", "chars"]).to_pylist() == [{"id": "t:1", "text": "HELLO!", "chars": 6}]
+    # The text as read, the column the filter added, and the step's name as the reason of a plain False.
+    assert rejected.select(
+        ["id", "text", "chars", "drop_stage", "drop_reason", "drop_detail"]
+    ).to_pylist() == [
+        {
+            "id": "t:2",
+            "text": "quiet",
+            "chars": 5,
+            "drop_stage": "loud",
+            "drop_reason": "shout",
+            "drop_detail": None,
+        }
+    ]

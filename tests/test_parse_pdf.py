@@ -660,3 +660,30 @@ def test_pmc_furniture_examples_are_gone() -> None:
     corrigendum = parse_pdf(pdfs["PMC5987334"])
     assert "They also assessed" in corrigendum.text and "Tey " not in corrigendum.text
     assert "Biological Effects of Medicinal Plants on Induced Periodontitis" in corrigendum.title
+
+
+def _set_by_glyph(page: pymupdf.Page, y: float, pieces: list[str], size: float, gap: float) -> None:
+    """Each piece drawn on its own, `gap` em after the last one's end: no space character between them."""
+    x = 72.0
+    for piece in pieces:
+        page.insert_text((x, y), piece, fontsize=size, fontname="tiro")
+        x += pymupdf.get_text_length(piece, fontname="tiro", fontsize=size) + gap * size
+
+
+def test_a_title_set_without_spaces_is_spaced_by_its_glyph_positions(tmp_path: Path) -> None:
+    # The PDF gives the title's words as separate runs 0.13 em apart and no space character (MuPDF makes
+    # a space of a gap past about 0.15 em): "Corrigendumto" has no case change to split on.
+    title = "Corrigendum to an Analysis of Outcomes in Pulmonary Rehabilitation"
+    doc = pymupdf.open()
+    page = doc.new_page()
+    _set_by_glyph(page, 80, title.split(), 18, 0.13)
+    page.insert_textbox(pymupdf.Rect(72, 100, 540, 300), f"{_BODY} " * 3, fontsize=10)
+    # A heading set letter-spaced (0.13 em after every letter) stays one word.
+    _set_by_glyph(page, 320, list("SUPPLEMENTARY"), 12, 0.13)
+    page.insert_textbox(pymupdf.Rect(72, 330, 540, 500), f"{_BODY} " * 3, fontsize=10)
+    doc.save(tmp_path / "glued.pdf")
+    with pymupdf.open(tmp_path / "glued.pdf") as pdf:
+        assert "CorrigendumtoanAnalysis" in pdf[0].get_text()
+    parsed = parse_pdf(tmp_path / "glued.pdf")
+    assert parsed.title == title
+    assert "SUPPLEMENTARY" in parsed.text and "Patients who walked every day" in parsed.text

@@ -38,9 +38,11 @@ def test_a_scanned_page_is_read_the_right_way_up(tmp_path, turn: int) -> None:
     assert ocr.get("rotated", {}).get("1", 0) == (360 - turn) % 360
 
 
-def test_a_skewed_scan_is_read(tmp_path) -> None:
-    doc = parse_pdf(scan(tmp_path / "skew.pdf", skew=4))
+@pytest.mark.parametrize("skew", [4, -8])
+def test_a_skewed_scan_is_read_straightened(tmp_path, skew: float) -> None:
+    doc = parse_pdf(scan(tmp_path / "skew.pdf", skew=skew))
     assert "increasing breathlessness on exertion" in doc.text and "four kilograms" in doc.text
+    assert abs(doc.meta["ocr"]["deskewed"]["1"] - skew) < 0.5
 
 
 @pytest.mark.parametrize("build", [curves, unmapped_font], ids=["text-as-curves", "font-without-unicode-map"])
@@ -59,9 +61,10 @@ def test_text_without_a_usable_layer_is_read_by_ocr(tmp_path, build) -> None:
 
 
 def test_unreadable_ink_is_low_confidence_and_off_keeps_no_text(tmp_path) -> None:
-    # Text set at 2.5 points and scanned at 150 dpi: marks that look like writing, which nobody can read.
+    # Text set at 3.5 points and scanned at 150 dpi (7 pixels a line): marks that look like writing, which
+    # nobody can read.
     with pytest.raises(Rejection) as caught:
-        parse_pdf(scan(tmp_path / "tiny.pdf", size=2.5))
+        parse_pdf(scan(tmp_path / "tiny.pdf", size=3.5))
     assert caught.value.reason == "pdf_low_confidence" and "confidence" in caught.value.detail
     with pytest.raises(Rejection) as caught:
         parse_pdf(scan(tmp_path / "off.pdf"), ocr="off")

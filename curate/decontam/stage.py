@@ -44,7 +44,7 @@ from curate.decontam.ngrams import (
 from curate.decontam.report import INDEX_INFO, REPORT, SIDECAR_SUFFIX, index_info, summarise
 from curate.errors import ConfigError
 from curate.io import read_json, read_parquet, write_json
-from curate.schema import conform, dumps_meta, split_by_mask
+from curate.schema import Verdict, conform, dumps_meta, split_verdicts
 from curate.stage import DERIVED, PIPELINE_PATHS, StageResult, TableStage, Task
 
 log = logging.getLogger("curate")
@@ -165,9 +165,7 @@ class DecontaminateStage(TableStage):
         by_pmid = self._pmid_matches(table.column("meta").to_pylist())
         ids = table.column("id").to_pylist()
         metas = table.column("meta").to_pylist()
-        keep = [True] * len(texts)
-        reasons: list[str | None] = [None] * len(texts)
-        details: list[str | None] = [None] * len(texts)
+        verdicts: list[Verdict] = [True] * len(texts)
         new_texts, new_metas = list(texts), list(metas)
         records: list[dict[str, Any]] = []
         shown: Counter = Counter()
@@ -186,9 +184,7 @@ class DecontaminateStage(TableStage):
                 new_metas[row] = _with_cut(metas[row], found, removed)
                 action, chars = "cut", removed
             else:
-                keep[row] = False
-                reasons[row] = REASON
-                details[row] = _detail(found, why)
+                verdicts[row] = (False, REASON, _detail(found, why))
                 action, chars = "drop", len(text)
             for r in found:
                 r.update(document=ids[row], action=action, characters_removed=chars)
@@ -200,7 +196,7 @@ class DecontaminateStage(TableStage):
         if self.action == "cut":
             table = _replace(table, "text", pa.array(new_texts, pa.string()))
             table = _replace(table, "meta", pa.array(new_metas, pa.string()))
-        kept, rejected = split_by_mask(table, keep, self.name, reasons, details)
+        kept, rejected = split_verdicts(table, verdicts, self.name)
         return kept, rejected, records
 
     def _cut(self, text: str, matches: list[Match]) -> tuple[str, int, str]:

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from curate.dedup.survivors import choose_survivors as rank_clusters
 from curate.dedup.survivors import priorities, source_priorities
-from curate.schema import split_by_mask
+from curate.schema import split_verdicts
 from curate.stage import DERIVED, Input, TableStage, Task, read_records
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
@@ -99,7 +99,8 @@ class ExactDedup(TableStage):
         table = table.append_column(
             "dup_cluster", pa.array([text_hash(t) for t in table.column("text").to_pylist()], pa.string())
         )
-        keep = [row not in dropped for row in range(table.num_rows)]
-        reasons = [None if k else "exact_duplicate" for k in keep]
-        details = [None if k else f"duplicate of {dropped[row]}" for row, k in enumerate(keep)]
-        return split_by_mask(table, keep, self.name, reasons, details)
+        verdicts = [
+            (False, "exact_duplicate", f"duplicate of {dropped[row]}") if row in dropped else True
+            for row in range(table.num_rows)
+        ]
+        return split_verdicts(table, verdicts, self.name)

@@ -31,7 +31,7 @@ import pyarrow as pa
 from curate.dedup import clusters, index, lsh
 from curate.dedup.lsh import ROW_BITS, ROW_MASK
 from curate.dedup.survivors import source_priorities
-from curate.schema import split_by_mask
+from curate.schema import split_verdicts
 from curate.stage import DERIVED, Input, Prepared, TableStage, Task
 
 log = logging.getLogger("curate")
@@ -181,10 +181,8 @@ class NearDedup(TableStage):
         # An earlier exact dedup's hash-named clusters are replaced: near clusters contain them.
         table = table.drop_columns([c for c in ("dup_cluster",) if c in table.column_names])
         table = table.append_column("dup_cluster", pa.array([f[0] for f in found], pa.string()))
-        keep = [f[1] for f in found]
-        reasons = [None if k else "near_duplicate" for k in keep]
-        details = [None if f[1] else f[2] for f in found]
-        return split_by_mask(table, keep, self.name, reasons, details)
+        verdicts = [True if survives else (False, "near_duplicate", why) for _, survives, why in found]
+        return split_verdicts(table, verdicts, self.name)
 
     def finish(self, out_dir: Path, manifest: dict) -> None:
         if not self.write_index:

@@ -14,7 +14,8 @@ import pyarrow as pa
 
 from curate.errors import ConfigError
 from curate.io import parquet_files, read_parquet, sha256_file
-from curate.stage import DERIVED, Drop, FilterStage
+from curate.schema import Verdict
+from curate.stage import DERIVED, FilterStage
 
 POSITIVE, NEGATIVE = "__label__keep", "__label__drop"
 MAX_CHARS = 20_000  # the words of a document's start say enough about its quality
@@ -132,19 +133,16 @@ class ClassifierFilter(FilterStage):
         self.model = str(path.resolve())
         self.model_sha256 = sha256_file(path)
 
-    def verdicts(self, table: pa.Table) -> tuple[pa.Table, list[Drop | None]]:
+    def filter_table(self, table: pa.Table) -> tuple[pa.Table, list[Verdict]]:
         scores = score_texts(self.model, self.model_sha256, table.column("text").to_pylist())
         table = table.append_column(
             "quality_score", pa.array([None if s is None else round(s, 4) for s in scores], pa.float64())
         )
         return table, [self._verdict(score) for score in scores]
 
-    def _verdict(self, score: float | None) -> Drop | None:
+    def _verdict(self, score: float | None) -> Verdict:
         if score is None:
-            return "empty", "no letters to score"
+            return False, "empty", "no letters to score"
         if not score >= self.threshold:
-            return "classifier", f"quality score {score:.3f} (threshold {self.threshold})"
-        return None
-
-
-QualityClassifier = ClassifierFilter  # its name until curate 0.1
+            return False, "classifier", f"quality score {score:.3f} (threshold {self.threshold})"
+        return True

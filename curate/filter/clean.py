@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from curate.schema import dumps_meta, split_by_mask
-from curate.stage import TableStage, Task
+from curate.schema import Verdict, dumps_meta
+from curate.stage import FilterStage
 
 # [12], [3, 4], [5-7], [8–10], and Wikipedia's [edit] / [citation needed]; not [a] footnotes or [2018] years.
 CITATION_MARKER = re.compile(
@@ -181,13 +181,15 @@ def clean_text(text: str) -> tuple[str, dict[str, dict[str, int]]]:
 
 
 @dataclass
-class CleanStage(TableStage):
+class CleanStage(FilterStage):
     """Remove citation markers, stray reference lists and web boilerplate lines; record removals in meta."""
 
     step: ClassVar[str] = "clean"
 
-    def apply(self, table: pa.Table, task: Task) -> tuple[pa.Table, pa.Table]:
-        texts, metas, keep, reasons, details = [], [], [], [], []
+    def filter_table(self, table: pa.Table) -> tuple[pa.Table, list[Verdict]]:
+        """The table with clean text and meta; a document left empty is dropped (written as it came, so that
+        a reader can see what was judged empty)."""
+        texts, metas, verdicts = [], [], []
         for text, meta in zip(
             table.column("text").to_pylist(), table.column("meta").to_pylist(), strict=True
         ):
@@ -199,21 +201,14 @@ class CleanStage(TableStage):
                 meta = dumps_meta(parsed)
             texts.append(cleaned)
             metas.append(meta)
-            keep.append(bool(cleaned))
-            reasons.append(None if cleaned else "clean_empty")
-            details.append(
-                None if cleaned else f"nothing left of {len(text)} characters ({', '.join(sorted(removed))})"
-            )
-        cleaned_table = table.set_column(
-            table.schema.get_field_index("text"), "text", pa.array(texts, pa.string())
-        )
-        cleaned_table = cleaned_table.set_column(
-            table.schema.get_field_index("meta"), "meta", pa.array(metas, pa.string())
-        )
-        kept, _ = split_by_mask(cleaned_table, keep, self.name, reasons, details)
-        # Rejected rows keep the text as it came, so a reader can see what was judged empty.
-        _, rejected = split_by_mask(table, keep, self.name, reasons, details)
-        return kept, rejected
+            if cleaned:
+                verdicts.append(True)
+            else:
+                rules = ", ".join(sorted(removed))
+                verdicts.append((False, "clean_empty", f"nothing left of {len(text)} characters ({rules})"))
+        table = table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
+        table = table.set_column(table.schema.get_field_index("meta"), "meta", pa.array(metas, pa.string()))
+        return table, verdicts
 
 
 def _load_meta(meta: str | None) -> dict:

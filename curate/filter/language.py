@@ -13,8 +13,8 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from curate.schema import split_by_mask
-from curate.stage import TableStage, Task
+from curate.schema import Verdict
+from curate.stage import FilterStage
 
 LID_MODEL_ENV = "CURATE_LID_MODEL"
 MAX_SCAN_CHARS = 2_000_000  # paragraphs are sampled from this much text; bounds the cost of huge documents
@@ -186,31 +186,29 @@ def identify_languages(texts: list[str]) -> list[tuple[str, float]]:
 
 
 @dataclass
-class LanguageFilter(TableStage):
+class LanguageFilter(FilterStage):
     """Keep documents in the wanted languages with a score at or above the threshold; report mixed text."""
 
     step: ClassVar[str] = "filter"
     keep: list[str] = field(default_factory=lambda: ["en"])
     threshold: float = 0.65
 
-    def apply(self, table: pa.Table, task: Task) -> tuple[pa.Table, pa.Table]:
+    def filter_table(self, table: pa.Table) -> tuple[pa.Table, list[Verdict]]:
+        # One fastText call for the chunks of every document in the shard.
         found = identify_language_mix(table.column("text").to_pylist(), self.keep, self.threshold)
         table = table.append_column("lang", pa.array([lang for lang, _, _ in found], pa.string()))
         table = table.append_column("lang_score", pa.array([round(s, 4) for _, s, _ in found], pa.float64()))
         table = table.append_column("lang_mixed", pa.array([round(m, 4) for _, _, m in found], pa.float64()))
-        keep, reasons, details = [], [], []
-        for lang, score, mixed in found:
-            if not lang:
-                keep.append(False)
-                reasons.append("empty")
-                details.append("no letters to identify")
-            elif lang not in self.keep or score < self.threshold:
-                keep.append(False)
-                reasons.append("lang")
-                other = f", {mixed:.0%} in other languages" if mixed else ""
-                details.append(f"{lang} {score:.2f}{other} (keep {','.join(self.keep)} >= {self.threshold})")
-            else:
-                keep.append(True)
-                reasons.append(None)
-                details.append(None)
-        return split_by_mask(table, keep, self.name, reasons, details)
+        return table, [self._verdict(*one) for one in found]
+
+    def _verdict(self, lang: str, score: float, mixed: float) -> Verdict:
+        if not lang:
+            return False, "empty", "no letters to identify"
+        elif lang not in self.keep or score < self.threshold:
+            other = f", {mixed:.0%} in other languages" if mixed else ""
+            return (
+                False,
+                "lang",
+                f"{lang} {score:.2f}{other} (keep {','.join(self.keep)} >= {self.threshold})",
+            )
+        return True

@@ -22,7 +22,6 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
-import pyarrow as pa
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.filters.c4_filters import (
     CITATION_REGEX,
@@ -37,8 +36,8 @@ from datatrove.pipeline.filters.gopher_repetition_filter import GopherRepetition
 from datatrove.utils.text import PUNCTUATION_SET
 from datatrove.utils.word_tokenizers import WordTokenizer, load_word_tokenizer
 
-from curate.schema import split_by_mask
-from curate.stage import TableStage, Task
+from curate.schema import Verdict
+from curate.stage import FilterStage
 
 _WORD = re.compile(r"\w+(?:[-'’.,/]\w+)*|[^\w\s]+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -278,10 +277,10 @@ def _ratio(count: float, total: float) -> float:
     return count / total if total else 0.0
 
 
-Verdict = tuple[str, Any, Any]  # (datatrove's reason, the signal value or None, the limit or None)
+RuleVerdict = tuple[str, Any, Any]  # (datatrove's reason, the signal value or None, the limit or None)
 
 
-def _gopher_quality(f: GopherQualityFilter, doc: Doc) -> Verdict | None:
+def _gopher_quality(f: GopherQualityFilter, doc: Doc) -> RuleVerdict | None:
     text, n_words = doc.text, len(doc.words)
     n_real, real_chars, n_alpha = doc.word_kinds
     if f.min_doc_words and n_real < f.min_doc_words:
@@ -399,7 +398,7 @@ def _line_runs(text: str) -> list[str]:
     return [parts[0], *(p for p in parts[1:-1] if p), parts[-1]]
 
 
-def _gopher_repetition(f: GopherRepetitionFilter, doc: Doc) -> Verdict | None:
+def _gopher_repetition(f: GopherRepetitionFilter, doc: Doc) -> RuleVerdict | None:
     text = doc.text
     if not text:
         return "empty", None, None
@@ -459,7 +458,7 @@ def _c4_line_sentences(f: C4QualityFilter, line: str) -> int | str:
     return len(load_word_tokenizer(f.language).span_tokenize(line))
 
 
-def _c4(f: C4QualityFilter, doc: Doc) -> Verdict | None:
+def _c4(f: C4QualityFilter, doc: Doc) -> RuleVerdict | None:
     text = doc.text
     if f.split_paragraph:
         units = doc.lines
@@ -485,7 +484,7 @@ def _c4(f: C4QualityFilter, doc: Doc) -> Verdict | None:
     return None
 
 
-def _fineweb(f: FineWebQualityFilter, doc: Doc) -> Verdict | None:
+def _fineweb(f: FineWebQualityFilter, doc: Doc) -> RuleVerdict | None:
     text, lines = doc.text, doc.nonblank_lines
     if not lines:
         return "empty", None, None
@@ -522,7 +521,7 @@ _RULES = {
 }
 
 
-def evaluate(filt: BaseFilter, doc: Doc) -> Verdict | None:
+def evaluate(filt: BaseFilter, doc: Doc) -> RuleVerdict | None:
     """datatrove's verdict of one filter on a document: None to keep it, else (reason, value, limit)."""
     return _RULES[type(filt)](filt, doc)
 
@@ -560,7 +559,7 @@ def judge(text: str, filters: dict[str, BaseFilter], max_chars: int) -> tuple[st
 
 
 @dataclass
-class QualityFilter(TableStage):
+class QualityFilter(FilterStage):
     """Drop documents that datatrove's Gopher, C4 and FineWeb heuristics reject, with medical thresholds."""
 
     step: ClassVar[str] = "quality"
@@ -578,11 +577,6 @@ class QualityFilter(TableStage):
         """The per-filter thresholds given in YAML (None disables a filter)."""
         return {name: copy.deepcopy(getattr(self, name)) for name in FILTER_ORDER}
 
-    def apply(self, table: pa.Table, task: Task) -> tuple[pa.Table, pa.Table]:
-        keep, reasons, details = [], [], []
-        for text in table.column("text").to_pylist():
-            verdict = judge(text or "", self._filters, self.max_chars)
-            keep.append(verdict is None)
-            reasons.append(verdict[0] if verdict else None)
-            details.append(verdict[1] if verdict else None)
-        return split_by_mask(table, keep, self.name, reasons, details)
+    def filter(self, text: str) -> Verdict:
+        verdict = judge(text, self._filters, self.max_chars)
+        return True if verdict is None else (False, *verdict)

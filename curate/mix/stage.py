@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from curate.errors import ConfigError
+from curate.errors import ConfigError, MissingInput
 from curate.io import (
     input_stream,
     parquet_files,
@@ -106,7 +106,7 @@ def mix_files(path: str) -> list[tuple[Path | StoragePath, str]]:
             )
         return found
     if not p.is_file():
-        raise ConfigError(f"input not found: {p}")
+        raise MissingInput(f"input not found: {p}")
     kind = input_kind(p)
     if kind is None:
         raise ConfigError(f"mix input {p}: not a Parquet or JSONL file (*.parquet, *.jsonl, *.jsonl.gz)")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from curate.errors import ConfigError, MissingInput
 from curate.parse.pdf.limits import PdfLimits, check_ocr_mode
 from curate.progress import report_documents
 from curate.schema import (
@@ -19,9 +20,46 @@ from curate.schema import (
     records_table,
     with_drop,
 )
-from curate.stage import Input, Stage, StageResult, Task, describe_error, short_hash
+from curate.stage import (
+    DERIVED,
+    Input,
+    Stage,
+    StageResult,
+    Task,
+    describe_error,
+    require_source,
+    short_hash,
+)
 
 _PDF_LIMITS = PdfLimits()
+
+
+@dataclass
+class DocumentRows:
+    """Kept and rejected rows of one parse task, built up document by document."""
+
+    stage: str
+    kept: list[dict] = field(default_factory=list)
+    dropped: list[dict] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
+
+    def keep(self, row: dict, doc: ParsedDoc, meta: dict) -> None:
+        self.kept.append(
+            {**row, "text": clean_str(doc.text), "title": clean_str(doc.title), "meta": dumps_meta(meta)}
+        )
+
+    def drop(self, row: dict, reason: str, detail: str) -> None:
+        self.dropped.append({**row, "text": row.get("text", "")})
+        self.reasons.append(reason)
+        self.details.append(detail)
+
+    def result(self) -> StageResult:
+        rejected = with_drop(records_table(self.dropped), self.stage, self.reasons, self.details)
+        return StageResult(kept=records_table(self.kept), rejected=rejected)
+
+    def __len__(self) -> int:
+        return len(self.kept) + len(self.dropped)
 
 
 @dataclass
@@ -32,15 +70,20 @@ class FileStage(Stage):
     # The extension left out of ids, exact case (see file_keys); None: whichever of `suffixes` ends the name.
     id_suffix: ClassVar[str | None] = None
     source: str = ""
-    licenses: dict[str, str | None] = field(default_factory=dict)
+    licenses: dict[str, str | None] = field(default_factory=dict, metadata=DERIVED)  # source -> licence
     batch_size: int = 16
+
+    def bind(self, catalog: Mapping[str, Any], inputs: list[Input]) -> None:
+        """The licence of each source tag the inputs use (or the stage's own tag), from sources.yaml."""
+        used = {item.source or self.source for item in inputs}
+        self.licenses = {source: require_source(catalog, source).license for source in sorted(used)}
 
     def plan(self, inputs: list[Input]) -> list[Task]:
         found: dict[str, tuple[str, str, str]] = {}  # absolute path -> (source, input folder, path)
         for item in inputs:
             source = item.source or self.source
             if not source:
-                raise ValueError(f"stage {self.name!r}: no source tag for input {item.path}")
+                raise ConfigError(f"stage {self.name!r}: no source tag for input {item.path}")
             root = Path(item.path)
             if root.is_file():
                 members, folder = [root], root.parent
@@ -53,15 +96,13 @@ class FileStage(Stage):
                 ]
                 folder = root
             else:
-                raise FileNotFoundError(f"stage {self.name!r}: input not found: {root}")
+                raise MissingInput(f"stage {self.name!r}: input not found: {root}")
             for f in members:
                 # A file named twice (the same input twice, or a folder and a file in it) is parsed once.
                 found.setdefault(os.path.abspath(f), (source, os.path.abspath(folder), str(f)))
         if not found:
             wanted = ", ".join(self.suffixes)
-            raise FileNotFoundError(
-                f"stage {self.name!r}: no {wanted} files under {[i.path for i in inputs]}"
-            )
+            raise MissingInput(f"stage {self.name!r}: no {wanted} files under {[i.path for i in inputs]}")
         keys = file_keys(list(found.values()), self._without_suffix)
         units = [(path, (source, key)) for (source, _, path), key in zip(found.values(), keys, strict=True)]
         return self.batch(units)
@@ -91,7 +132,7 @@ class FileStage(Stage):
         return len(task.inputs) if type(self).count_in is FileStage.count_in else None
 
     def process(self, task: Task) -> StageResult:
-        kept, dropped, reasons, details = [], [], [], []
+        rows = DocumentRows(self.name)
         for path, (source, key) in zip(task.inputs, task.payload, strict=True):
             row = {
                 "id": clean_str(f"{source}:{key}"),
@@ -105,24 +146,13 @@ class FileStage(Stage):
                     raise Rejection("input_symlink", f"symbolic link to {os.readlink(path)!r}, not followed")
                 doc = self.parse(Path(path))
             except Rejection as rejection:
-                reasons.append(rejection.reason)
-                details.append(clean_str(rejection.detail))
-                dropped.append(row)
-                report_documents(1)
-                continue
+                rows.drop(row, rejection.reason, clean_str(rejection.detail))
             except Exception as exc:  # noqa: BLE001 - one bad file must not fail its batch
-                reasons.append(ERROR_REASON)
-                details.append(clean_str(describe_error(exc)))
-                dropped.append(row)
-                report_documents(1)
-                continue
-            meta = {"file": key, "bytes": Path(path).stat().st_size, **doc.meta}
-            kept.append(
-                {**row, "text": clean_str(doc.text), "title": clean_str(doc.title), "meta": dumps_meta(meta)}
-            )
+                rows.drop(row, ERROR_REASON, clean_str(describe_error(exc)))
+            else:
+                rows.keep(row, doc, {"file": key, "bytes": Path(path).stat().st_size, **doc.meta})
             report_documents(1)
-        rejected = with_drop(records_table(dropped), self.name, reasons, details)
-        return StageResult(kept=records_table(kept), rejected=rejected)
+        return rows.result()
 
     def parse(self, path: Path) -> ParsedDoc:
         """Parse one file, raising Rejection for known bad input."""
@@ -166,7 +196,7 @@ def file_keys(files: list[tuple[str, str, str]], strip: Callable[[str], str]) ->
     for (source, _, path), key in zip(files, keys, strict=True):
         other = seen.setdefault((source, key), path)
         if other != path:  # only folders nested in odd ways can get here
-            raise ValueError(
+            raise ConfigError(
                 f"{other} and {path} would both get the id {source}:{key}; give their folders "
                 "distinct names or different source tags"
             )

@@ -9,42 +9,15 @@ rows).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from curate.errors import MissingInput
 from curate.parse.pdf.limits import PdfLimits
-from curate.parse.stages import FileStage, strip_suffix
-from curate.schema import ERROR_REASON, ParsedDoc, Rejection, clean_str, dumps_meta, records_table, with_drop
+from curate.parse.stages import DocumentRows, FileStage, strip_suffix
+from curate.schema import ERROR_REASON, Rejection, clean_str, dumps_meta
 from curate.stage import Input, StageResult, Task, describe_error
-
-
-@dataclass
-class _Rows:
-    """Kept and rejected rows of one task, built up document by document."""
-
-    stage: str
-    kept: list[dict] = field(default_factory=list)
-    dropped: list[dict] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
-    details: list[str] = field(default_factory=list)
-
-    def keep(self, row: dict, doc: ParsedDoc, meta: dict) -> None:
-        self.kept.append(
-            {**row, "text": clean_str(doc.text), "title": clean_str(doc.title), "meta": dumps_meta(meta)}
-        )
-
-    def drop(self, row: dict, reason: str, detail: str) -> None:
-        self.dropped.append({**row, "text": row.get("text", "")})
-        self.reasons.append(reason)
-        self.details.append(detail)
-
-    def result(self) -> StageResult:
-        rejected = with_drop(records_table(self.dropped), self.stage, self.reasons, self.details)
-        return StageResult(kept=records_table(self.kept), rejected=rejected)
-
-    def __len__(self) -> int:
-        return len(self.kept) + len(self.dropped)
 
 
 @dataclass
@@ -54,7 +27,7 @@ class _MultiDocStage(FileStage):
     def planned_documents(self, task: Task) -> int | None:
         return None  # known only once the files are read
 
-    def _finish(self, task: Task, rows: _Rows) -> StageResult:
+    def _finish(self, task: Task, rows: DocumentRows) -> StageResult:
         result = rows.result()
         result.documents_in = len(rows)
         return result
@@ -95,9 +68,9 @@ class PmcStage(_MultiDocStage):
                     relative = Path(d).relative_to(root).as_posix()
                     units.setdefault(d, (source, root.absolute().name if relative == "." else relative))
             else:
-                raise FileNotFoundError(f"stage {self.name!r}: input not found: {root}")
+                raise MissingInput(f"stage {self.name!r}: input not found: {root}")
         if not units:
-            raise FileNotFoundError(f"stage {self.name!r}: no PMC packages under {[i.path for i in inputs]}")
+            raise MissingInput(f"stage {self.name!r}: no PMC packages under {[i.path for i in inputs]}")
         return self.batch(list(units.items()))
 
     def prepare(self, tasks: list[Task], map_fn, scratch: Path, out: Any = None) -> list[Task]:
@@ -120,7 +93,7 @@ class PmcStage(_MultiDocStage):
         # After the index pass the payload is (the units' payload, losers); a task run without it has none.
         prepared = isinstance(task.payload[-1], dict)
         payload, losers = task.payload if prepared else (task.payload, {})
-        rows = _Rows(self.name)
+        rows = DocumentRows(self.name)
         seen: dict[str, str] = {}  # id -> where, for ids repeated in this task that the index did not see
         for path, (source, key) in zip(task.inputs, payload, strict=True):
             url = Path(path).absolute().as_uri()
@@ -136,7 +109,7 @@ class PmcStage(_MultiDocStage):
                 rows.drop(_pmc_row(source, f"{key}#error", url), ERROR_REASON, describe_error(exc))
         return self._finish(task, rows)
 
-    def _one(self, rows: _Rows, item, source: str, losers: dict, seen: dict[str, str]) -> None:
+    def _one(self, rows: DocumentRows, item, source: str, losers: dict, seen: dict[str, str]) -> None:
         doc = item.doc
         pmcid = doc.meta.get("pmcid") if doc is not None else None
         row = _pmc_row(source, pmcid or item.key, item.where)
@@ -225,7 +198,7 @@ class PubmedStage(_MultiDocStage):
     def process(self, task: Task) -> StageResult:
         from curate.parse.pubmed import Broken, Deleted, NoPmid, iter_pubmed
 
-        rows = _Rows(self.name)
+        rows = DocumentRows(self.name)
         payload, later = task.payload
         for path, (source, key) in zip(task.inputs, payload, strict=True):
             superseded, elsewhere = later[path]

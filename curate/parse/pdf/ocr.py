@@ -1,16 +1,22 @@
 """OCR for pages without a usable text layer: Tesseract (through tesserocr) on CPU, offline.
 
-The page is rendered in grey at `DPI`, recognised upright first (most scans are), and when that reads badly
-or finds vertical lines, Tesseract's orientation detection (OSD) says how the page is turned: it is rendered
-again the right way up and recognised again. A skew past DESKEW_ABOVE degrees is undone by rendering the
-page straight and reading it again (Tesseract finds columns badly on a skewed page); a smaller one on the
-lines' positions (Tesseract reports upright boxes around skewed lines). The lines come back as
+The page's skew is measured on a small rendering (_lines) and the page rendered straight, in grey, at `DPI`
+down and `DPI * SQUEEZE` across; it is recognised upright first (most scans are), and when that reads
+badly or finds its lines sideways, Tesseract's orientation detection (OSD) says how the page is turned: it
+is rendered again the right way up (and straight) and recognised again. What skew Tesseract still sees is
+undone on the lines' positions (it reports upright boxes around skewed lines). The lines come back as
 `model.Line`s in points, in the upright page's frame, so the layout steps (columns, margins, paragraphs,
 hyphenation) work as on a text layer.
 
+Where the time goes (perf, dense two-column PMC pages at 200 dpi): 65% in the LSTM recognising each line,
+25% in layout analysis (half of it table detection, which is off: it also cut tables into
+lines that read as prose), the rest in rendering, thresholding and the beam search. The LSTM's time grows
+with each line's width once Tesseract has scaled the line to the model's height, hence the squeeze.
+
 tesserocr's wheel carries the Tesseract library; the trained models (`eng.traineddata`, `osd.traineddata`,
 other languages) come from the system: Debian's `tesseract-ocr-eng`, `tesseract-ocr-osd`, ... in
-/usr/share/tesseract-ocr/5/tessdata, or wherever TESSDATA_PREFIX points.
+/usr/share/tesseract-ocr/5/tessdata, or wherever TESSDATA_PREFIX points. Debian's are the integer "fast"
+models (LSTM only, 4 MB for English), the quickest Tesseract has.
 """
 
 from __future__ import annotations
@@ -26,18 +32,41 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pymupdf
 
 from curate.parse.pdf.model import SPACES, Block, Line, Page
 
-DPI = 200  # scans are read at this resolution: Tesseract's accuracy is flat from here up, its time is not
+# Tesseract scales each text line to its model's height (36 px) and runs its LSTM along it: the time goes
+# with the line's length in those steps. Pages are rendered at DPI down and DPI * SQUEEZE across, which
+# shortens every line; the model, trained on condensed type too, reads it about as well. Rendered PMC
+# pages (benchmarks/pdf_ocr.py's six articles, pages/s/core on a loaded 2-core machine and median word F1):
+# 200 dpi square 0.57 and 0.967; 200 x 0.7, 0.75 and 0.967; 150 x 0.7, 0.89 and 0.964; 150 x 0.6, 0.98
+# and 0.933. Below 150 dpi, or narrower, the hard cases (300 dpi bilevel scans) fall under 0.90.
+DPI = 150
+SQUEEZE = 0.7
 MAX_PIXELS = 40_000_000  # a larger page (posters, A0 plans) is rendered at a lower resolution
 MIN_LINE_CONFIDENCE = 40  # lines Tesseract trusts less than this are noise (drawings, stains, photos)
 RETRY_BELOW = 70  # a page read upright with less mean confidence is checked for orientation
-DESKEW_ABOVE = 1.5  # degrees of skew past which a page is rendered straight and read again
+MAX_SKEW = 10.0  # degrees of skew looked for; past this a scan is a picture of a page, not a page
+MIN_SKEW = 0.5  # degrees of skew from which a page is rendered straight before it is read
+SKEW_GAIN = 1.1  # the straightened rows must be this much sharper than the page as it is
+SKEW_PIXELS = 600_000  # the skew is measured on a rendering of about this many pixels (72 dpi for Letter)
+SKEW_MIN_INK, SKEW_SAMPLE = 500, 40_000  # dark pixels needed, and at most used
+SIDEWAYS = 1.5  # columns of ink this much sharper than its rows: the page is turned a quarter (or a table)
 SIZE_NOISE = 0.15  # OCR's font sizes closer than this share to the page's body size are the body size
 MIN_ORIENTATION_CONFIDENCE = 2.0  # OSD's own confidence needed before a page is turned
 _ENGINE = threading.Lock()
+# No inverted-text retries (scans are dark on light); no table detection (it cut tables into lines that
+# read as prose, and took half the layout's time); no vertical text blocks (it took prose and tables on
+# upright pages for vertical text: word F1 against the text layer of ten rendered PMC pages 0.93 instead
+# of 0.85; turned pages are OSD's). Some textord_ variables are process-wide in Tesseract: every instance
+# here sets the same.
+_VARIABLES = {
+    "tessedit_do_invert": "0",
+    "textord_tabfind_find_tables": "0",
+    "textord_tabfind_vertical_text": "0",
+}
 _BULLET = re.compile(r"^[•·●○◦▪■□♦◆©®¢«»°*]\s+(?=\w)")
 _TESSDATA_DIRS = (
     "/usr/share/tesseract-ocr/5/tessdata",
@@ -106,10 +135,8 @@ def _api(languages: str) -> Any:
     """One Tesseract instance per worker process and language set (loading the model takes ~0.1 s)."""
     from tesserocr import PSM, PyTessBaseAPI
 
-    # A full page with its own layout analysis; no inverted-text retries (scans are dark on light).
-    return PyTessBaseAPI(
-        path=str(tessdata()), lang=languages, psm=PSM.AUTO, variables={"tessedit_do_invert": "0"}
-    )
+    # A full page with its own layout analysis, with the variables above.
+    return PyTessBaseAPI(path=str(tessdata()), lang=languages, psm=PSM.AUTO, variables=dict(_VARIABLES))
 
 
 @cache
@@ -129,38 +156,86 @@ def _ocr_page(page: pymupdf.Page, languages: str, seconds: float) -> OcrResult:
     start = time.monotonic()
     zoom = DPI / 72
     width, height = page.rect.width, page.rect.height
-    if width * height * zoom * zoom > MAX_PIXELS:
-        zoom = math.sqrt(MAX_PIXELS / (width * height))
-    pixmap = _render(page, zoom, 0)
-    result = _recognise(pixmap, zoom, languages, seconds)
-    if not result.words and not result.timed_out:
-        # Tesseract's layout analysis sometimes takes a skewed scrap of text for a picture: read it as one
-        # block of text instead.
-        left = max(0.0, seconds - (time.monotonic() - start))
-        result = _recognise(pixmap, zoom, languages, left, single_block=True)
-    if not result.timed_out and (result.confidence < RETRY_BELOW or result.notes.get("vertical")):
-        turn = _orientation(pixmap)
-        if turn:
-            left = max(0.0, seconds - (time.monotonic() - start))
-            turned = _recognise(_render(page, zoom, turn), zoom, languages, left)
-            turned.rotation = turn
-            if turned.confidence > result.confidence:
-                result = turned
-    if not result.timed_out and abs(result.skew) >= DESKEW_ABOVE:
+    if width * height * zoom * zoom * SQUEEZE > MAX_PIXELS:
+        zoom = math.sqrt(MAX_PIXELS / (width * height * SQUEEZE))
+    across = zoom * SQUEEZE
+
+    def read(rotation: int, skew: float) -> OcrResult:
         # Tesseract reads skewed lines, but finds columns badly across a skew of a few degrees (it read
-        # lines across both columns of a page turned 2.7 degrees): render the page straight and read again.
+        # lines across both columns of a page turned 2.7 degrees): the page is rendered straight.
         left = max(0.0, seconds - (time.monotonic() - start))
-        straight = _recognise(_render(page, zoom, result.rotation, result.skew), zoom, languages, left)
-        if not straight.timed_out and straight.confidence >= result.confidence - 1:
-            straight.rotation, straight.skew = result.rotation, result.skew
-            result = straight
+        pixmap = _render(page, across, zoom, rotation, skew)
+        result = _recognise(pixmap, across, zoom, languages, left)
+        if not result.words and not result.timed_out:
+            # Tesseract's layout analysis sometimes takes a scrap of text for a picture: read it as one
+            # block of text instead.
+            left = max(0.0, seconds - (time.monotonic() - start))
+            result = _recognise(pixmap, across, zoom, languages, left, single_block=True)
+        result.rotation, result.skew = rotation, skew + result.skew
+        return result
+
+    def orientation() -> int:
+        # Judged on the page as it is (a turned page's squeeze would be along its lines).
+        return _orientation(_render(page, zoom, zoom, 0))
+
+    skew, sideways = _lines(page, 0)
+    # A page whose ink lines up in columns is turned a quarter (or a tall table): OSD before reading it.
+    first = orientation() if sideways else 0
+    result = read(first, skew if first == 0 else _lines(page, first)[0])
+    if not result.timed_out and (result.confidence < RETRY_BELOW or result.notes.get("sideways")):
+        # Read badly: upright, OSD may know better; turned by OSD's guess, upright may.
+        other = orientation() if first == 0 else 0
+        if other != first:
+            second = read(other, _lines(page, other)[0])
+            # Sideways lines can come out as confident as the turned page's, but the layout steps need
+            # them across: a turned page that reads well wins.
+            across_wins = result.notes.get("sideways") and second.confidence >= RETRY_BELOW
+            if across_wins or second.confidence > result.confidence:
+                result = second
     result.seconds = time.monotonic() - start
     return result
 
 
-def _render(page: pymupdf.Page, zoom: float, rotation: int, skew: float = 0.0) -> pymupdf.Pixmap:
-    """The page in grey at this zoom, turned clockwise by `rotation` degrees and straightened by `skew`."""
-    matrix = pymupdf.Matrix(zoom, zoom).prerotate(-rotation - skew)
+def _lines(page: pymupdf.Page, rotation: int) -> tuple[float, bool]:
+    """Degrees the page's lines slope once it is turned by `rotation` (0 when straight or not lines), and
+    whether its ink lines up in columns rather than rows (a page turned a quarter).
+
+    The skew is the angle at which the page's ink, projected along it, piles up in the sharpest rows
+    (Postl's projection profile), from a small rendering: steps of 0.5 degree, then 0.05 around the best.
+    """
+    zoom = min(1.0, math.sqrt(SKEW_PIXELS / max(1.0, page.rect.width * page.rect.height)))
+    matrix = pymupdf.Matrix(zoom, zoom).prerotate(-rotation)
+    pixmap = page.get_pixmap(matrix=matrix, colorspace=pymupdf.csGRAY, alpha=False)
+    grey = np.frombuffer(pixmap.samples, np.uint8).reshape(pixmap.height, pixmap.stride)[:, : pixmap.width]
+    ys, xs = np.nonzero(grey < 128)
+    if len(ys) < SKEW_MIN_INK:
+        return 0.0, False
+    step = max(1, len(ys) // SKEW_SAMPLE)
+    ys, xs = ys[::step], xs[::step]
+
+    def sharpness(along: np.ndarray, across: np.ndarray, degrees: float = 0.0) -> float:
+        # Sum of squared counts per row, times rows over points squared: 1 for ink spread evenly.
+        rows = np.rint(along - (across - across.mean()) * math.tan(math.radians(degrees))).astype(np.int64)
+        counts = np.bincount(rows - rows.min())
+        return float(np.dot(counts, counts)) * len(counts) / len(rows) ** 2
+
+    def rows(degrees: float) -> float:
+        return sharpness(ys, xs, degrees)
+
+    coarse = max(np.arange(-MAX_SKEW, MAX_SKEW + 0.01, 0.5), key=rows)
+    best = float(max(np.arange(coarse - 0.5, coarse + 0.51, 0.05), key=rows))
+    sideways = sharpness(xs, ys) > SIDEWAYS * rows(best)
+    if abs(best) < MIN_SKEW or rows(best) < SKEW_GAIN * rows(0.0):
+        return 0.0, sideways  # straight enough, or no rows of text to line up (a photo, a drawing)
+    return round(best, 2), sideways
+
+
+def _render(
+    page: pymupdf.Page, across: float, zoom: float, rotation: int, skew: float = 0.0
+) -> pymupdf.Pixmap:
+    """The page in grey at these zooms (along and across the lines), turned clockwise by `rotation` degrees
+    and straightened by `skew`: turned first, so `across` applies along the upright page's lines."""
+    matrix = pymupdf.Matrix(across, zoom).prerotate(-rotation - skew)
     return page.get_pixmap(matrix=matrix, colorspace=pymupdf.csGRAY, alpha=False)
 
 
@@ -181,10 +256,15 @@ def _orientation(pixmap: pymupdf.Pixmap) -> int:
 
 
 def _recognise(
-    pixmap: pymupdf.Pixmap, zoom: float, languages: str, seconds: float, single_block: bool = False
+    pixmap: pymupdf.Pixmap,
+    across: float,
+    zoom: float,
+    languages: str,
+    seconds: float,
+    single_block: bool = False,
 ) -> OcrResult:
-    """Tesseract over one rendered page: its paragraphs as blocks of lines, in points."""
-    from tesserocr import PSM, RIL, WritingDirection
+    """Tesseract over one page rendered at these zooms: its paragraphs as blocks of lines, in points."""
+    from tesserocr import PSM, RIL, Orientation, WritingDirection
 
     api = _api(languages)
     api.SetPageSegMode(PSM.SINGLE_BLOCK if single_block else PSM.AUTO)
@@ -192,13 +272,14 @@ def _recognise(
     api.SetSourceResolution(round(72 * zoom))
     finished = api.Recognize(timeout=max(1, int(seconds * 1000)))
     confidences = api.AllWordConfidences() if finished else []
-    width, height = pixmap.width / zoom, pixmap.height / zoom
+    width, height = pixmap.width / across, pixmap.height / zoom
     iterator = api.GetIterator()
     raw: list[list[tuple[tuple[int, int, int, int], str, float]]] = []  # paragraphs of (box, text, size)
     skew = 0.0
-    vertical = lines_seen = dropped = 0
+    sideways = lines_seen = dropped = 0
     if finished and iterator is not None:
-        skew = iterator.Orientation()[3]
+        # Tesseract measures the lines' slope on the squeezed image: steeper by zoom / across.
+        skew = math.atan(math.tan(iterator.Orientation()[3]) * across / zoom)
         paragraph: list[tuple[tuple[int, int, int, int], str, float]] = []
         while True:
             if iterator.IsAtBeginningOf(RIL.PARA) and paragraph:
@@ -207,8 +288,10 @@ def _recognise(
             text, box = _line(iterator, RIL.TEXTLINE)
             if text and box:
                 lines_seen += 1
-                if iterator.Orientation()[1] != WritingDirection.LEFT_TO_RIGHT:
-                    vertical += 1
+                # Tesseract reads a page turned a quarter as sideways lines, some of them confidently.
+                orientation, direction = iterator.Orientation()[:2]
+                if orientation != Orientation.PAGE_UP or direction != WritingDirection.LEFT_TO_RIGHT:
+                    sideways += 1
                 confidence = iterator.Confidence(RIL.TEXTLINE)
                 if confidence >= MIN_LINE_CONFIDENCE:
                     # The row's x-height plus ascenders is steadier than its box (descenders or not).
@@ -220,7 +303,7 @@ def _recognise(
         if paragraph:
             raw.append(paragraph)
     api.Clear()
-    blocks = _snap_sizes([_block(p, zoom, skew, pixmap.width, pixmap.height) for p in raw])
+    blocks = _snap_sizes([_block(p, across, zoom, skew, pixmap.width, pixmap.height) for p in raw])
     result = OcrResult(
         page=Page(width, height, blocks, ocr=True),
         confidence=statistics.fmean(confidences) if confidences else 0.0,
@@ -229,7 +312,7 @@ def _recognise(
         timed_out=not finished,
         dropped_lines=dropped,
     )
-    result.notes["vertical"] = lines_seen > 0 and vertical > lines_seen / 2
+    result.notes["sideways"] = lines_seen > 0 and sideways > lines_seen / 2
     return result
 
 
@@ -261,18 +344,24 @@ def _line(iterator: Any, level: int) -> tuple[str, tuple[int, int, int, int] | N
 
 
 def _block(
-    paragraph: list[tuple[tuple[int, int, int, int], str, float]], zoom: float, skew: float, w: int, h: int
+    paragraph: list[tuple[tuple[int, int, int, int], str, float]],
+    across: float,
+    zoom: float,
+    skew: float,
+    w: int,
+    h: int,
 ) -> Block:
     """A paragraph's lines as a Block in points, straightened by the page's skew, sized from row height."""
     cos, sin = math.cos(skew), math.sin(skew)
     # One size for the paragraph, to the half point: OCR's estimates vary from line to line.
     size = round(2 * statistics.median(size for _, _, size in paragraph)) / 2
+    stretch = zoom / across  # back to square pixels, where the skew is a rotation
     lines = []
     for (x0, y0, x1, y1), text, _ in paragraph:
         # Turn the box's centre about the page centre by the skew; the box keeps its size.
-        cx, cy = (x0 + x1) / 2 - w / 2, (y0 + y1) / 2 - h / 2
-        ux, uy = cx * cos - cy * sin + w / 2, cx * sin + cy * cos + h / 2
-        half_w, half_h = (x1 - x0) / 2, (y1 - y0) / 2
+        cx, cy = (x0 + x1 - w) / 2 * stretch, (y0 + y1 - h) / 2
+        ux, uy = cx * cos - cy * sin + w * stretch / 2, cx * sin + cy * cos + h / 2
+        half_w, half_h = (x1 - x0) / 2 * stretch, (y1 - y0) / 2
         lines.append(
             Line(
                 (ux - half_w) / zoom,

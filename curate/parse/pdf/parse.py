@@ -89,7 +89,9 @@ class _OcrReport:
             "words": words,
         }
         rotated = {str(i + 1): r.rotation for i, r in sorted(self.read.items()) if r.rotation}
-        skewed = {str(i + 1): round(r.skew, 1) for i, r in sorted(self.read.items()) if abs(r.skew) >= 1.5}
+        skewed = {
+            str(i + 1): round(r.skew, 1) for i, r in sorted(self.read.items()) if abs(r.skew) >= ocr.MIN_SKEW
+        }
         for key, value in (
             ("rotated", rotated),
             ("deskewed", skewed),

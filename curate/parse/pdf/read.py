@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import re
+import statistics
 import time
 
 import pymupdf
@@ -16,6 +18,18 @@ _TEXT_FLAGS = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
 _BOLD = 16  # span flag bit
 _NOT_NAME = re.compile(r"#20|[\s\-_,]")
 _OUT_OF_MEMORY = ("malloc", "calloc", "realloc", "out of memory", "cannot allocate")
+# Runs of letters longer than words ("BiologicalEffectsofMedicinal"), or long with a capital inside
+# ("StatisticalAnalysis"), are words set without space characters: the line's glyph positions are read to
+# find the gaps (only for such lines: glyph by glyph extraction costs twice the text's).
+_GLUED = re.compile(r"[^\W\d_]{21,}|(?=[^\W\d_]{12})[^\W\d_]*[a-z][A-Z]")
+# MuPDF makes a space of a gap wider than about 0.15 em; titles set tight leave 0.12 em between words and
+# no space character, while kerning moves letters by up to 0.1 em. A gap this much wider (in em) than the
+# line's usual gap and than the narrower of its neighbours (letter-spaced "F I G U R E" stays whole) is a
+# space, inside a run of at least _GLUED_RUN characters without one.
+_WORD_GAP = 0.1
+_GLUED_RUN = 12
+_ENDS_WORD = ".,;:!?)]}\u201d\u2019%"
+_STARTS_WORD = "([{\u201c\u2018"
 
 
 def message(exc: BaseException) -> str:
@@ -71,6 +85,10 @@ def read_pages(
         try:
             page = doc.load_page(number)
             data = page.get_text("dict", flags=_TEXT_FLAGS)
+            for block in data["blocks"]:
+                for line in block.get("lines", ()):
+                    if line["dir"] == (1.0, 0.0) and _glued(line):
+                        _space_by_position(page, line)
             images = len(page.get_images(full=False))
             unmapped = _unmapped_chars(doc, page, data)
         except Exception as exc:  # noqa: BLE001 - one unreadable page should not lose the others
@@ -110,6 +128,60 @@ def _unmapped_chars(doc: pymupdf.Document, page: pymupdf.Page, data: dict) -> in
         for span in line["spans"]
         if _font_key(span["font"]) in blind
     )
+
+
+def _glued(line: dict) -> bool:
+    """Whether a line has words run together: see _GLUED."""
+    return any(_GLUED.search(span["text"]) for span in line["spans"])
+
+
+def _space_by_position(page: pymupdf.Page, line: dict) -> None:
+    """Put a space between glyphs of a "dict" line that stand a word's gap apart with no space character
+    between them ("Corrigendumto" in a title set tight), from the glyph positions of this line alone."""
+    x0, y0, x1, y1 = line["bbox"]
+    # Glyph by glyph extraction of the whole page costs 7x its "dict": only the line's box is read again.
+    raw = page.get_text("rawdict", flags=_TEXT_FLAGS, clip=pymupdf.Rect(x0 - 1, y0 - 1, x1 + 1, y1 + 1))
+    text = "".join(span["text"] for span in line["spans"])
+    for raw_line in (raw_line for block in raw["blocks"] for raw_line in block.get("lines", ())):
+        glyphs = [(span["size"], char) for span in raw_line["spans"] for char in span["chars"]]
+        if "".join(char["c"] for _, char in glyphs) == text:
+            break
+    else:
+        return  # the line does not read the same on its own: leave it
+    spaces = _word_gaps(glyphs, text)
+    start = 0
+    for span in line["spans"]:
+        end = start + len(span["text"])
+        span["text"] = "".join(" " + text[k] if k in spaces else text[k] for k in range(start, end))
+        start = end
+
+
+def _word_gaps(glyphs: list[tuple[float, dict]], text: str) -> set[int]:
+    """Indices of the glyphs before which a gap is a space: see _WORD_GAP."""
+    gaps: list[float | None] = [None]  # in em, before each glyph; None where either side is a space
+    for (size_a, a), (size_b, b) in itertools.pairwise(glyphs):
+        spaced = a["c"].isspace() or b["c"].isspace()
+        gaps.append(None if spaced else (b["bbox"][0] - a["bbox"][2]) / max(size_a, size_b, 1.0))
+    measured = [gap for gap in gaps if gap is not None]
+    if not measured:
+        return set()
+    usual = statistics.median(measured)  # letter-spaced type has wide gaps everywhere
+    glued = [False] * len(text)
+    for run in re.finditer(rf"\S{{{_GLUED_RUN},}}", text):
+        glued[run.start() + 1 : run.end()] = [True] * (run.end() - run.start() - 1)
+    spaces = set()
+    for k, gap in enumerate(gaps):
+        if gap is None or not glued[k] or not _word_ends(text[k - 1], text[k]):
+            continue
+        beside = [g for g in (gaps[k - 1], gaps[k + 1] if k + 1 < len(gaps) else None) if g is not None]
+        if gap > max(usual, min(beside, default=usual)) + _WORD_GAP:
+            spaces.add(k)
+    return spaces
+
+
+def _word_ends(before: str, after: str) -> bool:
+    """Whether a word may end between these characters (not inside "Mu¨ller" nor between primes)."""
+    return (before.isalnum() or before in _ENDS_WORD) and (after.isalnum() or after in _STARTS_WORD)
 
 
 def _font_key(name: str) -> str:
