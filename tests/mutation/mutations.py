@@ -21,17 +21,16 @@ GOAL = 0.9  # share of (non-equivalent) mutants killed, per module
 RUNNER_T = "tests/test_runner.py"
 FAULTS_T = "tests/faults/test_faults.py"
 MISTAKES_T = "tests/faults/test_operator_mistakes.py"
-KILLS_RUNNER = "tests/test_mutant_kills_runner.py"
-KILLS_IO = "tests/test_mutant_kills_io.py"
-KILLS_STORAGE = "tests/test_mutant_kills_storage.py"
-KILLS_VERIFY = "tests/test_mutant_kills_verify.py"
-KILLS_FETCH = "tests/scrape/test_mutant_kills_fetch.py"
-KILLS_PDF = "tests/test_mutant_kills_pdf.py"
+RESUME_T = "tests/test_runner_resume_and_containment.py"
+IO_T = "tests/test_io_writes_and_inputs.py"
+STORAGE_T = "tests/test_storage_paths.py"
+VERIFY_T = "tests/test_verify_problems.py"
 MINHASH_T = "tests/test_dedup_minhash.py"
 INDEX_T = "tests/test_dedup_index.py"
 HOSTILE_T = "tests/scrape/test_hostile_sites.py"
 FETCH_T = "tests/scrape/test_fetch.py"
 SANDBOX_T = "tests/test_parse_pdf_sandbox.py"
+PDF_T = "tests/test_parse_pdf.py"
 S3_T = "tests/cluster/test_s3_storage.py"
 
 MODULES: dict[str, list[str]] = {
@@ -48,12 +47,12 @@ MODULES: dict[str, list[str]] = {
         "tests/test_filter_quality.py",
         "tests/test_stage_functions.py",
     ],
-    "runner": [RUNNER_T, KILLS_RUNNER],
-    "io": [RUNNER_T, KILLS_IO],
-    "storage": [KILLS_STORAGE, S3_T],
-    "verify": ["tests/test_verify_problems.py", KILLS_VERIFY],
-    "fetch": [FETCH_T, KILLS_FETCH],
-    "pdf": [SANDBOX_T, KILLS_PDF],
+    "runner": [RUNNER_T, RESUME_T],
+    "io": [RUNNER_T, IO_T],
+    "storage": [STORAGE_T, S3_T],
+    "verify": [VERIFY_T],
+    "fetch": [FETCH_T, HOSTILE_T],
+    "pdf": [SANDBOX_T, PDF_T],
 }
 
 
@@ -82,6 +81,8 @@ EXACT = "curate/dedup/exact.py"
 LANGUAGE = "curate/filter/language.py"
 QUALITY = "curate/filter/quality.py"
 CLEAN = "curate/filter/clean.py"
+SCHEMA = "curate/schema.py"
+STAGE = "curate/stage.py"
 RUNNER = "curate/runner.py"
 POOL = "curate/pool.py"
 IO = "curate/io.py"
@@ -298,8 +299,8 @@ MUTATIONS: list[Mutation] = [
         "dedup",
         "exact_duplicates_kept",
         EXACT,
-        "        keep = [row not in dropped for row in range(table.num_rows)]",
-        "        keep = [True for row in range(table.num_rows)]",
+        'f"duplicate of {dropped[row]}") if row in dropped else True',
+        'f"duplicate of {dropped[row]}") if False else True',
         "exact dedup removes every copy but the survivor",
     ),
     # ------------------------------------------------------------------------------------------ filter
@@ -499,17 +500,17 @@ MUTATIONS: list[Mutation] = [
         "filter",
         "clean_empty_kept",
         CLEAN,
-        "            keep.append(bool(cleaned))",
-        "            keep.append(True)",
+        "            if cleaned:\n                verdicts.append(True)",
+        "            if True:\n                verdicts.append(True)",
         "a document left empty is dropped as clean_empty",
     ),
     M(
         "filter",
         "clean_rejected_text_cleaned",
-        CLEAN,
-        "_, rejected = split_by_mask(table, keep,",
-        "_, rejected = split_by_mask(cleaned_table, keep,",
-        "rejected rows keep the text as it came",
+        SCHEMA,
+        "    _, rejected = split_by_mask(dropped, keep, stage, reasons, details)",
+        "    _, rejected = split_by_mask(table, keep, stage, reasons, details)",
+        "a filter that rewrites text (clean) writes a document it drops as it was read",
     ),
     M(
         "filter",
@@ -574,7 +575,7 @@ MUTATIONS: list[Mutation] = [
         'if parquet_rows(kept) != counts["kept"]:',
         "if False:",
         "a kept file whose rows differ from its recorded counts is recomputed",
-        tests=(KILLS_RUNNER, RUNNER_T),
+        tests=(RESUME_T, RUNNER_T),
     ),
     M(
         "runner",
@@ -583,7 +584,7 @@ MUTATIONS: list[Mutation] = [
         "if dropped and parquet_rows(rejected) != dropped:",
         "if False:",
         "a task whose rejected file is lost or short is recomputed",
-        tests=(f"{FAULTS_T}::test_damaged_outputs_are_found_and_recomputed", KILLS_RUNNER),
+        tests=(f"{FAULTS_T}::test_damaged_outputs_are_found_and_recomputed", RESUME_T),
     ),
     M(
         "runner",
@@ -614,7 +615,7 @@ MUTATIONS: list[Mutation] = [
         "            if f.is_file():\n                _unlink_owned(f, out)\n    _unlink_owned(",
         "a rerun with new parameters deletes only what curate wrote (containment)",
         tests=(
-            KILLS_RUNNER,
+            RESUME_T,
             f"{MISTAKES_T}::test_a_rerun_with_new_parameters_deletes_only_what_curate_wrote",
         ),
     ),
@@ -627,7 +628,7 @@ MUTATIONS: list[Mutation] = [
         "outputs of tasks that no longer exist (and temporary files) are removed",
         tests=(
             f"{RUNNER_T}::test_interrupted_run_resumes_only_missing_tasks_with_identical_output",
-            KILLS_RUNNER,
+            RESUME_T,
         ),
     ),
     M(
@@ -637,7 +638,7 @@ MUTATIONS: list[Mutation] = [
         "            if _owned(f, out, listed) and (is_tmp(f) or stale):",
         "            if is_tmp(f) or stale:",
         "stale removal deletes only files curate can show it wrote (containment)",
-        tests=(KILLS_RUNNER,),
+        tests=(RESUME_T,),
     ),
     M(
         "runner",
@@ -646,7 +647,7 @@ MUTATIONS: list[Mutation] = [
         "        return TASK_META_KEY in (parquet_schema(path).metadata or {})",
         "        return True",
         "a Parquet file without curate's task key is not curate's: the folder is refused, nothing deleted",
-        tests=(f"{MISTAKES_T}::test_out_holding_parquet_curate_did_not_write_is_refused", KILLS_RUNNER),
+        tests=(f"{MISTAKES_T}::test_out_holding_parquet_curate_did_not_write_is_refused", RESUME_T),
     ),
     M(
         "runner",
@@ -664,7 +665,7 @@ MUTATIONS: list[Mutation] = [
         '    if not inside:\n        raise RuntimeError(f"refusing to write or delete',
         '    if False:\n        raise RuntimeError(f"refusing to write or delete',
         "a task writes only inside its stage folder (containment)",
-        tests=(KILLS_RUNNER,),
+        tests=(RESUME_T,),
     ),
     M(
         "runner",
@@ -754,7 +755,7 @@ MUTATIONS: list[Mutation] = [
         "def write_bytes",
         "        os.replace(tmp, path)\n    finally:\n        pass\n\n\ndef write_bytes",
         "a Parquet write that fails leaves no temporary file behind",
-        tests=(KILLS_IO,),
+        tests=(IO_T,),
     ),
     M(
         "io",
@@ -764,7 +765,7 @@ MUTATIONS: list[Mutation] = [
         "            os.fsync(f.fileno())\n        os.replace(tmp, path)",
         '        with open(path, "wb") as f:\n            f.write(data)',
         "JSON and sidecars are written to a temporary name and renamed",
-        tests=(KILLS_IO,),
+        tests=(IO_T,),
     ),
     M(
         "io",
@@ -774,7 +775,7 @@ MUTATIONS: list[Mutation] = [
         "def write_json",
         "        os.replace(tmp, path)\n    finally:\n        pass\n\n\ndef write_json",
         "a JSON or sidecar write that fails leaves no temporary file behind",
-        tests=(KILLS_IO,),
+        tests=(IO_T,),
     ),
     M(
         "io",
@@ -783,7 +784,7 @@ MUTATIONS: list[Mutation] = [
         "        _fsync(tmp)\n",
         "",
         "a renamed file's data is on disk first",
-        tests=(KILLS_IO,),
+        tests=(IO_T,),
         equivalent="only a power cut or kernel crash between write and rename shows it; no test can",
     ),
     M(
@@ -795,7 +796,7 @@ MUTATIONS: list[Mutation] = [
         "temporary files are named so that a rerun recognises (and removes) a killed write's leftovers",
         tests=(
             f"{RUNNER_T}::test_a_write_killed_midway_never_leaves_a_file_under_its_final_name",
-            KILLS_IO,
+            IO_T,
         ),
     ),
     M(
@@ -814,7 +815,7 @@ MUTATIONS: list[Mutation] = [
         'return path.with_name(f".{path.name}{TMP_MARK}{uuid.uuid4().hex[:8]}")',
         'return path.with_name(f".{path.name}{TMP_MARK}00000000")',
         "each write has its own temporary name: two writers of one path never write into one file",
-        tests=(KILLS_IO,),
+        tests=(IO_T,),
     ),
     M(
         "io",
@@ -823,7 +824,7 @@ MUTATIONS: list[Mutation] = [
         'p.glob("*.parquet") if TMP_MARK not in f.name and f.is_file()',
         'p.glob("*.parquet") if TMP_MARK not in f.name',
         "a folder named x.parquet is not a shard",
-        tests=(KILLS_IO,),
+        tests=(IO_T,),
     ),
     M(
         "io",
@@ -832,7 +833,7 @@ MUTATIONS: list[Mutation] = [
         'p.glob("*.parquet") if TMP_MARK not in f.name and f.is_file()',
         'p.glob("*.parquet") if f.is_file()',
         "a temporary file left by a killed writer is never read as input",
-        tests=(KILLS_IO,),
+        tests=(IO_T,),
         equivalent="temporary names end in .tmp-XXXXXXXX (layout.tmp_path), never in .parquet: the glob "
         "cannot return one, so the name check is a second guard that nothing can reach",
     ),
@@ -840,10 +841,10 @@ MUTATIONS: list[Mutation] = [
         "io",
         "missing_input_ignored",
         IO,
-        '        else:\n            raise FileNotFoundError(f"input not found: {p}")',
+        '        else:\n            raise MissingInput(f"input not found: {p}")',
         "        else:\n            continue",
         "an input path that does not exist is an error, not an empty input",
-        tests=(KILLS_IO,),
+        tests=(IO_T,),
     ),
     M(
         "io",
@@ -852,7 +853,7 @@ MUTATIONS: list[Mutation] = [
         '        for chunk in iter(lambda: f.read(1 << 20), b""):\n            digest.update(chunk)',
         "        digest.update(f.read(1 << 20))",
         "the SHA-256 in a manifest covers the whole file",
-        tests=(KILLS_IO,),
+        tests=(IO_T,),
     ),
     M(
         "io",
@@ -873,7 +874,7 @@ MUTATIONS: list[Mutation] = [
         'return "://" in text and not text.startswith("file://")',
         'return "://" in text',
         "file:// paths are local",
-        tests=(KILLS_STORAGE,),
+        tests=(STORAGE_T,),
     ),
     M(
         "storage",
@@ -882,7 +883,7 @@ MUTATIONS: list[Mutation] = [
         '    if text.startswith("file://"):\n        return Path(urlsplit(text).path)\n',
         "",
         "a file:// URI names a local path",
-        tests=(KILLS_STORAGE,),
+        tests=(STORAGE_T,),
     ),
     M(
         "storage",
@@ -891,7 +892,7 @@ MUTATIONS: list[Mutation] = [
         'return isinstance(other, StoragePath) and str(self).startswith(f"{other}/")',
         "return isinstance(other, StoragePath) and str(self).startswith(str(other))",
         "s3://b/out2 is not inside s3://b/out (the runner's containment on object storage)",
-        tests=(KILLS_STORAGE,),
+        tests=(STORAGE_T,),
     ),
     M(
         "storage",
@@ -900,7 +901,7 @@ MUTATIONS: list[Mutation] = [
         "if kind == pafs.FileType.File and fnmatch.fnmatchcase(p.name, pattern)",
         "if fnmatch.fnmatchcase(p.name, pattern)",
         "glob lists files only, as pathlib's does for *.parquet",
-        tests=(KILLS_STORAGE,),
+        tests=(STORAGE_T,),
     ),
     M(
         "storage",
@@ -909,7 +910,7 @@ MUTATIONS: list[Mutation] = [
         "if kind == pafs.FileType.File and fnmatch.fnmatchcase(p.name, pattern)",
         "if kind == pafs.FileType.File",
         "a listing on object storage returns only the files the pattern names (*.parquet, not manifest.json)",
-        tests=(KILLS_STORAGE,),
+        tests=(STORAGE_T,),
     ),
     M(
         "storage",
@@ -918,7 +919,7 @@ MUTATIONS: list[Mutation] = [
         "        except FileNotFoundError:\n            if not missing_ok:\n                raise",
         "        except FileNotFoundError:\n            raise",
         "unlink(missing_ok=True) of a missing object is fine",
-        tests=(KILLS_STORAGE,),
+        tests=(STORAGE_T,),
     ),
     M(
         "storage",
@@ -948,7 +949,7 @@ MUTATIONS: list[Mutation] = [
         'if sha256_file(path) != entry["sha256"]:',
         "if False:",
         "a corrupted output is reported",
-        tests=(KILLS_VERIFY, f"{FAULTS_T}::test_damaged_outputs_are_found_and_recomputed"),
+        tests=(VERIFY_T, f"{FAULTS_T}::test_damaged_outputs_are_found_and_recomputed"),
     ),
     M(
         "verify",
@@ -966,7 +967,7 @@ MUTATIONS: list[Mutation] = [
         'if counts["in"] != counts["kept"] + counts["rejected"] + counts["errored"]:\n        problems',
         "if False:\n        problems",
         "counts that do not add up are reported",
-        tests=("tests/test_verify_problems.py::test_counts_that_do_not_add_up",),
+        tests=(f"{VERIFY_T}::test_counts_that_do_not_add_up",),
     ),
     M(
         "verify",
@@ -975,7 +976,7 @@ MUTATIONS: list[Mutation] = [
         '    if manifest.get("status") != "complete":',
         "    if False:",
         "a stage with failed tasks is reported",
-        tests=(KILLS_VERIFY,),
+        tests=(VERIFY_T,),
     ),
     M(
         "verify",
@@ -984,7 +985,7 @@ MUTATIONS: list[Mutation] = [
         "            if is_tmp(f):",
         "            if False:",
         "a temporary file left by an interrupted write is reported",
-        tests=(KILLS_VERIFY, f"{FAULTS_T}::test_damaged_outputs_are_found_and_recomputed"),
+        tests=(VERIFY_T, f"{FAULTS_T}::test_damaged_outputs_are_found_and_recomputed"),
     ),
     M(
         "verify",
@@ -993,7 +994,7 @@ MUTATIONS: list[Mutation] = [
         "            if relative not in known:",
         "            if False:",
         "an output not in the manifest is reported",
-        tests=("tests/test_verify_problems.py::test_a_file_the_manifest_does_not_list",),
+        tests=(f"{VERIFY_T}::test_a_file_the_manifest_does_not_list",),
     ),
     M(
         "verify",
@@ -1011,7 +1012,7 @@ MUTATIONS: list[Mutation] = [
         '    if kept_rows != counts["kept"]:',
         "    if False:",
         "outputs holding other than the kept count are reported",
-        tests=("tests/test_verify_problems.py::test_kept_count_other_than_the_outputs_rows",),
+        tests=(f"{VERIFY_T}::test_kept_count_other_than_the_outputs_rows",),
     ),
     M(
         "verify",
@@ -1020,7 +1021,7 @@ MUTATIONS: list[Mutation] = [
         '    if rows != entry["rows"]:',
         "    if False:",
         "an output whose rows differ from its manifest entry is reported",
-        tests=(KILLS_VERIFY,),
+        tests=(VERIFY_T,),
     ),
     M(
         "verify",
@@ -1029,7 +1030,7 @@ MUTATIONS: list[Mutation] = [
         '    except FileNotFoundError:\n        return "missing"',
         "    except FileNotFoundError:\n        return None",
         "a missing output is reported",
-        tests=("tests/test_verify_problems.py::test_a_missing_output",),
+        tests=(f"{VERIFY_T}::test_a_missing_output",),
     ),
     M(
         "verify",
@@ -1060,7 +1061,7 @@ MUTATIONS: list[Mutation] = [
         "        _check_utf8(path)\n",
         "",
         "an output whose text is not valid UTF-8 (which `datasets` cannot read) is reported",
-        tests=(KILLS_VERIFY,),
+        tests=(VERIFY_T,),
     ),
     # ------------------------------------------------------------------------------------------ fetch
     M(
@@ -1127,7 +1128,7 @@ MUTATIONS: list[Mutation] = [
         "RETRY_STATUSES = (429, 500, 502, 503, 504)",
         "RETRY_STATUSES = (500, 502, 503, 504)",
         "429 Too Many Requests is retried",
-        tests=(KILLS_FETCH, FETCH_T),
+        tests=(f"{HOSTILE_T}::test_a_429_is_retried_after_the_wait_its_retry_after_asks", FETCH_T),
     ),
     M(
         "fetch",
@@ -1145,7 +1146,10 @@ MUTATIONS: list[Mutation] = [
         "wait = max(wait, _retry_after_seconds(retry_after))",
         "wait = wait",
         "Retry-After is honoured",
-        tests=(f"{FETCH_T}::test_retry_waits_honour_retry_after_within_the_cap", KILLS_FETCH),
+        tests=(
+            f"{FETCH_T}::test_retry_waits_honour_retry_after_within_the_cap",
+            f"{HOSTILE_T}::test_a_429_is_retried_after_the_wait_its_retry_after_asks",
+        ),
     ),
     M(
         "fetch",
@@ -1172,7 +1176,7 @@ MUTATIONS: list[Mutation] = [
         "            await asyncio.sleep(seconds)\n            self._end += seconds",
         "            await asyncio.sleep(seconds)",
         "waiting for the rate limit or a retry's backoff does not count against page_timeout",
-        tests=(KILLS_FETCH,),
+        tests=(f"{HOSTILE_T}::test_waiting_for_the_rate_limit_does_not_spend_the_page_budget",),
     ),
     M(
         "fetch",
@@ -1205,7 +1209,7 @@ MUTATIONS: list[Mutation] = [
         '    if not any(host == d or host.endswith("." + d) for d, _ in domains):',
         "    if not any(host == d or host.endswith(d) for d, _ in domains):",
         "a domain's subdomains are allowed, not every host whose name ends with it (evilexample.test)",
-        tests=(KILLS_FETCH,),
+        tests=(f"{HOSTILE_T}::test_a_host_that_merely_ends_with_an_allowed_domain_is_off_domain",),
     ),
     M(
         "fetch",
@@ -1245,7 +1249,10 @@ MUTATIONS: list[Mutation] = [
         "                if size > cap:\n                    if not truncate:",
         "                if False:\n                    if not truncate:",
         "a body over max_bytes is refused while streaming, whatever its Content-Length says",
-        tests=(KILLS_FETCH, f"{FETCH_T}::test_faults_each_give_a_reason_and_never_stop_the_crawl"),
+        tests=(
+            f"{HOSTILE_T}::test_a_declared_length_over_max_bytes_is_refused_before_the_body",
+            f"{FETCH_T}::test_faults_each_give_a_reason_and_never_stop_the_crawl",
+        ),
     ),
     M(
         "fetch",
@@ -1254,7 +1261,7 @@ MUTATIONS: list[Mutation] = [
         "            if declared.isdigit() and int(declared) > cap and not truncate:",
         "            if False:",
         "a declared Content-Length over max_bytes is refused before the body is read",
-        tests=(KILLS_FETCH,),
+        tests=(f"{HOSTILE_T}::test_a_declared_length_over_max_bytes_is_refused_before_the_body",),
     ),
     M(
         "fetch",
@@ -1273,7 +1280,7 @@ MUTATIONS: list[Mutation] = [
         "        if self.process.is_alive():\n            self.process.kill()\n        self.process.join(5)",
         "        if False:\n            self.process.kill()\n        self.process.join(5)",
         ISSUE13 + "PDF child: parent never kills it",
-        tests=(KILLS_PDF, f"{SANDBOX_T}::test_a_page_that_never_ends_is_killed_by_the_parent"),
+        tests=(SANDBOX_T, f"{SANDBOX_T}::test_a_page_that_never_ends_is_killed_by_the_parent"),
     ),
     M(
         "pdf",
@@ -1327,7 +1334,7 @@ MUTATIONS: list[Mutation] = [
         "        deadline += value",
         "        pass",
         "each page sent to OCR extends the worker's time budget by ocr_page_seconds",
-        tests=(KILLS_PDF,),
+        tests=(SANDBOX_T,),
     ),
     M(
         "pdf",
@@ -1336,7 +1343,7 @@ MUTATIONS: list[Mutation] = [
         "        if on_ocr_page is not None:\n            on_ocr_page(limits.ocr_page_seconds)",
         "        if False:\n            on_ocr_page(limits.ocr_page_seconds)",
         "the worker tells the parent about each page it sends to OCR",
-        tests=(KILLS_PDF,),
+        tests=(SANDBOX_T,),
     ),
     M(
         "pdf",
@@ -1345,7 +1352,7 @@ MUTATIONS: list[Mutation] = [
         "            if code is not None and code < 0:  # killed by a signal",
         "            if False:  # killed by a signal",
         "a worker killed by a signal (a crash, the OOM killer) is pdf_crashed, one rejected PDF",
-        tests=(KILLS_PDF,),
+        tests=(SANDBOX_T,),
     ),
     M(
         "pdf",
@@ -1354,7 +1361,7 @@ MUTATIONS: list[Mutation] = [
         '        if time.monotonic() > deadline:\n            raise Rejection("pdf_timeout"',
         '        if False:\n            raise Rejection("pdf_timeout"',
         "max_seconds is checked between pages (in-process parsing has no parent to kill it)",
-        tests=("tests/test_parse_pdf.py::test_time_limit_rejects_with_pdf_timeout",),
+        tests=(f"{PDF_T}::test_time_limit_rejects_with_pdf_timeout",),
     ),
     M(
         "pdf",
@@ -1363,7 +1370,7 @@ MUTATIONS: list[Mutation] = [
         "    if count > max_pages:",
         "    if False:",
         "a PDF with more pages than max_pages is refused",
-        tests=("tests/test_parse_pdf.py::test_max_pages",),
+        tests=(f"{PDF_T}::test_max_pages",),
     ),
     M(
         "pdf",
@@ -1372,7 +1379,7 @@ MUTATIONS: list[Mutation] = [
         "                        last_refs = heading",
         "                        last_refs = last_refs or heading",
         ISSUE13 + 'cut at the first "References" heading instead of the last',
-        tests=("tests/test_parse_pdf.py::test_references_heading_inside_the_body_does_not_cut_it",),
+        tests=(f"{PDF_T}::test_references_heading_inside_the_body_does_not_cut_it",),
     ),
     M(
         "pdf",
@@ -1381,6 +1388,6 @@ MUTATIONS: list[Mutation] = [
         "        if offset >= _CUT_FROM * total:",
         "        if True:",
         "a back-matter heading early in the text does not cut it",
-        tests=("tests/test_parse_pdf.py",),
+        tests=(PDF_T,),
     ),
 ]

@@ -1,5 +1,5 @@
-"""Storage paths: file:// URIs, listings and containment on object storage, each pinned by a test that fails
-when it is broken (the mutations of `make mutants`, tests/mutation/mutations.py, module storage).
+"""Storage paths: file:// URIs are local folders; on object storage a folder lists its *.parquet files and
+a stage's writes stay inside its folder.
 
 Object storage is moto's S3 server on 127.0.0.1 (the fixture of tests/cluster/test_s3_storage.py).
 """
@@ -18,7 +18,7 @@ from curate.stage import Input
 from curate.storage import StoragePath
 
 from .cluster.test_s3_storage import BUCKET, s3  # noqa: F401 - the fixture, used by name
-from .test_mutant_kills_runner import Escaping
+from .test_runner_resume_and_containment import Escaping
 
 TEXT = "Offer a statin to adults with a ten-year cardiovascular risk of ten percent or more."
 

@@ -1,5 +1,5 @@
-"""Atomic writes, temporary names, shard listing and whole-file checksums, each pinned by a test that fails
-when it is removed (the mutations of `make mutants`, tests/mutation/mutations.py, module io)."""
+"""Writes are atomic (a failed or killed write leaves no file under its final name, nor a temporary one),
+inputs are the *.parquet files of a folder, and a manifest's checksum covers the whole file."""
 
 from __future__ import annotations
 

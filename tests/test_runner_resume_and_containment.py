@@ -1,5 +1,5 @@
-"""The runner's resume checks and containment, each pinned by a test that fails when it is removed (the
-mutations of `make mutants`, tests/mutation/mutations.py, module runner)."""
+"""A rerun after damage or a killed run recomputes exactly what is missing or wrong, and the runner never
+writes or deletes outside what it wrote (the guarantees behind `make mutants`' runner mutations)."""
 
 from __future__ import annotations
 
