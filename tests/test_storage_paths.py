@@ -15,7 +15,9 @@ from curate.io import sha256_file, write_bytes, write_parquet
 from curate.runner import LocalExecutor, run_stage
 from curate.schema import records_table
 from curate.stage import Input
+from curate.stats.compute import collect_stats
 from curate.storage import StoragePath
+from curate.verify import verify
 
 from .cluster.test_s3_storage import BUCKET, s3  # noqa: F401 - the fixture, used by name
 from .test_runner_resume_and_containment import Escaping
@@ -58,6 +60,11 @@ def test_an_s3_folder_lists_only_its_parquet_files_and_a_stage_writes_there(s3, 
     assert manifest["status"] == "complete" and manifest["tasks"]["total"] == 1
     assert manifest["counts"] == {"in": 2, "kept": 2, "rejected": 0, "errored": 0}
     assert f"{BUCKET}/kills/out/part-0.parquet" in _keys("kills/out")
+    # An operator's folder named like a shard in the stage folder: stats and verify read only the shards.
+    write_bytes(b"archived", f"{out}/archive.parquet/old.txt")
+    stats = collect_stats(out)
+    assert stats["kind"] == "stage" and stats["documents"] == 2
+    assert verify(out)[1] == []
 
 
 def test_a_side_file_leading_out_of_an_s3_stage_folder_is_refused(s3, tmp_path: Path):  # noqa: F811

@@ -875,6 +875,8 @@ MUTATIONS: list[Mutation] = [
         'return "://" in text',
         "file:// paths are local",
         tests=(STORAGE_T,),
+        equivalent="as_path turns a file:// URI into a Path before anything asks is_uri; the file:// strings "
+        "left are inputs of steps that read no URIs, refused either way (only the message differs)",
     ),
     M(
         "storage",
@@ -1039,6 +1041,19 @@ MUTATIONS: list[Mutation] = [
         'if not relative or relative.startswith("/") or ".." in parts or',
         "if False or",
         "verify never opens a path outside the folder it checks",
+        tests=(
+            f"{MISTAKES_T}::test_verify_never_leaves_the_folder_nor_opens_a_fifo_and_reports_malformed_manifests",
+        ),
+        equivalent="a second guard: the resolved path (StoragePath's normpath on object storage) must lie "
+        "inside the folder, which refuses '..' and absolute entries too (link_out_followed removes that one)",
+    ),
+    M(
+        "verify",
+        "link_out_followed",
+        VERIFY,
+        "    if not path.resolve().is_relative_to(Path(root).resolve()):\n        return None",
+        "    if False:\n        return None",
+        "verify never follows a manifest entry or link that leads out of the stage folder",
         tests=(
             f"{MISTAKES_T}::test_verify_never_leaves_the_folder_nor_opens_a_fifo_and_reports_malformed_manifests",
         ),
