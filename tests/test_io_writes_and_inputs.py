@@ -3,7 +3,10 @@ inputs are the *.parquet files of a folder, and a manifest's checksum covers the
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,12 +16,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from typer.testing import CliRunner
 
 from curate.cli import app
 from curate.dedup.exact import ExactDedup
 from curate.filter.language import LanguageFilter
 from curate.io import write_bytes, write_parquet
+from curate.parse.stages import HtmlStage
 from curate.runner import LocalExecutor, run_stage
 from curate.schema import records_table
 from curate.stage import Input
@@ -54,6 +59,21 @@ def test_a_write_that_fails_leaves_no_file_behind(tmp_path: Path):
     assert run.returncode == 0, run.stderr
     assert run.stdout.count("too large: True") == 2, run.stdout
     assert sorted(p.name for p in folder.iterdir()) == []
+
+
+def test_a_write_whose_rename_fails_leaves_no_temporary_file(tmp_path: Path):
+    """The final name is taken by a folder (an operator's): the write fails there, after the temporary file
+    was complete, and that file goes too."""
+    table = records_table([{"id": "t:1", "text": TEXT, "source": "x"}])
+    for name, write in (
+        ("t.parquet", lambda p: write_parquet(table, p)),
+        ("t.json", lambda p: write_bytes(b"{}", p)),
+    ):
+        (tmp_path / name).mkdir()
+        with pytest.raises(IsADirectoryError):
+            write(tmp_path / name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.json", "t.parquet"]
+    assert [list((tmp_path / name).iterdir()) for name in ("t.json", "t.parquet")] == [[], []]
 
 
 KILLABLE = """
@@ -121,6 +141,19 @@ def test_a_folder_named_like_a_shard_is_not_read_as_one(tmp_path: Path):
     )
     assert manifest["status"] == "complete" and manifest["tasks"]["total"] == 1
     assert manifest["counts"] == {"in": 1, "kept": 1, "rejected": 0, "errored": 0}
+
+
+def test_an_input_folder_whose_name_is_not_utf8_is_read_and_named_in_the_manifest(tmp_path: Path):
+    """Linux file names are bytes: a folder named in Latin-1 (caf\\xe9) is read, and the manifest names it."""
+    src = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    src.mkdir()
+    shutil.copy(REPO / "tests" / "scrape" / "site" / "example.test" / "articles" / "asthma.html", src)
+    stage = HtmlStage(name="html", source="local-html", licenses={"local-html": None})
+    manifest = run_stage(stage, [Input(str(src))], tmp_path / "out", LocalExecutor())
+    assert manifest["counts"] == {"in": 1, "kept": 1, "rejected": 0, "errored": 0}
+    written = json.loads((tmp_path / "out" / "manifest.json").read_text(encoding="utf-8"))
+    assert [i["path"] for i in written["inputs"]] == [str(src)]
+    assert verify(tmp_path / "out")[1] == []
 
 
 def test_an_input_that_does_not_exist_is_a_usage_error(tmp_path: Path):

@@ -861,10 +861,8 @@ MUTATIONS: list[Mutation] = [
         IO,
         'write_bytes(text.encode("utf-8", "backslashreplace"), path)',
         'write_bytes(text.encode("utf-8"), path)',
-        "a manifest naming a file whose name is not UTF-8 is still written",
-        tests=(
-            "tests/faults/test_hostile_inputs.py::test_symlinks_odd_names_and_empty_files_each_get_a_record",
-        ),
+        "a manifest naming an input folder whose name is not UTF-8 is still written",
+        tests=(f"{IO_T}::test_an_input_folder_whose_name_is_not_utf8_is_read_and_named_in_the_manifest",),
     ),
     # ------------------------------------------------------------------------------------------ storage
     M(
