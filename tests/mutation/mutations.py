@@ -528,6 +528,22 @@ MUTATIONS: list[Mutation] = [
         "                pass",
         "what was removed is recorded in meta",
     ),
+    M(
+        "filter",
+        "verdict_reason_replaced_by_step",
+        SCHEMA,
+        "            reasons.append(verdict[1] or reason)",
+        "            reasons.append(reason)",
+        "a dropped document's drop_reason names the rule that dropped it (gopher_..., lang), not the step",
+    ),
+    M(
+        "filter",
+        "verdict_detail_lost",
+        SCHEMA,
+        "            details.append(verdict[2] if len(verdict) > 2 else None)",
+        "            details.append(None)",
+        "drop_detail says what tripped the rule (the value and its limit)",
+    ),
     # ------------------------------------------------------------------------------------------ runner
     M(
         "runner",
@@ -735,6 +751,27 @@ MUTATIONS: list[Mutation] = [
         "a task whose worker process died runs again in a fresh worker (as Ray retries it)",
         tests=("tests/test_pool.py",),
     ),
+    M(
+        "runner",
+        "damaged_file_checksum_kept",
+        RUNNER,
+        "            hashes.pop(path, None)  # the damaged file's",
+        "            pass  # the damaged file's",
+        "after a damaged output is recomputed, the manifest holds the new file's checksum",
+        tests=(
+            f"{RUNNER_T}::test_a_bit_flipped_in_a_data_page_is_found_by_the_checksum_and_recomputed",
+            RESUME_T,
+        ),
+    ),
+    M(
+        "runner",
+        "storage_inputs_for_local_steps",
+        RUNNER,
+        "    if remote and not stage.reads_storage:",
+        "    if False:",
+        "a step that reads only local files refuses s3:// inputs before any work, saying which steps can",
+        tests=(f"{S3_T}::test_raw_inputs_on_s3_are_refused_before_any_work",),
+    ),
     # ------------------------------------------------------------------------------------------ io
     M(
         "io",
@@ -940,6 +977,17 @@ MUTATIONS: list[Mutation] = [
         "",
         "a process that holds a work directory's lock can run its stages in it",
         tests=(f"{RUNNER_T}::test_stage_resources_are_read_from_yaml_and_do_not_change_the_fingerprint",),
+    ),
+    M(
+        "storage",
+        "lock_holder_not_named",
+        STORAGE,
+        '    os.pwrite(fd, (json.dumps(me) + "\\n").encode("utf-8", "backslashreplace"), 0)\n',
+        "",
+        "a run refused because the folder is busy is told which process holds it (pid, host, since)",
+        tests=(
+            f"{MISTAKES_T}::test_a_second_run_on_the_same_work_directory_is_refused_until_the_first_ends",
+        ),
     ),
     # ------------------------------------------------------------------------------------------ verify
     M(
