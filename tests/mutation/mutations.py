@@ -1449,6 +1449,6 @@ MUTATIONS: list[Mutation] = [
         "        if offset >= _CUT_FROM * total:",
         "        if True:",
         "a back-matter heading early in the text does not cut it",
-        tests=(PDF_T,),
+        tests=(f"{PDF_T}::test_a_back_matter_heading_early_in_the_text_does_not_cut_it", PDF_T),
     ),
 ]
