@@ -188,7 +188,7 @@ MUTATIONS: list[Mutation] = [
         '("similarity", "descending"), ("indexed_id", "ascending")]',
         '("similarity", "ascending"), ("indexed_id", "ascending")]',
         "a new document removed as a copy of the index cites its most similar indexed document",
-        tests=(INDEX_T,),
+        tests=(f"{INDEX_T}::test_a_copy_of_two_indexed_documents_cites_the_more_similar", INDEX_T),
     ),
     M(
         "dedup",
