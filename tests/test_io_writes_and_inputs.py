@@ -81,8 +81,8 @@ import os, sys
 from curate.io import write_bytes
 blob = os.urandom(30_000_000)
 print(len(blob), flush=True)
-for n in range(1000):
-    write_bytes(blob, f"{sys.argv[1]}/{n:04d}.json")
+for n in range(1000):  # one name rewritten: a file is always there, and at most one temporary one
+    write_bytes(blob, f"{sys.argv[1]}/manifest.json")
 """
 
 

@@ -3,7 +3,8 @@
 Each mutation (tests/mutation/mutations.py) replaces one snippet of curate's code. For each, in a private copy
 of the repository, the snippet is replaced, the mutated module's tests run (pytest -x, stopping at the first
 failure) and the snippet is put back. A mutant is killed when a test fails (or the run times out), and
-survives when every test passes. Prints the kill rate per module and writes work/mutants.json.
+survives when every test passes. Prints the kill rate per module and writes mutants.json (machine and date
+inside): to benchmarks/results/ for a run of every mutation, else to work/.
 
     .venv/bin/python tests/mutation/mutants.py [--module dedup,filter] [--name GLOB] [--check] [--jobs N]
 
