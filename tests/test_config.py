@@ -9,8 +9,7 @@ import pytest
 from curate.errors import ConfigError
 from curate.parse.stages import HtmlStage, PdfStage
 from curate.pipeline import load_pipeline
-from curate.sources import load_sources
-from curate.sources.registry import find_sources_file
+from curate.sources.registry import find_sources_file, load_sources
 from curate.stage import require_source
 from curate.steps import STEPS
 

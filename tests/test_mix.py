@@ -25,7 +25,7 @@ from curate.mix.stage import MixStage, read_documents
 from curate.pipeline import load_pipeline, run_pipeline
 from curate.runner import run_stage
 from curate.schema import records_table
-from curate.sources import load_sources
+from curate.sources.registry import load_sources
 from curate.stage import Input
 from curate.steps import STEPS, make_stage
 from curate.tokens import APPROXIMATE_LABEL, TokenCounter

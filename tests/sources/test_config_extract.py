@@ -12,8 +12,8 @@ from curate.schema import Rejection
 from curate.scrape.crawl import fetch_settings
 from curate.scrape.extract import extract_page, finish_text
 from curate.scrape.spiders import spider_for
-from curate.sources import load_sources
 from curate.sources.config import ExtractRules
+from curate.sources.registry import load_sources
 from tests.sources.sitedriver import crawl
 
 BASE = """
