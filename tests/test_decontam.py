@@ -19,13 +19,14 @@ from curate.cli import app
 from curate.decontam.evalsets import item_of, parse_evalsets, read_items
 from curate.decontam.ngrams import COMMON_ITEMS, build_index, find_matches, item_hashes
 from curate.decontam.stage import DecontaminateStage
+from curate.errors import ConfigError
+from curate.executors import LocalExecutor
 from curate.io import write_parquet
 from curate.parse.xml_stages import PubmedStage
-from curate.pipeline import make_stage
-from curate.runner import LocalExecutor, run_stage
+from curate.runner import run_stage
 from curate.schema import records_table
-from curate.sources.registry import ConfigError
 from curate.stage import Input
+from curate.steps import make_stage
 
 from .conftest import REPO
 
