@@ -18,16 +18,16 @@ GOAL = 0.9  # share of (non-equivalent) mutants killed, per module
 
 MODULES: dict[str, list[str]] = {
     "dedup": [
-        "tests/test_dedup_minhash.py",
-        "tests/test_dedup_index.py",
+        "tests/dedup/test_dedup_minhash.py",
+        "tests/dedup/test_dedup_index.py",
         "tests/test_stage_functions.py",
         "tests/test_runner.py::test_dedup_result_does_not_depend_on_sharding",
     ],
     "filter": [
-        "tests/test_filter_language.py",
-        "tests/test_filter_quality.py",
-        "tests/test_filter_clean.py",
-        "tests/test_filter_edges.py",
+        "tests/filter/test_filter_language.py",
+        "tests/filter/test_filter_quality.py",
+        "tests/filter/test_filter_clean.py",
+        "tests/filter/test_filter_edges.py",
         "tests/test_stage_functions.py",
     ],
     "runner": ["tests/test_runner.py", "tests/faults/test_faults.py"],
@@ -40,7 +40,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_cli.py",
     ],
     "fetch": ["tests/scrape/test_fetch.py", "tests/scrape/test_resume.py"],
-    "pdf": ["tests/test_parse_pdf.py", "tests/faults/test_hostile_inputs.py"],
+    "pdf": ["tests/parse/pdf/test_parse_pdf.py", "tests/faults/test_hostile_inputs.py"],
 }
 
 
@@ -147,7 +147,7 @@ MUTATIONS: list[Mutation] = [
         'generations = [g for g in index["generations"] if g["out_key"] != key]',
         'generations = list(index["generations"])',
         "rerunning into the same output replaces its generation",
-        tests=("tests/test_dedup_index.py", "tests/test_dedup_cli.py"),
+        tests=("tests/dedup/test_dedup_index.py", "tests/dedup/test_dedup_cli.py"),
     ),
     M(
         "dedup",

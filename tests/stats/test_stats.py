@@ -683,8 +683,7 @@ def test_demo_stats_print_the_funnel_of_the_manifests(tmp_path: Path) -> None:
     from curate.cli import app
     from curate.executors import LocalExecutor
     from curate.pipeline import load_pipeline, run_pipeline
-
-    from .conftest import REPO
+    from tests.conftest import REPO
 
     sys.path.insert(0, str(REPO / "pipelines" / "demo"))
     from make_pdfs import make_demo_pdfs
@@ -730,8 +729,7 @@ def test_funnel_shows_the_characters_clean_cut_and_the_terminal_has_samples(tmp_
 
     from curate.cli import app
     from curate.io import write_parquet
-
-    from .conftest import REPO
+    from tests.conftest import REPO
 
     texts = [
         f"Guideline {n} recommends early antibiotics in sepsis [12]. Measure lactate within one hour [3, 4]. "

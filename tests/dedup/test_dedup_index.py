@@ -16,8 +16,7 @@ from curate.executors import LocalExecutor
 from curate.runner import run_stage
 from curate.schema import records_table
 from curate.stage import Input
-
-from .dedup_oracle import plain_jaccard, restyled, substituted
+from tests.dedup.oracle import plain_jaccard, restyled, substituted
 
 VOCABULARY = [f"w{i}" for i in range(5000)]
 

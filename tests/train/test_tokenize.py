@@ -24,9 +24,8 @@ from curate.steps import make_stage
 from curate.tokens import cached_tokenizer
 from curate.train import megatron
 from curate.train.tokenize import TokenizeStage
-
-from .conftest import REPO
-from .fixtures.tokenizer import build_tokenizer
+from tests.conftest import REPO
+from tests.fixtures.tokenizer import build_tokenizer
 
 runner = CliRunner()
 GOLDEN = REPO / "tests" / "fixtures" / "megatron"

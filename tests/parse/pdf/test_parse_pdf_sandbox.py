@@ -12,8 +12,7 @@ import pytest
 
 from curate.parse.pdf import PdfLimits, PdfSandbox, parse_pdf
 from curate.schema import Rejection
-
-from .pdf_samples import endless_page, huge_string_page, make_pdfs
+from tests.parse.pdf.samples import endless_page, huge_string_page, make_pdfs
 
 
 @pytest.fixture(scope="module")

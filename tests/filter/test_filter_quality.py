@@ -35,8 +35,7 @@ from curate.pipeline import load_pipeline, run_pipeline
 from curate.schema import Rejection, records_table
 from curate.stage import Task
 from curate.steps import make_stage
-
-from .conftest import REPO
+from tests.conftest import REPO
 
 DEMO_HTML = REPO / "pipelines" / "demo" / "html"
 PROSE = (

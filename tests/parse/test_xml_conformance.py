@@ -29,8 +29,7 @@ from curate.runner import run_stage
 from curate.schema import Rejection
 from curate.stage import Input
 from curate.stats.compute import collect_stats
-
-from .conftest import REPO
+from tests.conftest import REPO
 
 FIXTURES = REPO / "tests" / "fixtures" / "xml"
 JATS = FIXTURES / "jats"

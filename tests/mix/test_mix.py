@@ -29,9 +29,8 @@ from curate.sources.registry import load_sources
 from curate.stage import Input
 from curate.steps import STEPS, make_stage
 from curate.tokens import APPROXIMATE_LABEL, TokenCounter
-
-from .conftest import REPO
-from .fixtures.tokenizer import build_tokenizer
+from tests.conftest import REPO
+from tests.fixtures.tokenizer import build_tokenizer
 
 runner = CliRunner()
 WORDS = str.split(

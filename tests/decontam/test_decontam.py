@@ -27,8 +27,7 @@ from curate.runner import run_stage
 from curate.schema import records_table
 from curate.stage import Input
 from curate.steps import make_stage
-
-from .conftest import REPO
+from tests.conftest import REPO
 
 runner = CliRunner()
 EVAL = REPO / "pipelines" / "demo" / "eval"
@@ -377,8 +376,7 @@ def test_gap_replays_optional_stages_load_when_turned_on(tmp_path: Path):
     """pipelines/gap_replay.yaml: its commented decontaminate (before mix) and tokenize (after shard) stages,
     turned on as its header says, load; their evaluation files in the layouts the header names."""
     from curate.pipeline import load_pipeline
-
-    from .fixtures.tokenizer import build_tokenizer
+    from tests.fixtures.tokenizer import build_tokenizer
 
     eval_dir = tmp_path / "data" / "eval"
     files = {

@@ -21,8 +21,8 @@ from curate.executors import LocalExecutor
 from curate.runner import run_stage
 from curate.schema import records_table
 from curate.stage import Input
-
-from .dedup_oracle import plain_jaccard, plain_ngrams, restyled, substituted
+from tests.conftest import REPO
+from tests.dedup.oracle import plain_jaccard, plain_ngrams, restyled, substituted
 
 WEIRD = [
     "Ünïcödé ß STRASSE — “quoted” ½ ① x_y__z ٣٤ 中文字 e\u0301 \u00a0nb\u2003sp",
@@ -329,7 +329,7 @@ def test_pipeline_step_takes_priorities_from_sources_yaml():
     from curate.sources.registry import load_sources
     from curate.steps import make_stage
 
-    sources = load_sources(Path(__file__).resolve().parents[1] / "sources.yaml")
+    sources = load_sources(REPO / "sources.yaml")
     stage = make_stage("near_dedup", "near", {"threshold": 0.7, "within_source": True}, sources)
     assert isinstance(stage, NearDedup) and stage.within_source
     assert stage.priority == {s.name: s.priority for s in sources.values()} and stage.priority

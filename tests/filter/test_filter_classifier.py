@@ -17,8 +17,7 @@ from curate.parse.html import extract_html
 from curate.schema import records_table
 from curate.stage import Task
 from curate.steps import make_stage
-
-from .conftest import REPO
+from tests.conftest import REPO
 
 BOILERPLATE_PARTS = [
     ["We use cookies", "This site uses cookies", "Cookies help us"],
