@@ -34,12 +34,12 @@ bench-deps: $(STAMP)
 
 # Megatron-core's own IndexedDataset reading what `tokenize` writes (the test skips without it). megatron-core
 # needs torch (the CPU wheel: about 190 MB, 900 MB installed), so it is not part of `make install`; without
-# it, tests/test_tokenize.py still compares curate's files byte for byte with Megatron's (tests/fixtures/megatron).
+# it, tests/train/test_tokenize.py still compares curate's files byte for byte with Megatron's (tests/fixtures/megatron).
 megatron-check: $(STAMP)
 	$(BIN)/python -m pip install --quiet torch==2.13.0 megatron-core==0.16.1
-	$(BIN)/python -m pytest -q -rs tests/test_tokenize.py
+	$(BIN)/python -m pytest -q -rs tests/train/test_tokenize.py
 
-# Debian's Chromium for tests/test_stats_report_browser.py (which skips without it). Best effort locally: needs
+# Debian's Chromium for tests/stats/test_stats_report_browser.py (which skips without it). Best effort locally: needs
 # root and apt. On CI (CI set) a failed install fails here, and .ci/run's CURATE_REQUIRE makes the skip a failure.
 # About 80 MB download, a minute or two on a fresh machine.
 browser:

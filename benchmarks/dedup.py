@@ -223,7 +223,8 @@ def run_curate(corpus: Path, work: Path, threshold: float, memory: bool = False)
     """
     from curate.dedup.lsh import ROW_BITS
     from curate.dedup.near import NearDedup
-    from curate.runner import LocalExecutor, run_stage
+    from curate.executors import LocalExecutor
+    from curate.runner import run_stage
     from curate.stage import Input
 
     stage = NearDedup(name="near", threshold=threshold)

@@ -71,7 +71,8 @@ def curate_run(folder: Path, cpus: int, work: Path) -> float:
     shutil.rmtree(out, ignore_errors=True)
     code = f"""
 import time, json
-from curate.runner import start_ray, run_stage, RayExecutor
+from curate.executors import RayExecutor, start_ray
+from curate.runner import run_stage
 from curate.filter.language import LanguageFilter
 from curate.stage import Input
 start_ray(num_cpus={cpus})

@@ -66,7 +66,8 @@ def run_child(workload: str, cpus: int, corpus: str, out: str, batch_size: int) 
     """In a fresh process: start a local Ray of `cpus` CPUs, warm its workers, time the stage."""
     import ray
 
-    from curate.runner import RayExecutor, run_stage, start_ray
+    from curate.executors import RayExecutor, start_ray
+    from curate.runner import run_stage
     from curate.stage import Input
 
     start_ray(num_cpus=cpus)

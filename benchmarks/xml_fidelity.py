@@ -417,8 +417,9 @@ def _articles_in(data: bytes) -> int:
 
 def documents_in_out(jats_files: list[Path], pubmed_files: list[Path], work: Path) -> dict[str, dict]:
     """Each layout through its stage: articles/citations in the bytes vs records out (kept + rejected)."""
+    from curate.executors import LocalExecutor
     from curate.parse.xml_stages import PmcStage, PubmedStage
-    from curate.runner import LocalExecutor, run_stage
+    from curate.runner import run_stage
     from curate.stage import Input
 
     work.mkdir(parents=True, exist_ok=True)

@@ -135,7 +135,13 @@ class RayExecutor:
 
         self._ray = ray
         self._remote = ray.remote(_call)
-        self._options = {"max_retries": max_retries, "retry_exceptions": False}
+        # A stage's tasks are alike: spread them over the nodes, as Ray Data does for reads, rather than
+        # filling the driver's node first (under load that left a second node idle).
+        self._options = {
+            "max_retries": max_retries,
+            "retry_exceptions": False,
+            "scheduling_strategy": "SPREAD",
+        }
         self._cpus = int(ray.cluster_resources().get("CPU", 1))
         self._max_in_flight = max_in_flight
 

@@ -19,7 +19,6 @@ from curate.runner import check_output, run_stage
 from curate.sources.registry import find_sources_file, load_sources, load_yaml
 from curate.stage import Input, Stage, plan_tasks
 from curate.steps import STEPS, new_stage
-from curate.steps import make_stage as make_stage  # one stage from options, bound: tests and notebooks
 from curate.storage import StoragePath, as_path, folder_lock, is_uri
 from curate.verify import flow_problems
 

@@ -27,8 +27,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.errors import AccountingError, ConfigError, DiskFullError, PreparationError, disk_full
-from curate.executors import Executor, LocalExecutor, RayExecutor, Resources, node_id, start_ray
+from curate.errors import AccountingError, ConfigError, PreparationError, disk_full
+from curate.executors import Executor, Resources, node_id
 from curate.io import (
     parquet_rows,
     parquet_schema,
@@ -58,19 +58,6 @@ from curate.progress import StageProgress
 from curate.schema import ERROR_REASON, latest_columns
 from curate.stage import Input, Prepared, Stage, Task, describe_error, plan_tasks, short_hash
 from curate.storage import StoragePath, as_path, folder_lock, is_uri
-
-# Kept importable from here, where tests and scripts have always found them (executors.py, errors.py).
-__all__ = [
-    "AccountingError",
-    "DiskFullError",
-    "LocalExecutor",
-    "PreparationError",
-    "RayExecutor",
-    "Resources",
-    "check_output",
-    "run_stage",
-    "start_ray",
-]
 
 log = logging.getLogger("curate")
 

@@ -2,7 +2,7 @@
 
 Adding a step is one new file and one line here: write the stage class (a curate.stage.Stage subclass,
 `step = "<name>"`, its parameters as dataclass fields; a filter subclasses FilterStage and implements
-`judge`), then add `"<name>": "<module>:<Class>"` to STEP_CLASSES. Classes are imported on first use, so a
+`filter`), then add `"<name>": "<module>:<Class>"` to STEP_CLASSES. Classes are imported on first use, so a
 command pays only for its own stages' libraries (datatrove, scipy and the scraper's together take about a
 second to import). Code outside curate (a plugin, a test) adds a step with `register`.
 

@@ -95,7 +95,7 @@ def ray_session():
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     import ray
 
-    from curate.runner import start_ray
+    from curate.executors import start_ray
 
     start_ray(num_cpus=2)
     yield ray

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from curate.errors import ConfigError
 from curate.parse.stages import HtmlStage, PdfStage
 from curate.pipeline import load_pipeline
-from curate.sources import ConfigError, load_sources, require_source
-from curate.sources.registry import find_sources_file
+from curate.sources.registry import find_sources_file, load_sources
+from curate.stage import require_source
 from curate.steps import STEPS
 
 from .conftest import GAP_SOURCES, REPO

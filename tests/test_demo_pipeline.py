@@ -12,10 +12,11 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from curate.executors import RayExecutor
 from curate.parse.pdf.ocr import unavailable
 from curate.parse.stages import PdfStage
 from curate.pipeline import load_pipeline, run_pipeline
-from curate.runner import RayExecutor, run_stage
+from curate.runner import run_stage
 from curate.schema import RECORD_COLUMNS
 from curate.stage import Input
 

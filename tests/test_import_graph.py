@@ -14,16 +14,21 @@ The layers, lowest first (README, "Code map"):
 Every import counts, at module level or inside a function (a lazy import is still a dependency); steps found
 at run time through the registry (curate.steps) and spiders through the loader (curate.scrape.spiders) are
 plugins, named by strings, not imports.
+
+A name is imported from the module that defines it, or from its package's `__all__` when the package
+defines it: no module passes on a name it only imports, so there are no second import paths to keep.
 """
 
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "curate"
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "curate"
 LAYERS = [
     (
         "core",
@@ -136,6 +141,83 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return found
+
+
+@dataclass
+class Names:
+    """What a module's top level defines, imports (alias -> (module, name)) and lists in `__all__`."""
+
+    defined: set[str] = field(default_factory=set)
+    imported: dict[str, tuple[str, str]] = field(default_factory=dict)
+    exported: set[str] = field(default_factory=set)
+
+
+def names(path: Path) -> Names:
+    """The top-level names of a module (inside top-level `if` and `try` blocks too)."""
+    found = Names()
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    for node in [n for top in body for n in (ast.walk(top) if isinstance(top, (ast.If, ast.Try)) else [top])]:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found.defined.add(node.name)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.imported.update({a.asname or a.name: (node.module, a.name) for a in node.names})
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                found.defined.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+                if isinstance(target, ast.Name) and target.id == "__all__":
+                    found.exported = set(ast.literal_eval(node.value))
+    return found
+
+
+def origin(module: str, name: str, table: dict[str, Names]) -> str:
+    """The module that defines `name` as `module` sees it, following imports; a name of `__all__` that the
+    package loads lazily (no import to follow) counts as the package's own."""
+    while module in table and name not in table[module].defined and name in table[module].imported:
+        module, name = table[module].imported[name]
+    return module
+
+
+def misplaced_imports(code: str, table: dict[str, Names], packages: set[str]) -> list[str]:
+    """`from curate.x import y` where curate.x only passes on y: neither defines it nor is a package listing
+    it in `__all__` and defining it in one of its own modules."""
+    found = []
+    for node in ast.walk(ast.parse(code)):
+        if not (isinstance(node, ast.ImportFrom) and node.module in table and not node.level):
+            continue
+        for alias in node.names:
+            source = origin(node.module, alias.name, table)
+            facade = node.module in packages and alias.name in table[node.module].exported
+            if source == node.module or f"{node.module}.{alias.name}" in table:
+                continue
+            if facade and (source + ".").startswith(node.module + "."):
+                continue
+            found.append(f"line {node.lineno}: {alias.name} from {node.module}, not {source}")
+    return found
+
+
+def test_names_are_imported_from_where_they_are_defined():
+    table = {name: names(path) for name, path in modules().items()}
+    packages = {name for name, path in modules().items() if path.name == "__init__.py"}
+    found = []
+    for folder in ("curate", "tests", "benchmarks", "pipelines"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            lines = misplaced_imports(path.read_text(encoding="utf-8"), table, packages)
+            found += [f"{path.relative_to(REPO)}, {line}" for line in lines]
+    assert found == []
+
+
+def test_the_origin_check_sees_a_passed_on_name():
+    table = {
+        "curate.a": Names(defined={"f"}),
+        "curate.b": Names(imported={"f": ("curate.a", "f")}),
+        "curate.p": Names(imported={"f": ("curate.a", "f"), "g": ("curate.p.m", "g")}, exported={"f", "g"}),
+        "curate.p.m": Names(defined={"g"}),
+    }
+    code = "from curate.a import f\nfrom curate.b import f\nfrom curate.p import f, g\n"
+    assert misplaced_imports(code, table, {"curate.p"}) == [
+        "line 2: f from curate.b, not curate.a",
+        "line 3: f from curate.p, not curate.a",
+    ]
 
 
 def test_no_module_import_cycles():

@@ -12,8 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from curate.cli import app
-
-from .test_stats import DOCS, kept_table, rejected_table, write_stage
+from tests.stats.test_stats import DOCS, kept_table, rejected_table, write_stage
 
 runner = CliRunner()
 

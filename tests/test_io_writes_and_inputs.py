@@ -21,10 +21,11 @@ from typer.testing import CliRunner
 
 from curate.cli import app
 from curate.dedup.exact import ExactDedup
+from curate.executors import LocalExecutor
 from curate.filter.language import LanguageFilter
 from curate.io import write_bytes, write_parquet
 from curate.parse.stages import HtmlStage
-from curate.runner import LocalExecutor, run_stage
+from curate.runner import run_stage
 from curate.schema import records_table
 from curate.stage import Input
 from curate.verify import verify

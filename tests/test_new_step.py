@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.errors import ConfigError
+from curate.executors import LocalExecutor
 from curate.io import write_parquet
 from curate.pipeline import check_inputs, load_pipeline, run_pipeline
-from curate.runner import LocalExecutor
 from curate.schema import Verdict, records_table
 from curate.stage import FilterStage, Task
 from curate.steps import STEP_CLASSES, STEPS, step_options

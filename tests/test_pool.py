@@ -12,10 +12,11 @@ from typing import ClassVar
 import pyarrow as pa
 import pytest
 
+from curate.executors import LocalExecutor, Resources
 from curate.io import write_parquet
 from curate.pool import ProcessExecutor, WorkerDied
 from curate.progress import StageProgress, report_documents
-from curate.runner import LocalExecutor, Resources, run_stage
+from curate.runner import run_stage
 from curate.schema import records_table
 from curate.stage import Input, TableStage, Task, empty_rejected
 
@@ -158,7 +159,7 @@ def test_workers_see_the_environment_as_it_is_when_tasks_are_sent(pool: ProcessE
 
 
 def test_ray_tasks_report_documents_through_an_actor(ray_session):
-    from curate.runner import RayExecutor
+    from curate.executors import RayExecutor
 
     seen: list[tuple[int, int]] = []
     events = []

@@ -17,13 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.dedup.exact import ExactDedup
-from curate.errors import AccountingError
+from curate.errors import AccountingError, ConfigError
+from curate.executors import LocalExecutor, RayExecutor, Resources
 from curate.filter.language import LanguageFilter
 from curate.io import sha256_file, write_parquet
 from curate.pipeline import load_pipeline, run_pipeline
-from curate.runner import LocalExecutor, RayExecutor, Resources, read_manifest, run_stage
+from curate.runner import read_manifest, run_stage
 from curate.schema import DROP_COLUMNS, RECORD_COLUMNS, records_table, with_drop
-from curate.sources import ConfigError
 from curate.stage import Input, TableStage, Task
 from curate.verify import verify
 
@@ -369,8 +369,9 @@ DIES_ON = """
 import os, sys
 from dataclasses import dataclass
 from pathlib import Path
+from curate.executors import LocalExecutor
 from curate.filter.language import LanguageFilter
-from curate.runner import LocalExecutor, run_stage
+from curate.runner import run_stage
 from curate.stage import Input
 
 @dataclass

@@ -10,9 +10,10 @@ from typing import ClassVar
 
 import pyarrow.parquet as pq
 
+from curate.executors import LocalExecutor
 from curate.filter.language import LanguageFilter
 from curate.io import sha256_file, write_parquet
-from curate.runner import LocalExecutor, run_stage
+from curate.runner import run_stage
 from curate.schema import records_table
 from curate.stage import Input, StageResult, Task
 from curate.verify import verify

@@ -8,8 +8,9 @@ import pytest
 from curate.dedup.exact import choose_survivors, duplicate_keys, normalize_text, text_hash
 from curate.filter.language import LanguageFilter, identify_languages
 from curate.schema import RECORD_COLUMNS, clean_str, conform, records_table
-from curate.shard import parse_size, plan_slices
+from curate.shard import plan_slices
 from curate.stage import Task
+from curate.units import parse_size
 
 
 def test_language_ids_real_text():

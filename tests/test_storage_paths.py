@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from curate.executors import LocalExecutor
 from curate.filter.language import LanguageFilter
 from curate.io import sha256_file, write_bytes, write_parquet
-from curate.runner import LocalExecutor, run_stage
+from curate.runner import run_stage
 from curate.schema import records_table
 from curate.stage import Input
 from curate.stats.compute import collect_stats
 from curate.storage import StoragePath
 from curate.verify import verify
-
-from .cluster.test_s3_storage import BUCKET, s3  # noqa: F401 - the fixture, used by name
-from .test_runner_resume_and_containment import Escaping
+from tests.cluster.test_s3_storage import BUCKET, s3  # noqa: F401 - the fixture, used by name
+from tests.test_runner_resume_and_containment import Escaping
 
 TEXT = "Offer a statin to adults with a ten-year cardiovascular risk of ten percent or more."
 

@@ -10,9 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from curate.executors import LocalExecutor
 from curate.filter.language import LanguageFilter
 from curate.io import sha256_file, write_parquet
-from curate.runner import LocalExecutor, run_stage
+from curate.runner import run_stage
 from curate.schema import records_table
 from curate.stage import Input
 from curate.verify import verify

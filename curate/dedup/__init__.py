@@ -1,1 +1,1 @@
-"""Deduplication: exact (normalised text) now; MinHash near-duplicates next."""
+"""Deduplication: exact (normalised text, exact.py) and near (MinHash LSH, near.py and its phases)."""

@@ -8,7 +8,6 @@ of its words' hashes, so no n-gram string is ever built. The permutations are da
 
 from __future__ import annotations
 
-import importlib
 import unicodedata
 from functools import lru_cache
 
@@ -202,28 +201,3 @@ def jaccard(x: np.ndarray, y: np.ndarray) -> float:
         return 0.0
     common = len(np.intersect1d(x, y, assume_unique=True))
     return common / (len(x) + len(y) - common)
-
-
-# Names this module had when it also held the near_dedup stage (now curate.dedup.near and its phases),
-# resolved on first use so that this kernel imports none of them.
-_MOVED = {
-    "MinHashDedup": "curate.dedup.near",
-    "NearDedup": "curate.dedup.near",
-    "bucket_pairs": "curate.dedup.lsh",
-    "optimal_bands": "curate.dedup.lsh",
-    "lsh_bands": "curate.dedup.lsh",
-    "key_ranges": "curate.dedup.lsh",
-    "read_band": "curate.dedup.lsh",
-    "ROW_BITS": "curate.dedup.lsh",
-    "ROW_MASK": "curate.dedup.lsh",
-    "PARTITION_DOCS": "curate.dedup.lsh",
-    "cluster_labels": "curate.dedup.clusters",
-    "VERIFY_CHUNK": "curate.dedup.clusters",
-    "best_indexed": "curate.dedup.index",
-}
-
-
-def __getattr__(name: str) -> object:
-    if name in _MOVED:
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -192,6 +192,3 @@ class NearDedup(TableStage):
             return
         if index.commit(Path(self.write_index), out_dir, self):
             log.info("stage %s: survivors added to index %s", self.name, self.write_index)
-
-
-MinHashDedup = NearDedup  # its name until curate 0.1: scripts and pickled pipelines still find it

@@ -24,6 +24,7 @@ import httpx2 as httpx
 from protego import Protego
 
 from curate import __version__
+from curate.errors import ConfigError
 from curate.fetch.http import Request, Response
 from curate.fetch.store import CacheEntry, CrawlState
 from curate.fetch.urls import canonical, check_url, is_ip_literal, refused_ip, resolve_location, to_mirror
@@ -40,10 +41,6 @@ ROBOTS_REDIRECTS = 5  # RFC 9309: follow at least five
 _WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")  # UTF-16 LE/BE, UTF-32 BE (LE starts FF FE)
 _BINARY_MAGIC = (b"%PDF", b"PK\x03\x04", b"\x1f\x8b", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"\x7fELF")
 T = TypeVar("T")
-
-
-class SettingsError(ValueError):
-    """A fetch setting with a bad value (the message names the key)."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,7 @@ class FetchSettings:
     @classmethod
     def from_block(cls, block: Mapping[str, Any], where: str) -> FetchSettings:
         """Settings from the politeness keys of a `scrape:` block (others are the spider's), each checked:
-        a SettingsError names the key at fault."""
+        a ConfigError names the key at fault."""
         values: dict[str, Any] = {}
         for f in fields(cls):
             value = block.get(f.name)
@@ -83,7 +80,7 @@ class FetchSettings:
                 want = {bool: "true or false", str: "a non-empty string"}.get(
                     kind, f"a {'whole ' if kind is int else ''}number {'> 0' if low is None else f'>= {low}'}"
                 )
-                raise SettingsError(f"{where}.{f.name}: must be {want}, got {value!r}")
+                raise ConfigError(f"{where}.{f.name}: must be {want}, got {value!r}")
             values[f.name] = kind(value)
         return cls(**values)
 

@@ -26,6 +26,8 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
+from curate.errors import FolderBusy
+
 STATE_DB = "state.sqlite"
 LOCK_FILE = "lock"
 WARC_DIR = "warc"
@@ -184,7 +186,7 @@ class CrawlState:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock.close()
-            raise RuntimeError(f"another crawl is using {folder}; wait for it or stop it") from None
+            raise FolderBusy(f"another crawl is using {folder}; wait for it or stop it") from None
         self.db = sqlite3.connect(folder / STATE_DB, isolation_level=None)  # autocommit; see _tx
         self.db.executescript(
             """

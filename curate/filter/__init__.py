@@ -1,1 +1,1 @@
-"""Filters: language identification and (later) quality heuristics."""
+"""Filters: language identification, clean-up, quality heuristics and the quality classifier."""

@@ -3,8 +3,9 @@
 datatrove's filter classes hold the thresholds (their constructors validate them and give the defaults); the
 rules are evaluated here over signals computed once per document and shared by the four filters: the word
 list, its distinct words and their counts, the lines. Verdicts are datatrove's, document for document, with
-the same word tokenizer (tests/test_filter_quality.py compares them on real papers and pages): only the order
-of the work differs, and a rule whose outcome is already decided by a cheap bound is not computed in full.
+the same word tokenizer (tests/filter/test_filter_quality.py compares them on real papers and pages): only the
+order of the work differs, and a rule whose outcome is already decided by a cheap bound is not computed
+in full.
 
 The word tokenizer is a regex, not datatrove's English tokenizer (spaCy, which is not installed and costs most
 of the time where it is, see design.md). spaCy splits more finely (hyphens and slashes between letters, `%`,
@@ -73,7 +74,7 @@ TOKENIZER = RegexWordTokenizer()
 
 # Thresholds per filter, as datatrove's constructor arguments: datatrove's own except where medical text broke
 # them. With datatrove's values ("web") 13 of the 25 PMC papers were dropped, 11 for numbers ("words" without
-# letters above 20%); tests/test_filter_quality.py checks that these defaults drop none of them.
+# letters above 20%); tests/filter/test_filter_quality.py checks that these defaults drop none of them.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "gopher_repetition": {},
     "gopher_quality": {

@@ -1,1 +1,1 @@
-"""Parsers: raw inputs (PDF, HTML) to clean text."""
+"""Parsers: raw inputs (PDF, HTML, JATS/PMC and PubMed XML) to clean text, and their stages."""

@@ -114,16 +114,13 @@ class ScrapeConfig:
 def parse_scrape(where: str, block: Any, homepage: str | None) -> tuple[ScrapeConfig, dict[str, Any]]:
     """Validate a `scrape:` block; returns the spider's config and the raw block (the fetcher's settings)."""
     # Imported here: the fetcher (httpx, warcio) loads only when sources.yaml has a scrape block.
-    from curate.fetch.fetcher import FetchSettings, SettingsError
+    from curate.fetch.fetcher import FetchSettings
 
     if not isinstance(block, dict):
         raise ConfigError(f"{where}: 'scrape' must be a mapping (discovery, extract, rate_limit, ...)")
     where = f"{where}: scrape"
     _unknown(where, block, _SPIDER_KEYS | FetchSettings.keys())
-    try:
-        FetchSettings.from_block(block, where)
-    except SettingsError as exc:
-        raise ConfigError(str(exc)) from None
+    FetchSettings.from_block(block, where)
     spider = block.get("spider")
     if spider is not None and not isinstance(spider, str):
         raise ConfigError(f"{where}.spider: must be the name of a registered spider class")

@@ -11,12 +11,9 @@ import yaml
 
 from curate.dedup.survivors import DEFAULT_PRIORITY
 from curate.errors import ConfigError
-from curate.stage import require_source
 
 SOURCES_FILE = "sources.yaml"
 CONTENT_TYPES = ("html", "pdf", "xml", "api", "parquet")
-# Where they have always been found.
-__all__ = ["DEFAULT_PRIORITY", "ConfigError", "Source", "find_sources_file", "load_sources", "require_source"]
 
 
 @dataclass(frozen=True)

@@ -602,7 +602,8 @@ def _redistributable(
     by_source: dict[str, dict[str, Any]], root: Path | StoragePath, sources: str | os.PathLike | None
 ) -> dict[str, Any]:
     """Documents per sources.yaml `redistributable` flag; sources it does not list count as unknown."""
-    from curate.sources.registry import ConfigError, find_sources_file, load_sources
+    from curate.errors import ConfigError
+    from curate.sources.registry import find_sources_file, load_sources
 
     try:
         # A work directory on object storage has no sources.yaml beside it: look from the current folder.

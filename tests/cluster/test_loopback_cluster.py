@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from curate.executors import LocalExecutor
 from curate.filter.language import LanguageFilter
 from curate.io import write_parquet
 from curate.pipeline import load_pipeline, run_pipeline
-from curate.runner import LocalExecutor, run_stage
+from curate.runner import run_stage
 from curate.schema import records_table
 from curate.stage import Input
 from curate.verify import verify

@@ -17,11 +17,12 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from curate import storage
-from curate.dedup.minhash import MinHashDedup
+from curate.dedup.near import NearDedup
+from curate.executors import LocalExecutor
 from curate.io import read_json, read_parquet, write_bytes
 from curate.mix.stage import MixStage
 from curate.pipeline import load_pipeline, run_pipeline
-from curate.runner import LocalExecutor, read_manifest, run_stage
+from curate.runner import read_manifest, run_stage
 from curate.stage import Input
 from curate.stats.compute import collect_stats
 from curate.storage import StoragePath
@@ -289,10 +290,10 @@ def test_near_dedup_into_s3_builds_and_queries_a_local_index(
     index = tmp_path / "index"
     source = [Input(str(local_workdir / "language"))]
     first = f"s3://{BUCKET}/near-a"
-    built = run_stage(MinHashDedup(name="near", write_index=str(index)), source, first, LocalExecutor())
+    built = run_stage(NearDedup(name="near", write_index=str(index)), source, first, LocalExecutor())
     [generation] = read_json(index / "index.json")["generations"]
     assert generation["out"] == first and generation["documents"] == built["counts"]["kept"]
     # The same documents again, against the index: every one that survived the first run is a duplicate.
     second = f"s3://{BUCKET}/near-b"
-    again = run_stage(MinHashDedup(name="near", against=str(index)), source, second, LocalExecutor())
+    again = run_stage(NearDedup(name="near", against=str(index)), source, second, LocalExecutor())
     assert again["counts"]["kept"] == 0 and again["drop_reasons"] == {"near_duplicate": again["counts"]["in"]}

@@ -20,10 +20,11 @@ import pytest
 
 from curate.dedup.near import NearDedup
 from curate.errors import DiskFullError, PreparationError
+from curate.executors import LocalExecutor, RayExecutor
 from curate.filter.language import LanguageFilter
 from curate.io import sha256_file, write_parquet
 from curate.pipeline import load_pipeline, run_pipeline
-from curate.runner import LocalExecutor, RayExecutor, run_stage
+from curate.runner import run_stage
 from curate.schema import records_table
 from curate.stage import Input, TableStage, Task
 from curate.verify import flow_problems, verify

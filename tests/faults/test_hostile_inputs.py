@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from curate.executors import LocalExecutor
 from curate.parse.stages import HtmlStage
-from curate.runner import LocalExecutor, run_stage
+from curate.runner import run_stage
 from curate.stage import Input
 
 from ..conftest import REPO
@@ -80,8 +81,8 @@ def test_2_gb_files_are_refused_without_being_read(tmp_path: Path):
 def test_pdf_over_its_time_limit_is_rejected_and_the_stage_goes_on(ray_session, tmp_path: Path):
     import sys
 
+    from curate.executors import RayExecutor
     from curate.parse.stages import PdfStage
-    from curate.runner import RayExecutor
 
     sys.path.insert(0, str(REPO / "pipelines" / "demo"))
     from make_pdfs import make_demo_pdfs

@@ -25,12 +25,12 @@ RESUME_T = "tests/test_runner_resume_and_containment.py"
 IO_T = "tests/test_io_writes_and_inputs.py"
 STORAGE_T = "tests/test_storage_paths.py"
 VERIFY_T = "tests/test_verify_problems.py"
-MINHASH_T = "tests/test_dedup_minhash.py"
-INDEX_T = "tests/test_dedup_index.py"
+MINHASH_T = "tests/dedup/test_dedup_minhash.py"
+INDEX_T = "tests/dedup/test_dedup_index.py"
 HOSTILE_T = "tests/scrape/test_hostile_sites.py"
 FETCH_T = "tests/scrape/test_fetch.py"
-SANDBOX_T = "tests/test_parse_pdf_sandbox.py"
-PDF_T = "tests/test_parse_pdf.py"
+SANDBOX_T = "tests/parse/pdf/test_parse_pdf_sandbox.py"
+PDF_T = "tests/parse/pdf/test_parse_pdf.py"
 S3_T = "tests/cluster/test_s3_storage.py"
 
 MODULES: dict[str, list[str]] = {
@@ -41,10 +41,10 @@ MODULES: dict[str, list[str]] = {
         f"{RUNNER_T}::test_dedup_result_does_not_depend_on_sharding",
     ],
     "filter": [
-        "tests/test_filter_edges.py",
-        "tests/test_filter_clean.py",
-        "tests/test_filter_language.py",
-        "tests/test_filter_quality.py",
+        "tests/filter/test_filter_edges.py",
+        "tests/filter/test_filter_clean.py",
+        "tests/filter/test_filter_language.py",
+        "tests/filter/test_filter_quality.py",
         "tests/test_stage_functions.py",
     ],
     "runner": [RUNNER_T, RESUME_T],
@@ -179,7 +179,7 @@ MUTATIONS: list[Mutation] = [
         'generations = [g for g in index["generations"] if g["out_key"] != key]',
         'generations = list(index["generations"])',
         "rerunning into the same output replaces its generation",
-        tests=(INDEX_T, "tests/test_dedup_cli.py"),
+        tests=(INDEX_T, "tests/dedup/test_dedup_cli.py"),
     ),
     M(
         "dedup",

@@ -263,10 +263,11 @@ def test_settings_come_from_the_scrape_block(tmp_path: Path, server: SiteServer)
 
 
 def test_one_crawl_per_state_folder(tmp_path: Path) -> None:
+    from curate.errors import FolderBusy
     from curate.fetch.store import CrawlState
 
     first = CrawlState(tmp_path / "state")
-    with pytest.raises(RuntimeError, match="another crawl is using"):
+    with pytest.raises(FolderBusy, match="another crawl is using"):
         CrawlState(tmp_path / "state")
     first.close()
     CrawlState(tmp_path / "state").close()  # free again once the first one is done

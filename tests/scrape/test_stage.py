@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from curate.executors import LocalExecutor
 from curate.pipeline import load_pipeline, run_pipeline
-from curate.runner import LocalExecutor
 from curate.scrape.mirror import SiteServer
 from curate.scrape.spiders.base import register
 from tests.cluster.test_s3_storage import BUCKET, s3  # noqa: F401 - moto's S3 server on loopback (fixture)
@@ -66,7 +66,8 @@ stages:
 
 def test_scrape_on_ray_equals_in_process(ray_session, tmp_path: Path, site: Path) -> None:
     """One Ray task per source (YAML-only sources: the generic spider); the records equal a local run's."""
-    from curate.runner import RayExecutor, run_stage
+    from curate.executors import RayExecutor
+    from curate.runner import run_stage
     from curate.scrape.stage import ScrapeStage
     from curate.sources.registry import load_sources
     from tests.scrape.test_resume import SOURCES
@@ -141,9 +142,10 @@ def test_changed_discovery_under_resume_equals_a_fresh_crawl(tmp_path: Path, sit
 @pytest.mark.usefixtures("s3")
 def test_scrape_into_object_storage_needs_a_state_folder(tmp_path: Path, site: Path) -> None:
     """With the work directory on S3 (moto on loopback) the crawl state needs a folder named with `state:`."""
+    from curate.errors import ConfigError
     from curate.runner import run_stage
     from curate.scrape.stage import ScrapeStage
-    from curate.sources.registry import ConfigError, load_sources
+    from curate.sources.registry import load_sources
     from tests.scrape.test_resume import SOURCES
 
     (tmp_path / "sources.yaml").write_text(SOURCES)

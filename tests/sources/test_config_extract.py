@@ -6,14 +6,14 @@ import textwrap
 
 import pytest
 
+from curate.errors import ConfigError
 from curate.fetch.fetcher import FetchSettings
 from curate.schema import Rejection
 from curate.scrape.crawl import fetch_settings
 from curate.scrape.extract import extract_page, finish_text
 from curate.scrape.spiders import spider_for
-from curate.sources import load_sources
 from curate.sources.config import ExtractRules
-from curate.sources.registry import ConfigError
+from curate.sources.registry import load_sources
 from tests.sources.sitedriver import crawl
 
 BASE = """

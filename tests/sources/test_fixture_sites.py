@@ -6,8 +6,7 @@ import pytest
 import yaml
 
 from curate.scrape.spiders import spider_for
-from curate.sources import load_sources
-from curate.sources.registry import find_sources_file
+from curate.sources.registry import find_sources_file, load_sources
 from tests.conftest import GAP_SOURCES as GAP
 from tests.sources.sitedriver import SITES, crawl
 

@@ -8,8 +8,7 @@ import pytest
 
 from curate.fetch.http import Request, Response
 from curate.scrape.spiders import spider_for
-from curate.sources import load_sources
-from curate.sources.registry import find_sources_file
+from curate.sources.registry import find_sources_file, load_sources
 from tests.sources.sitedriver import SITES, crawl, fixture_file
 
 

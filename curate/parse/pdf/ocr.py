@@ -8,10 +8,17 @@ undone on the lines' positions (it reports upright boxes around skewed lines). T
 `model.Line`s in points, in the upright page's frame, so the layout steps (columns, margins, paragraphs,
 hyphenation) work as on a text layer.
 
-Where the time goes (perf, dense two-column PMC pages at 200 dpi): 65% in the LSTM recognising each line,
-25% in layout analysis (half of it table detection, which is off: it also cut tables into
-lines that read as prose), the rest in rendering, thresholding and the beam search. The LSTM's time grows
-with each line's width once Tesseract has scaled the line to the model's height, hence the squeeze.
+Where the time goes (perf with call graphs, dense two-column PMC pages at 200 dpi): 70% in the LSTM, called
+once per text line (451 calls for 466 lines; lines later dropped as noise take under 1% of its steps),
+12% in layout analysis (table detection, which took half of it and cut tables into lines that read as
+prose, is off), 3% in the beam search, 2% in paragraph detection, the rest in rendering, thresholding and
+OSD. The LSTM's time grows with each line's width once Tesseract has scaled the line to the model's height,
+hence the squeeze. Measured and left out (pages/s/core within the machine's noise of 3%, or less
+accurate): the dictionaries off (load_*_dawg), fuzzy-space repair, the music mask and bigram correction off,
+dotproduct=avx2 (the same word F1, no faster); lstm_use_matrix off (5% faster, `linn` word F1 0.976 to
+0.958); one uniform block (PSM 6, 11% faster, but columns read across); OSD at 100 dpi (missed two of
+four quarter turns); squeezing to 0.65 (median F1 on rendered PMC pages 0.964 to 0.946, no faster
+measurably here).
 
 tesserocr's wheel carries the Tesseract library; the trained models (`eng.traineddata`, `osd.traineddata`,
 other languages) come from the system: Debian's `tesseract-ocr-eng`, `tesseract-ocr-osd`, ... in
@@ -53,7 +60,10 @@ MIN_SKEW = 0.5  # degrees of skew from which a page is rendered straight before 
 SKEW_GAIN = 1.1  # the straightened rows must be this much sharper than the page as it is
 SKEW_PIXELS = 600_000  # the skew is measured on a rendering of about this many pixels (72 dpi for Letter)
 SKEW_MIN_INK, SKEW_SAMPLE = 500, 40_000  # dark pixels needed, and at most used
-SIDEWAYS = 1.5  # columns of ink this much sharper than its rows: the page is turned a quarter (or a table)
+# Columns of ink this much sharper than its rows: the page may be turned a quarter (or hold a tall table), and
+# OSD is asked before it is read. Upright text pages measure 0.2-0.9; quarter-turned ones 1.1-16, and a
+# turned page missed here is read twice (upright, badly, then turned); an upright page caught costs one OSD.
+SIDEWAYS = 1.0
 SIZE_NOISE = 0.15  # OCR's font sizes closer than this share to the page's body size are the body size
 MIN_ORIENTATION_CONFIDENCE = 2.0  # OSD's own confidence needed before a page is turned
 _ENGINE = threading.Lock()
@@ -174,16 +184,21 @@ def _ocr_page(page: pymupdf.Page, languages: str, seconds: float) -> OcrResult:
         result.rotation, result.skew = rotation, skew + result.skew
         return result
 
+    osd: list[int] = []  # OSD's answer, asked for at most once (0.2-0.4 s a page)
+
     def orientation() -> int:
         # Judged on the page as it is (a turned page's squeeze would be along its lines).
-        return _orientation(_render(page, zoom, zoom, 0))
+        if not osd:
+            osd.append(_orientation(_render(page, zoom, zoom, 0)))
+        return osd[0]
 
     skew, sideways = _lines(page, 0)
     # A page whose ink lines up in columns is turned a quarter (or a tall table): OSD before reading it.
     first = orientation() if sideways else 0
     result = read(first, skew if first == 0 else _lines(page, first)[0])
     if not result.timed_out and (result.confidence < RETRY_BELOW or result.notes.get("sideways")):
-        # Read badly: upright, OSD may know better; turned by OSD's guess, upright may.
+        # Read badly: upright, OSD may know better (unless it was asked already); turned by OSD's guess,
+        # upright may.
         other = orientation() if first == 0 else 0
         if other != first:
             second = read(other, _lines(page, other)[0])

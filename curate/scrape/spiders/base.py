@@ -26,8 +26,8 @@ from curate.errors import ConfigError
 from curate.fetch.http import Request, Response
 from curate.fetch.urls import check_url
 from curate.schema import ParsedDoc, Rejection
-from curate.scrape.extract import ExtractRules, css, decode_page, extract_page, finish_text, parse_page
-from curate.sources.config import ScrapeConfig
+from curate.scrape.extract import css, decode_page, extract_page, finish_text, parse_page
+from curate.sources.config import ExtractRules, ScrapeConfig
 from curate.sources.registry import Source
 
 log = logging.getLogger("curate.scrape")

@@ -16,10 +16,9 @@ import pytest
 from curate.parse.jats import read_jats
 from curate.parse.pdf import PdfLimits, parse_pdf, parse_pdf_isolated
 from curate.schema import Rejection
+from tests.parse.pdf.samples import make_pdfs, minimal_pdf
 
-from .pdf_samples import make_pdfs, minimal_pdf
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 EVALDATA = REPO.parent / "shared" / "evaldata"
 
 
@@ -137,7 +136,7 @@ def test_articles_are_long_enough_for_language_id(demo: Path, name: str) -> None
 )
 def test_bad_demo_files_are_rejected(demo: Path, name: str, reason: str) -> None:
     with pytest.raises(Rejection) as caught:
-        parse_pdf(demo / name, ocr="off")  # with OCR the scanned letter is read: tests/test_parse_pdf_ocr.py
+        parse_pdf(demo / name, ocr="off")  # with OCR the scanned letter is read: test_parse_pdf_ocr.py
     assert caught.value.reason == reason
     assert caught.value.detail
 

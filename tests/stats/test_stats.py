@@ -458,7 +458,8 @@ PIPELINE_YAML = "name: t\nstages:\n  - {name: dedup, step: dedup}\n  - {name: sh
 @pytest.fixture
 def shard_run(tmp_path: Path) -> tuple[Path, dict, pa.Table]:
     """The shard stage (in-process) over 300 records inside a work directory with a pipeline.json."""
-    from curate.runner import LocalExecutor, run_stage
+    from curate.executors import LocalExecutor
+    from curate.runner import run_stage
     from curate.shard import ShardStage
     from curate.stage import Input
 
@@ -523,7 +524,8 @@ def test_shard_manifest_lets_a_trainer_verify_what_it_reads(shard_run) -> None:
 
 
 def test_shard_stats_count_exact_tokens_with_a_tokenizer(shard_run, tmp_path: Path) -> None:
-    from curate.runner import LocalExecutor, run_stage
+    from curate.executors import LocalExecutor
+    from curate.runner import run_stage
     from curate.shard import ShardStage
     from curate.stage import Input
 
@@ -679,10 +681,9 @@ def test_demo_stats_print_the_funnel_of_the_manifests(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from curate.cli import app
+    from curate.executors import LocalExecutor
     from curate.pipeline import load_pipeline, run_pipeline
-    from curate.runner import LocalExecutor
-
-    from .conftest import REPO
+    from tests.conftest import REPO
 
     sys.path.insert(0, str(REPO / "pipelines" / "demo"))
     from make_pdfs import make_demo_pdfs
@@ -728,8 +729,7 @@ def test_funnel_shows_the_characters_clean_cut_and_the_terminal_has_samples(tmp_
 
     from curate.cli import app
     from curate.io import write_parquet
-
-    from .conftest import REPO
+    from tests.conftest import REPO
 
     texts = [
         f"Guideline {n} recommends early antibiotics in sepsis [12]. Measure lactate within one hour [3, 4]. "

@@ -17,8 +17,7 @@ import pytest
 from curate.parse.pdf import PdfLimits, PdfSandbox, parse_pdf
 from curate.parse.pdf.ocr import unavailable
 from curate.schema import Rejection
-
-from .pdf_samples import LETTER, endless_page, huge_string_page, make_pdfs, scan
+from tests.parse.pdf.samples import LETTER, endless_page, huge_string_page, make_pdfs, scan
 
 
 @pytest.fixture(scope="module")

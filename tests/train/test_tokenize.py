@@ -13,19 +13,19 @@ import pytest
 from typer.testing import CliRunner
 
 from curate.cli import app
+from curate.errors import ConfigError
+from curate.executors import LocalExecutor
 from curate.io import write_parquet
-from curate.pipeline import make_stage
-from curate.runner import LocalExecutor, run_stage
+from curate.runner import run_stage
 from curate.schema import records_table
 from curate.shard import ShardStage
-from curate.sources.registry import ConfigError
 from curate.stage import Input
+from curate.steps import make_stage
 from curate.tokens import cached_tokenizer
 from curate.train import megatron
 from curate.train.tokenize import TokenizeStage
-
-from .conftest import REPO
-from .fixtures.tokenizer import build_tokenizer
+from tests.conftest import REPO
+from tests.fixtures.tokenizer import build_tokenizer
 
 runner = CliRunner()
 GOLDEN = REPO / "tests" / "fixtures" / "megatron"

@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pymupdf
 
-from .conftest import REPO
+from tests.conftest import REPO
 
 
 def _load_make_pdfs() -> ModuleType:

@@ -15,6 +15,8 @@ from datatrove.pipeline.filters.gopher_repetition_filter import (
     get_n_grams,
 )
 
+from curate.errors import ConfigError
+from curate.executors import LocalExecutor
 from curate.filter.clean import clean_text
 from curate.filter.quality import (
     FILTER_ORDER,
@@ -29,13 +31,11 @@ from curate.filter.quality import (
 )
 from curate.parse.html import extract_html
 from curate.parse.pdf import parse_pdf
-from curate.pipeline import load_pipeline, make_stage, run_pipeline
-from curate.runner import LocalExecutor
+from curate.pipeline import load_pipeline, run_pipeline
 from curate.schema import Rejection, records_table
-from curate.sources.registry import ConfigError
 from curate.stage import Task
-
-from .conftest import REPO
+from curate.steps import make_stage
+from tests.conftest import REPO
 
 DEMO_HTML = REPO / "pipelines" / "demo" / "html"
 PROSE = (

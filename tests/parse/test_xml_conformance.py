@@ -21,15 +21,15 @@ import pytest
 from typer.testing import CliRunner
 
 from curate.cli import app
+from curate.executors import LocalExecutor
 from curate.parse.jats import parse_jats, read_jats_file
 from curate.parse.pubmed import Deleted, iter_pubmed
 from curate.parse.xml_stages import PmcStage, PubmedStage
-from curate.runner import LocalExecutor, run_stage
+from curate.runner import run_stage
 from curate.schema import Rejection
 from curate.stage import Input
 from curate.stats.compute import collect_stats
-
-from .conftest import REPO
+from tests.conftest import REPO
 
 FIXTURES = REPO / "tests" / "fixtures" / "xml"
 JATS = FIXTURES / "jats"

@@ -17,19 +17,20 @@ import yaml
 from typer.testing import CliRunner
 
 from curate.cli import app
+from curate.errors import ConfigError
+from curate.executors import LocalExecutor
 from curate.io import write_parquet
 from curate.mix.mixing import choose_copies, parse_components, sampling_keys, targets, validation_mask
 from curate.mix.stage import MixStage, read_documents
-from curate.pipeline import load_pipeline, make_stage, run_pipeline
-from curate.runner import LocalExecutor, run_stage
+from curate.pipeline import load_pipeline, run_pipeline
+from curate.runner import run_stage
 from curate.schema import records_table
-from curate.sources import ConfigError, load_sources
+from curate.sources.registry import load_sources
 from curate.stage import Input
-from curate.steps import STEPS
+from curate.steps import STEPS, make_stage
 from curate.tokens import APPROXIMATE_LABEL, TokenCounter
-
-from .conftest import REPO
-from .fixtures.tokenizer import build_tokenizer
+from tests.conftest import REPO
+from tests.fixtures.tokenizer import build_tokenizer
 
 runner = CliRunner()
 WORDS = str.split(

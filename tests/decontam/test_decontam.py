@@ -19,15 +19,15 @@ from curate.cli import app
 from curate.decontam.evalsets import item_of, parse_evalsets, read_items
 from curate.decontam.ngrams import COMMON_ITEMS, build_index, find_matches, item_hashes
 from curate.decontam.stage import DecontaminateStage
+from curate.errors import ConfigError
+from curate.executors import LocalExecutor
 from curate.io import write_parquet
 from curate.parse.xml_stages import PubmedStage
-from curate.pipeline import make_stage
-from curate.runner import LocalExecutor, run_stage
+from curate.runner import run_stage
 from curate.schema import records_table
-from curate.sources.registry import ConfigError
 from curate.stage import Input
-
-from .conftest import REPO
+from curate.steps import make_stage
+from tests.conftest import REPO
 
 runner = CliRunner()
 EVAL = REPO / "pipelines" / "demo" / "eval"
@@ -376,8 +376,7 @@ def test_gap_replays_optional_stages_load_when_turned_on(tmp_path: Path):
     """pipelines/gap_replay.yaml: its commented decontaminate (before mix) and tokenize (after shard) stages,
     turned on as its header says, load; their evaluation files in the layouts the header names."""
     from curate.pipeline import load_pipeline
-
-    from .fixtures.tokenizer import build_tokenizer
+    from tests.fixtures.tokenizer import build_tokenizer
 
     eval_dir = tmp_path / "data" / "eval"
     files = {

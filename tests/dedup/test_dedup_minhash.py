@@ -12,19 +12,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from curate.dedup.clusters import cluster_labels
 from curate.dedup.exact import normalize_text
-from curate.dedup.minhash import MinHashDedup, bucket_pairs, cluster_labels
-from curate.dedup.signatures import (
-    normalized_bytes,
-    shingle_hashes,
-    text_signatures,
-    word_hashes,
-)
-from curate.runner import LocalExecutor, run_stage
+from curate.dedup.lsh import bucket_pairs
+from curate.dedup.minhash import normalized_bytes, shingle_hashes, text_signatures, word_hashes
+from curate.dedup.near import NearDedup
+from curate.executors import LocalExecutor
+from curate.runner import run_stage
 from curate.schema import records_table
 from curate.stage import Input
-
-from .dedup_oracle import plain_jaccard, plain_ngrams, restyled, substituted
+from tests.conftest import REPO
+from tests.dedup.oracle import plain_jaccard, plain_ngrams, restyled, substituted
 
 WEIRD = [
     "Ünïcödé ß STRASSE — “quoted” ½ ① x_y__z ٣٤ 中文字 e\u0301 \u00a0nb\u2003sp",
@@ -69,7 +67,7 @@ def test_shingles_are_the_plain_word_5grams_and_signatures_equal_datasketch():
         reference = datasketch.MinHash(num_perm=128, seed=7, scheme="affine64", hashfunc=int)
         reference.update_batch(shingles[shingle_offsets[i] : shingle_offsets[i + 1]].tolist())
         assert np.array_equal(reference.hashvalues, signatures[i])
-    assert (MinHashDedup(name="near").bands, MinHashDedup(name="near").rows) == (16, 8)
+    assert (NearDedup(name="near").bands, NearDedup(name="near").rows) == (16, 8)
 
 
 def test_signature_estimate_tracks_plain_jaccard():
@@ -103,7 +101,7 @@ def _run(tmp_path: Path, shards: list[list[dict]], **params) -> tuple[pa.Table, 
     folder.mkdir(parents=True, exist_ok=True)
     for n, rows in enumerate(shards):
         pq.write_table(records_table(rows), folder / f"part-{n:03d}.parquet")
-    stage = MinHashDedup(name="near", **params)
+    stage = NearDedup(name="near", **params)
     out = tmp_path / "out"
     manifest = run_stage(stage, [Input(str(folder))], out, LocalExecutor())
     kept = pa.concat_tables([pq.read_table(p) for p in sorted(out.glob("*.parquet"))])
@@ -328,12 +326,12 @@ def test_rerun_after_a_lost_task_gives_identical_files(tmp_path):
 
 
 def test_pipeline_step_takes_priorities_from_sources_yaml():
-    from curate.pipeline import make_stage
     from curate.sources.registry import load_sources
+    from curate.steps import make_stage
 
-    sources = load_sources(Path(__file__).resolve().parents[1] / "sources.yaml")
+    sources = load_sources(REPO / "sources.yaml")
     stage = make_stage("near_dedup", "near", {"threshold": 0.7, "within_source": True}, sources)
-    assert isinstance(stage, MinHashDedup) and stage.within_source
+    assert isinstance(stage, NearDedup) and stage.within_source
     assert stage.priority == {s.name: s.priority for s in sources.values()} and stage.priority
     assert stage.bands * stage.rows <= stage.num_perm and (stage.bands, stage.rows) != (16, 8)
 
@@ -342,7 +340,7 @@ def test_pipeline_step_takes_priorities_from_sources_yaml():
 def test_optimal_bands_equal_datasketchs_optimiser(num_perm: int):
     from datasketch.lsh import _optimal_param
 
-    from curate.dedup.minhash import optimal_bands
+    from curate.dedup.lsh import optimal_bands
 
     for threshold in (0.3, 0.5, 0.7, 0.8, 0.9):
         for weights in ((0.5, 0.5), (0.05, 0.95)):

@@ -24,9 +24,9 @@ import trafilatura
 from curate.parse.html import MIN_TEXT_CHARS, choose_text, extract_html, read_html_file
 from curate.schema import ParsedDoc, Rejection
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "pipelines" / "demo" / "html"
-EVALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "evaldata"
+EVALDATA = REPO.parent / "shared" / "evaldata"
 
 GUIDELINES = {
     "hypertension-in-adults": (

@@ -15,8 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.schema import records_table
-
-from .conftest import REPO
+from tests.conftest import REPO
 
 VOCABULARY = [f"w{i}" for i in range(5000)]
 

@@ -10,13 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate.dedup import minhash
-from curate.dedup.minhash import MinHashDedup
-from curate.runner import LocalExecutor, run_stage
+from curate.dedup import clusters, lsh
+from curate.dedup.near import NearDedup
+from curate.executors import LocalExecutor
+from curate.runner import run_stage
 from curate.schema import records_table
 from curate.stage import Input
-
-from .dedup_oracle import plain_jaccard, restyled, substituted
+from tests.dedup.oracle import plain_jaccard, restyled, substituted
 
 VOCABULARY = [f"w{i}" for i in range(5000)]
 
@@ -41,7 +41,7 @@ def _write(folder: Path, rows: list[dict], shards: int = 2) -> Path:
 
 
 def _run(corpus: Path, out: Path, **params) -> dict:
-    return run_stage(MinHashDedup(name="near", **params), [Input(str(corpus))], out, LocalExecutor())
+    return run_stage(NearDedup(name="near", **params), [Input(str(corpus))], out, LocalExecutor())
 
 
 def _table(folder: Path) -> pa.Table | None:
@@ -129,8 +129,8 @@ def test_key_ranges_and_pair_chunks_give_the_same_output(corpora, tmp_path: Path
     index = tmp_path / "index"
     _run(corpora["a"], tmp_path / "out-a", write_index=str(index))
     _run(corpora["b"], tmp_path / "whole", against=str(index))
-    monkeypatch.setattr(minhash, "PARTITION_DOCS", 7)  # about 10 key ranges per band
-    monkeypatch.setattr(minhash, "VERIFY_CHUNK", 2)  # pairs verified two at a time
+    monkeypatch.setattr(lsh, "PARTITION_DOCS", 7)  # about 10 key ranges per band
+    monkeypatch.setattr(clusters, "VERIFY_CHUNK", 2)  # pairs verified two at a time
     _run(corpora["b"], tmp_path / "parts", against=str(index))
     assert _bytes(tmp_path / "whole") == _bytes(tmp_path / "parts") and _rejected(tmp_path / "parts")
 

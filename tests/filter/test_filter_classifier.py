@@ -11,14 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from curate.cli import app
+from curate.errors import ConfigError
 from curate.filter.classifier import ClassifierFilter, TrainingError, score_texts, train_classifier
 from curate.parse.html import extract_html
-from curate.pipeline import make_stage
 from curate.schema import records_table
-from curate.sources.registry import ConfigError
 from curate.stage import Task
-
-from .conftest import REPO
+from curate.steps import make_stage
+from tests.conftest import REPO
 
 BOILERPLATE_PARTS = [
     ["We use cookies", "This site uses cookies", "Cookies help us"],

@@ -13,11 +13,12 @@ import pyarrow.parquet as pq
 import pymupdf
 import pytest
 
+from curate.executors import LocalExecutor
 from curate.parse.jats import parse_jats, read_jats, read_jats_file
 from curate.parse.pmc import iter_folder, iter_tarball
 from curate.parse.pubmed import Deleted, PubmedRecord, iter_pubmed
 from curate.parse.xml_stages import PmcStage, PubmedStage
-from curate.runner import LocalExecutor, run_stage
+from curate.runner import run_stage
 from curate.schema import Rejection
 from curate.stage import Input
 

@@ -8,8 +8,7 @@ from curate.filter.clean import CleanStage, clean_text
 from curate.parse.html import extract_html
 from curate.schema import records_table
 from curate.stage import Task
-
-from .conftest import REPO
+from tests.conftest import REPO
 
 BODY = (
     "Offer metformin 500 mg twice daily as first-line treatment [12], increasing to 2 g a day if tolerated "

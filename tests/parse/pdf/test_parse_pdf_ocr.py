@@ -12,8 +12,7 @@ import pytest
 from curate.parse.pdf import PdfLimits, parse_pdf, parse_pdf_isolated
 from curate.parse.pdf.ocr import unavailable
 from curate.schema import Rejection
-
-from .pdf_samples import LETTER, curves, make_pdfs, scan, unmapped_font
+from tests.parse.pdf.samples import LETTER, curves, make_pdfs, scan, unmapped_font
 
 SENTENCE = "Thank you for seeing Mr Example, aged 67, who reports increasing breathlessness on exertion"
 
