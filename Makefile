@@ -52,7 +52,8 @@ browser:
 	  [ -z "$$CI" ] || exit 1; fi
 
 # Mutation testing: named mutations (tests/mutation/mutations.py), each run against its module's tests in a
-# copy of the repo; prints the kill rate per module, writes work/mutants.json. MUTANTS_ARGS="--module dedup".
+# copy of the repo; prints the kill rate per module, writes benchmarks/results/mutants.json (a subset:
+# work/mutants.json). MUTANTS_ARGS="--module dedup --jobs 1".
 mutants: $(STAMP)
 	$(BIN)/python tests/mutation/mutants.py $(MUTANTS_ARGS)
 

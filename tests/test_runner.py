@@ -25,6 +25,7 @@ from curate.pipeline import load_pipeline, run_pipeline
 from curate.runner import read_manifest, run_stage
 from curate.schema import DROP_COLUMNS, RECORD_COLUMNS, records_table, with_drop
 from curate.stage import Input, TableStage, Task
+from curate.verify import verify
 
 from .conftest import REPO
 
@@ -330,6 +331,7 @@ def test_a_bit_flipped_in_a_data_page_is_found_by_the_checksum_and_recomputed(sh
     repaired = run_stage(LanguageFilter(name="filter"), [Input(str(shards))], out, LocalExecutor())
     assert (repaired["tasks"]["run"], repaired["tasks"]["skipped"]) == (1, 2)
     assert _checksums(out) == intact
+    assert verify(out)[1] == []  # the manifest vouches for the recomputed file, not the damaged one
 
 
 KILLABLE = """

@@ -6,11 +6,13 @@ import json
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from curate.executors import LocalExecutor
 from curate.filter.language import LanguageFilter
-from curate.io import write_parquet
+from curate.io import sha256_file, write_parquet
 from curate.runner import run_stage
 from curate.schema import records_table
 from curate.stage import Input
@@ -69,3 +71,41 @@ def test_a_file_the_manifest_does_not_list(finished: Path, tmp_path: Path):
 def test_a_missing_output(finished: Path, tmp_path: Path):
     problems = _problems(finished, tmp_path, lambda s: (s / "part-1.parquet").unlink())
     assert problems == ["language: missing part-1.parquet"]
+
+
+def _edit_entry(stage: Path, name: str, **values) -> None:
+    _edit_manifest(stage, lambda m: next(e for e in m["outputs"] if e["path"] == name).update(values))
+
+
+def test_a_stage_with_a_failed_task(tmp_path: Path):
+    src = tmp_path / "src"
+    write_parquet(records_table([{"id": "v:1", "text": TEXT, "source": "x"}]), src / "part-0.parquet")
+    (src / "part-1.parquet").write_bytes(b"PAR1 this shard was truncated")
+    out = tmp_path / "language"
+    run_stage(LanguageFilter(name="language"), [Input(str(src))], out, LocalExecutor())
+    assert verify(out)[1] == ["language: status 'incomplete': 1 failed task(s)"]
+
+
+def test_an_output_whose_rows_differ_from_its_entry(finished: Path, tmp_path: Path):
+    def damage(stage: Path) -> None:
+        _edit_entry(stage, "part-0.parquet", rows=2)
+        # The totals agree with the lie, so only the file tells.
+        _edit_manifest(stage, lambda m: m["counts"].update(kept=5, rejected=1))
+
+    problems = _problems(finished, tmp_path, damage)
+    assert problems == ["language: part-0.parquet has 3 rows, manifest says 2"]
+
+
+def test_an_output_whose_text_is_not_utf8(finished: Path, tmp_path: Path):
+    """A file the manifest vouches for (size and checksum match) that `datasets` could not read."""
+
+    def damage(stage: Path) -> None:
+        path = stage / "part-0.parquet"
+        table = pq.read_table(path)
+        raw = pa.array([b"caf\xe9 au lait"] * table.num_rows, pa.binary())
+        bad = pa.Array.from_buffers(pa.string(), table.num_rows, raw.buffers())
+        pq.write_table(table.set_column(table.schema.get_field_index("text"), "text", bad), path)
+        _edit_entry(stage, "part-0.parquet", bytes=path.stat().st_size, sha256=sha256_file(path))
+
+    [problem] = _problems(finished, tmp_path, damage)
+    assert problem.startswith("language: part-0.parquet is not readable Parquet") and "UTF8" in problem

@@ -172,6 +172,31 @@ def test_an_index_match_needs_the_threshold(tmp_path: Path):
     assert sorted(_rejected(tmp_path / "unverified")) == [f"b:{n}" for n in range(6)]
 
 
+def test_a_copy_of_two_indexed_documents_cites_the_more_similar(tmp_path: Path):
+    """A new document near two indexed ones (plain Jaccard 0.86 and 0.91; 0.78 between the two, so both are
+    in the index) is removed citing the more similar."""
+    rng = np.random.default_rng(11)
+    words = [VOCABULARY[i] for i in rng.integers(0, len(VOCABULARY), 206)]
+
+    def changed(positions: tuple[int, ...]) -> str:
+        return " ".join(f"new{i}" if i in positions else w for i, w in enumerate(words))
+
+    a = [
+        {"id": "a:far", "text": changed((20, 60, 100)), "source": "who"},
+        {"id": "a:near", "text": changed((140, 180)), "source": "who"},
+    ]
+    copy = " ".join(words)
+    similarity = [plain_jaccard(copy, d["text"]) for d in a] + [plain_jaccard(a[0]["text"], a[1]["text"])]
+    assert [round(j, 2) for j in similarity] == [0.86, 0.91, 0.78]
+    params = {"num_perm": 4096, "bands": 64, "rows": 8}  # estimates within 0.02 of the plain Jaccard
+    index = tmp_path / "index"
+    first = _run(_write(tmp_path / "a", a, shards=1), tmp_path / "out-a", write_index=str(index), **params)
+    assert first["counts"]["kept"] == 2
+    b = [{"id": "b:copy", "text": copy, "source": "cdc"}]
+    _run(_write(tmp_path / "b", b, shards=1), tmp_path / "out-b", against=str(index), **params)
+    assert _rejected(tmp_path / "out-b")["b:copy"][2] == "near-duplicate of a:near (indexed)"
+
+
 def test_copies_of_one_indexed_document_all_go_citing_it(tmp_path: Path):
     """Two new copies of an indexed document duplicate each other too; both go, and both cite the index."""
     rng = np.random.default_rng(5)

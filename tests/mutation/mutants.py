@@ -3,7 +3,8 @@
 Each mutation (tests/mutation/mutations.py) replaces one snippet of curate's code. For each, in a private copy
 of the repository, the snippet is replaced, the mutated module's tests run (pytest -x, stopping at the first
 failure) and the snippet is put back. A mutant is killed when a test fails (or the run times out), and
-survives when every test passes. Prints the kill rate per module and writes work/mutants.json.
+survives when every test passes. Prints the kill rate per module and writes mutants.json (machine and date
+inside): to benchmarks/results/ for a run of every mutation, else to work/.
 
     .venv/bin/python tests/mutation/mutants.py [--module dedup,filter] [--name GLOB] [--check] [--jobs N]
 
@@ -26,8 +27,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(REPO / "benchmarks")]
@@ -134,6 +137,14 @@ def tests_of(mutation: Mutation, override: list[str] | None = None) -> list[str]
     return list(override or mutation.tests or MODULES[mutation.module])
 
 
+def union(selections: list[list[str]]) -> list[str]:
+    """One pytest argument list that runs every test of the selections once: a test whose file is named
+    whole is not named again (pytest would run it twice)."""
+    ordered = list(dict.fromkeys(arg for tests in selections for arg in tests))
+    whole = {arg for arg in ordered if "::" not in arg}
+    return [arg for arg in ordered if "::" not in arg or arg.split("::", 1)[0] not in whole]
+
+
 def run_mutant(mutation: Mutation, repo: Path, tests: list[str], timeout: float) -> Outcome:
     """Apply one mutation in the copy, run its tests, restore the file."""
     outcome = Outcome(mutation.name, mutation.module, "stale")
@@ -174,21 +185,51 @@ def summary(outcomes: list[Outcome]) -> dict[str, dict]:
     return table
 
 
+def run_all(jobs: list[tuple[str, Any]], copies: list[Path], work: Callable[[Path, Any], None]) -> None:
+    """Run work(copy, job) for every job, one thread per copy of the repository."""
+    pending: queue.Queue = queue.Queue()
+    for job in jobs:
+        pending.put(job)
+
+    def worker(repo: Path) -> None:
+        while True:
+            try:
+                job = pending.get_nowait()
+            except queue.Empty:
+                return
+            work(repo, job)
+
+    threads = [threading.Thread(target=worker, args=(repo,)) for repo in copies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--module", default="", help="comma-separated modules (default: all)")
     parser.add_argument("--name", default="*", help="only mutations whose name matches this glob")
     parser.add_argument("--check", action="store_true", help="only check that every snippet matches")
-    parser.add_argument("--jobs", type=int, default=1, help="mutants run at once, each in its own copy")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants run at once, each in its own copy")
     parser.add_argument(
-        "--timeout", type=float, default=0, help="seconds per mutant (default: 3x baseline + 60)"
+        "--timeout",
+        type=float,
+        default=0,
+        help="seconds per mutant (default: 2x its module's baseline + 120)",
     )
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the unmutated run of each module's tests"
     )
     parser.add_argument("--tests", nargs="+", help="pytest arguments to judge every chosen mutant with")
-    parser.add_argument("--out", type=Path, default=REPO / "work", help="folder for mutants.json")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for mutants.json (default: benchmarks/results for a run of every mutation, else work/)",
+    )
     args = parser.parse_args()
+    began = time.monotonic()
 
     modules = [m for m in args.module.split(",") if m] or list(MODULES)
     if unknown := sorted(set(modules) - set(MODULES)):
@@ -196,6 +237,8 @@ def main() -> int:
     chosen = [m for m in MUTATIONS if m.module in modules and fnmatch.fnmatch(m.name, args.name)]
     if len({m.name for m in MUTATIONS}) != len(MUTATIONS):
         parser.error("mutation names must be unique")
+    everything = len(chosen) == len(MUTATIONS) and not args.tests
+    out = args.out or (REPO / "benchmarks" / "results" if everything else REPO / "work")
 
     if args.check:
         bad = 0
@@ -207,6 +250,7 @@ def main() -> int:
         print(f"{len(chosen) - bad} of {len(chosen)} snippets match")
         return 1 if bad else 0
 
+    lock = threading.Lock()
     work = Path(tempfile.mkdtemp(prefix="curate-mutants-"))
     try:
         copies = [copy_repo(work / f"copy{n}") for n in range(max(1, args.jobs))]
@@ -221,64 +265,85 @@ def main() -> int:
         if not probe.startswith(str(copies[0])):
             print(f"the copy's curate is not the one imported ({probe}); is curate installed non-editable?")
             return 2
-        # Each distinct set of tests runs once unmutated: it must pass, and its time sets the mutants' limit.
-        timeouts: dict[tuple[str, ...], float] = {}
-        for tests in dict.fromkeys(tuple(tests_of(m, args.tests)) for m in chosen):
+        # Each module's tests (those of its chosen mutants) run once unmutated: they must pass, and their time
+        # sets the limit of the module's mutants.
+        selections = {
+            module: union([tests_of(m, args.tests) for m in chosen if m.module == module])
+            for module in modules
+        }
+        selections = {module: tests for module, tests in selections.items() if tests}
+        baselines: dict[str, float] = {}
+        broken: list[str] = []
+
+        def baseline(repo: Path, job: tuple[str, Any]) -> None:
+            module = job[1]
             if args.no_baseline:
-                timeouts[tests] = args.timeout or 900
-                continue
-            result, failing, seconds = run_tests(copies[0], list(tests), timeout=1800, stop_first=False)
-            print(f"baseline {' '.join(tests)}: {result} in {seconds:.0f} s", flush=True)
-            if result != "passed":
-                print(f"  these tests fail without any mutation ({failing}): fix them first")
-                return 2
-            timeouts[tests] = args.timeout or 3 * seconds + 60
+                baselines[module] = 0.0
+                return
+            result, failing, seconds = run_tests(repo, selections[module], timeout=1800, stop_first=False)
+            with lock:
+                baselines[module] = seconds
+                print(f"baseline {module} ({len(selections[module])} test args): {result} in {seconds:.0f} s")
+                if result != "passed":
+                    print(f"  these tests fail without any mutation ({failing}): fix them first", flush=True)
+                    broken.append(module)
 
-        pending: queue.Queue[Mutation] = queue.Queue()
-        for mutation in chosen:
-            pending.put(mutation)
+        run_all([("baseline", m) for m in selections], copies, baseline)
+        if broken:
+            return 2
+
         outcomes: list[Outcome] = []
-        lock = threading.Lock()
 
-        def worker(repo: Path) -> None:
-            while True:
-                try:
-                    mutation = pending.get_nowait()
-                except queue.Empty:
-                    return
-                tests = tests_of(mutation, args.tests)
-                try:
-                    outcome = run_mutant(mutation, repo, tests, timeouts[tuple(tests)])
-                except Exception as exc:  # noqa: BLE001 - reported as a broken run, the others go on
-                    outcome = Outcome(mutation.name, mutation.module, "error", note=repr(exc))
-                with lock:
-                    outcomes.append(outcome)
-                    killer = outcome.killed_by[0] if outcome.killed_by else ""
-                    line = f"{outcome.status:>10} {outcome.module}/{outcome.name} {outcome.seconds:.0f}s"
-                    print(f"{line} {killer} {outcome.note}".rstrip(), flush=True)
+        def mutant(repo: Path, job: tuple[str, Any]) -> None:
+            mutation = job[1]
+            tests = tests_of(mutation, args.tests)
+            limit = args.timeout or (
+                2 * baselines[mutation.module] + 120 if baselines[mutation.module] else 900
+            )
+            try:
+                outcome = run_mutant(mutation, repo, tests, limit)
+            except Exception as exc:  # noqa: BLE001 - reported as a broken run, the others go on
+                outcome = Outcome(mutation.name, mutation.module, "error", note=repr(exc))
+            with lock:
+                outcomes.append(outcome)
+                killer = outcome.killed_by[0] if outcome.killed_by else ""
+                line = f"{outcome.status:>10} {outcome.module}/{outcome.name} {outcome.seconds:.0f}s"
+                print(f"{line} {killer} {outcome.note}".rstrip(), flush=True)
 
-        threads = [threading.Thread(target=worker, args=(repo,)) for repo in copies]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_all([("mutant", m) for m in chosen], copies, mutant)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     order = {m.name: n for n, m in enumerate(MUTATIONS)}
     outcomes.sort(key=lambda o: order[o.name])
     table = summary(outcomes)
+    wall = round(time.monotonic() - began)
     print(f"\n{'module':<10}{'mutants':>8}{'killed':>8}{'survived':>9}{'equiv.':>8}{'stale':>7}{'rate':>8}")
     for module, row in table.items():
         rate = f"{row['kill_rate']:.0%}" if row["kill_rate"] is not None else "-"
         print(
-            f"{module:<10}{row['mutants']:>8}{row['killed']:>8}{row['survived']:>9}{row['equivalent']:>8}{row['stale']:>7}{rate:>8}"
+            f"{module:<10}{row['mutants']:>8}{row['killed']:>8}{row['survived']:>9}{row['equivalent']:>8}"
+            f"{row['stale']:>7}{rate:>8}"
         )
     for o in outcomes:
-        if o.status in ("survived", "stale", "error"):
+        if o.status in ("survived", "stale", "error", "equivalent"):
             print(f"{o.status}: {o.module}/{o.name} ({o.file}:{o.line}) {o.note}")
+    print(f"{len(outcomes)} mutants in {wall // 60} min {wall % 60} s with --jobs {args.jobs}")
+    equivalent = [
+        {"module": m.module, "name": m.name, "reason": m.equivalent} for m in chosen if m.equivalent
+    ]
     write_results(
-        "mutants", {"goal": GOAL, "modules": table, "mutants": [asdict(o) for o in outcomes]}, args.out
+        "mutants",
+        {
+            "goal": GOAL,
+            "jobs": args.jobs,
+            "wall_seconds": wall,
+            "baseline_seconds": {m: round(s, 1) for m, s in baselines.items()},
+            "modules": table,
+            "equivalent": equivalent,
+            "mutants": [asdict(o) for o in outcomes],
+        },
+        out,
     )
     below = [m for m, row in table.items() if row["kill_rate"] is not None and row["kill_rate"] < GOAL]
     return 1 if below or any(row["stale"] or row["error"] for row in table.values()) else 0

@@ -504,6 +504,22 @@ def test_references_heading_inside_the_body_does_not_cut_it(tmp_path: Path) -> N
     assert doc.meta["cut_from"] == "References"
 
 
+def test_a_back_matter_heading_early_in_the_text_does_not_cut_it(tmp_path: Path) -> None:
+    # Some journals print "Funding" or "Conflicts of interest" under the abstract: a back-matter heading in
+    # the first part of the text is not where the article ends.
+    parts = [
+        ("h", "Funding"),
+        ("p", "The trial was funded by the walking research council."),
+        ("h", "Methods"),
+    ]
+    parts += [("p", f"{_BODY} Part {i}.") for i in range(6)]
+    parts += [("h", "Acknowledgements"), ("p", "We thank the nurses of the three hospitals.")]
+    doc = parse_pdf(_article(tmp_path / "early.pdf", parts))
+    assert "Part 5." in doc.text and "funded by the walking research council" in doc.text
+    assert "We thank the nurses" not in doc.text
+    assert doc.meta["cut_from"] == "Acknowledgements"
+
+
 def _f1(got: str, want: str) -> float:
     g, w = _tokens(got), _tokens(want)
     overlap = sum((g & w).values())
