@@ -23,19 +23,22 @@ CITATION_MARKER = re.compile(
 )
 # "(35)", "(3, 4)", "(5-7)" after a word: Vancouver-style citations in parentheses. Not "(2019)" (4 digits),
 # "(n = 35)", "Table (2)", or a list "(1) ... (2) ..." (see _numbered_list).
+# It first looks ahead for "(" and a digit: the lookbehinds then run there only, not after every letter.
 PAREN_CITATION = re.compile(
-    r"(?<=[^\W\d_]|[.,;)\]])(?<!\bfig)(?<!\bfigs)(?<!\btable)(?<!\beq)(?<!\bstep)(?<!\bstage)(?<!\bgrade)"
+    r"(?=\s?\(\d)(?<=[^\W\d_]|[.,;)\]])(?<!\bfig)(?<!\bfigs)(?<!\btable)(?<!\beq)(?<!\bstep)(?<!\bstage)(?<!\bgrade)"
     r"(?<!\btype)(?<!\bclass)(?<!\bphase)(?<!\bgroup)(?<!\barm)(?<!\bday)"
     r"\s?\((\d{1,3}(?:\s*[,–-]\s*\d{1,3})*)\)(?=[\s.,;:]|$)",
     re.IGNORECASE,
 )
 # Superscript citations flattened onto the line: "worshipped.1-3 It", "plants,4,5 and", "disease;12 the":
 # numbers glued to the punctuation after a word, then a space or the end. Not "Fig.2", "pp.12", "1.5".
+# The punctuation is matched (and put back) rather than looked behind for, so the search skips to it.
 SUPERSCRIPT_CITATION = re.compile(
-    r"(?<=[^\W\d_]{2}[.,;:])(?<!\bfig\.)(?<!\bno\.)(?<!\bvol\.)(?<!\bpp\.)(?<!\bp\.)(?<!\bref\.)(?<!\beq\.)"
+    r"(?P<mark>[.,;:])(?<=[^\W\d_]{2}[.,;:])(?<!\bfig\.)(?<!\bno\.)(?<!\bvol\.)(?<!\bpp\.)(?<!\bp\.)(?<!\bref\.)(?<!\beq\.)"
     r"\d{1,3}(?:[,–-]\d{1,3})*(?=\s|$)",
     re.IGNORECASE,
 )
+_PAREN_DIGIT = re.compile(r"\(\d")
 _LIST_MARKER = re.compile(r"\((\d{1,2})\)")
 REFERENCES_HEADING = re.compile(
     r"^(?:#+\s*)?(?:\d+\.?\s*)?(?:references|bibliography|literature cited|works cited|literatur|références)"
@@ -166,12 +169,14 @@ def clean_text(text: str) -> tuple[str, dict[str, dict[str, int]]]:
         if rule:
             note(rule, len(line) + 1)
             continue
-        without, n = CITATION_MARKER.subn("", line)
-        if not _numbered_list(without):
+        # A pattern runs only on lines holding the character it needs: most lines hold none of them.
+        without, n = CITATION_MARKER.subn("", line) if "[" in line else (line, 0)
+        if _PAREN_DIGIT.search(without) and not _numbered_list(without):
             without, m = PAREN_CITATION.subn("", without)
             n += m
-        without, m = SUPERSCRIPT_CITATION.subn("", without)
-        n += m
+        if _DIGIT.search(without):
+            without, m = SUPERSCRIPT_CITATION.subn(r"\g<mark>", without)
+            n += m
         if n:
             note("citation_markers", len(line) - len(without), n)
             line = without
