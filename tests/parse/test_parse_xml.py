@@ -21,6 +21,7 @@ from curate.parse.xml_stages import PmcStage, PubmedStage
 from curate.runner import run_stage
 from curate.schema import Rejection
 from curate.stage import Input
+from tests.parse.tarballs import write_tar
 
 JATS = b"""<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE article PUBLIC "-//NLM//DTD JATS (Z39.96) Journal Archiving and Interchange DTD v1.1 20151215//EN"
@@ -315,18 +316,9 @@ def _pdf_bytes(text: str) -> bytes:
     return data
 
 
-def _tar(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
 def test_pmc_xml_wins_and_pdf_only_packages_parse(tmp_path: Path) -> None:
     prose = "Walking after surgery shortens recovery in most of the patients we followed. " * 12
-    tarball = _tar(
+    tarball = write_tar(
         tmp_path / "oa.tar.gz",
         {
             # The PDF here is not even a PDF: the XML wins, so it is never parsed.
@@ -358,7 +350,7 @@ def test_pmc_stage_on_folders_and_damaged_tarball(tmp_path: Path) -> None:
     folder = tmp_path / "in" / "PMC7654321"
     folder.mkdir(parents=True)
     (folder / "article.nxml").write_bytes(JATS)
-    whole = _tar(tmp_path / "whole.tar.gz", {"PMC1/a.nxml": JATS, "PMC2/b.nxml": JATS * 40})
+    whole = write_tar(tmp_path / "whole.tar.gz", {"PMC1/a.nxml": JATS, "PMC2/b.nxml": JATS * 40})
     data = whole.read_bytes()
     (tmp_path / "in" / "cut.tar.gz").write_bytes(data[: len(data) // 2])
     assert [i.doc.title for i in iter_folder(folder, "PMC7654321", read_jats_file)] == [
@@ -375,7 +367,7 @@ def test_pmc_stage_on_folders_and_damaged_tarball(tmp_path: Path) -> None:
 
 def test_pmc_symlinked_tarball_is_a_rejected_row_not_followed(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
-    outside = _tar(tmp_path / "outside.tar.gz", {"PMC9/a.nxml": JATS})
+    outside = write_tar(tmp_path / "outside.tar.gz", {"PMC9/a.nxml": JATS})
     (tmp_path / "in" / "linked.tar.gz").symlink_to(outside)
     stage = PmcStage(name="pmc")
     [task] = stage.plan([Input(str(tmp_path / "in"))])
@@ -422,7 +414,7 @@ def test_pmc_tarball_bomb_is_skipped_without_reading_it_into_memory(tmp_path: Pa
 
 
 def test_pmc_pdfs_held_for_a_package_are_capped(tmp_path: Path) -> None:
-    tarball = _tar(
+    tarball = write_tar(
         tmp_path / "many.tar.gz",
         {f"PMC5/supplement{n}.pdf": b"%PDF" + b"a" * 1000 for n in range(5)} | {"PMC5/a.nxml": JATS},
     )

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import io
 import json
 import re
-import tarfile
 import time
 import tracemalloc
 import zlib
@@ -30,6 +28,7 @@ from curate.schema import Rejection
 from curate.stage import Input
 from curate.stats.compute import collect_stats
 from tests.conftest import REPO
+from tests.parse.tarballs import write_tar
 
 FIXTURES = REPO / "tests" / "fixtures" / "xml"
 JATS = FIXTURES / "jats"
@@ -53,15 +52,6 @@ def _rows(folder: Path) -> list[dict]:
 def _run(stage, path: Path, out: Path) -> tuple[dict, list[dict], list[dict]]:
     manifest = run_stage(stage, [Input(str(path))], out, LocalExecutor())
     return manifest, _rows(out), _rows(out / "rejected")
-
-
-def _tar(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 # ------------------------------------------------------------------------------------------ JATS text
@@ -393,7 +383,7 @@ def test_bulk_tarball_many_articles_in_one_folder(tmp_path: Path) -> None:
     members = {f"PMC000xxxxxx/PMC{n}.xml": data for n, data in enumerate(articles.values())}
     members["PMC000xxxxxx/PMC999.xml"] = (PUBMED / "medline05_set.xml").read_bytes()  # not an article
     (tmp_path / "in").mkdir()
-    tarball = _tar(tmp_path / "in" / "oa_comm_xml.PMC000xxxxxx.baseline.2024-06-18.tar.gz", members)
+    tarball = write_tar(tmp_path / "in" / "oa_comm_xml.PMC000xxxxxx.baseline.2024-06-18.tar.gz", members)
     manifest, kept, rejected = _run(PmcStage(name="pmc"), tarball.parent, tmp_path / "out")
     assert manifest["counts"] == {"in": 5, "kept": 4, "rejected": 1, "errored": 0}
     assert sorted(r["id"] for r in kept) == [
@@ -448,11 +438,11 @@ def test_one_pmcid_in_two_inputs_is_kept_once(tmp_path: Path) -> None:
     inputs.mkdir()
     article = (JATS / "jats13_lists.xml").read_bytes()
     revised = article.replace(b"Lists at every depth", b"Lists at every depth (revised)")
-    _tar(
+    write_tar(
         inputs / "oa_comm_xml.PMC001xxxxxx.baseline.2024-06-18.tar.gz",
         {"PMC001xxxxxx/PMC1000001.xml": article},
     )
-    _tar(inputs / "oa_comm_xml.incr.2024-07-01.tar.gz", {"PMC001xxxxxx/PMC1000001.xml": revised})
+    write_tar(inputs / "oa_comm_xml.incr.2024-07-01.tar.gz", {"PMC001xxxxxx/PMC1000001.xml": revised})
     # One task per tarball: the index pass, not the task, must find the pair.
     manifest, kept, rejected = _run(PmcStage(name="pmc", batch_size=1), inputs, tmp_path / "out")
     assert manifest["counts"] == {"in": 2, "kept": 1, "rejected": 1, "errored": 0}
@@ -476,7 +466,7 @@ def test_curate_pmc_command_accounts_for_every_article(ray_session, tmp_path: Pa
     (tmp_path / "in").mkdir()
     members = {f"PMC000xxxxxx/PMC{n}.xml": data for n, data in enumerate(_articles().values())}
     members["PMC000xxxxxx/set.xml"] = (JATS / "pmc_articleset.xml").read_bytes()
-    _tar(tmp_path / "in" / "oa_comm_xml.PMC000xxxxxx.baseline.2024-06-18.tar.gz", members)
+    write_tar(tmp_path / "in" / "oa_comm_xml.PMC000xxxxxx.baseline.2024-06-18.tar.gz", members)
     result = runner.invoke(app, ["pmc", str(tmp_path / "in"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
