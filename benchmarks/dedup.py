@@ -183,7 +183,7 @@ class SpawnExecutor:
         self.disk: dict[str, int] = {}
         self.baseline = self.pool.apply(_measured, (_idle, ()))[1]  # an idle worker: interpreter + imports
 
-    def map(self, fn, args_list, resources=None):
+    def map(self, fn, args_list, resources=None, on_progress=None):  # progress is for a person watching
         if self.scratch.is_dir():
             for folder in self.scratch.iterdir():
                 size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
