@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import io
 import json
 import os
 import platform
@@ -40,7 +39,6 @@ import random
 import re
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import unicodedata
@@ -48,6 +46,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the tests' tarball builder: the same layouts as the conformance tests
+
+from tests.parse.tarballs import write_tar  # noqa: E402
+
 FIXTURES = REPO / "tests" / "fixtures" / "xml"
 EVALDATA = REPO.parent / "shared" / "evaldata" / "pmc_pdf_jats"
 NGRAM = 4
@@ -402,15 +404,6 @@ def measure_speed(jats_files: list[str], pubmed_file: str, repeat: int) -> dict[
 # ------------------------------------------------------------------------------------- documents in/out
 
 
-def _tar(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
 def _articles_in(data: bytes) -> int:
     return len(re.findall(rb"<(?:[\w.-]+:)?article[\s>]", data))
 
@@ -428,7 +421,7 @@ def documents_in_out(jats_files: list[Path], pubmed_files: list[Path], work: Pat
     layouts: dict[str, tuple[Path, int]] = {}
     bulk = {f"PMC000xxxxxx/{i:04d}_{f.name}": f.read_bytes() for i, f in enumerate(articles)}
     layouts["pmc bulk tarball"] = (
-        _tar(work / "oa_comm_xml.PMC000xxxxxx.baseline.tar.gz", bulk),
+        write_tar(work / "oa_comm_xml.PMC000xxxxxx.baseline.tar.gz", bulk),
         len(articles),
     )
     folder = work / "folder"
