@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
-import sys
-from types import ModuleType
 
 import pytest
 
 from curate.executors import LocalExecutor, RayExecutor
-from tests.conftest import REPO
-
-BENCHMARKS = REPO / "benchmarks"
-
-
-def _benchmark(name: str) -> ModuleType:
-    sys.path.insert(0, str(BENCHMARKS))  # as when the script runs: it imports its sibling _results
-    try:
-        spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
+from tests.conftest import load_benchmark
 
 
 @pytest.mark.parametrize(
@@ -33,4 +17,4 @@ def test_benchmark_executors_take_the_arguments_of_curates_executors(script: str
     # Twice a benchmark broke unseen when the runner passed its executors a new argument.
     expected = list(inspect.signature(LocalExecutor.map).parameters)
     assert list(inspect.signature(RayExecutor.map).parameters) == expected
-    assert list(inspect.signature(getattr(_benchmark(script), executor).map).parameters) == expected
+    assert list(inspect.signature(getattr(load_benchmark(script), executor).map).parameters) == expected

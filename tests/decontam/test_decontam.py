@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ from curate.runner import run_stage
 from curate.schema import records_table
 from curate.stage import Input
 from curate.steps import make_stage
-from tests.conftest import REPO
+from tests.conftest import REPO, load_benchmark
 
 runner = CliRunner()
 EVAL = REPO / "pipelines" / "demo" / "eval"
@@ -43,11 +41,7 @@ HOST_TEXT = "\n\n".join(HOST)
 
 def _bench():
     """benchmarks/decontam.py: its item maker and planting (the same code the benchmark measures)."""
-    spec = importlib.util.spec_from_file_location("bench_decontam", REPO / "benchmarks" / "decontam.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_decontam"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("decontam")
 
 
 def _index(texts: list[str], ngram: int = 5):

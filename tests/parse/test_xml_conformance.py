@@ -6,7 +6,6 @@ inputs (damage, bombs, deep nesting, entities)."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import re
 import time
@@ -27,7 +26,7 @@ from curate.runner import run_stage
 from curate.schema import Rejection
 from curate.stage import Input
 from curate.stats.compute import collect_stats
-from tests.conftest import REPO
+from tests.conftest import REPO, load_benchmark
 from tests.parse.tarballs import write_tar
 
 FIXTURES = REPO / "tests" / "fixtures" / "xml"
@@ -351,10 +350,7 @@ def test_a_file_that_is_not_an_article_says_what_it_is(data: bytes, says: str) -
 
 
 def _presence_scorer():
-    spec = importlib.util.spec_from_file_location("xml_fidelity", REPO / "benchmarks" / "xml_fidelity.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.score_jats
+    return load_benchmark("xml_fidelity").score_jats
 
 
 def test_paragraph_presence_on_the_conformance_corpus() -> None:
