@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -46,6 +49,19 @@ REQUIREMENTS = {
     "all": "every test that is not marked optional",
 }
 REQUIRE_ENV = "CURATE_REQUIRE"
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str, case: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted at folder while the block runs: a disk that fills (skips without root)."""
+    folder.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]
+    if subprocess.run(mount, capture_output=True).returncode:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root); {case} is not exercised")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
 
 
 def load_benchmark(name: str) -> ModuleType:

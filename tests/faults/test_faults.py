@@ -29,7 +29,7 @@ from curate.schema import records_table
 from curate.stage import Input, TableStage, Task
 from curate.verify import flow_problems, verify
 
-from ..conftest import REPO
+from ..conftest import REPO, small_disk
 
 DEMO = REPO / "pipelines" / "demo.yaml"
 SENTENCES = [
@@ -233,13 +233,7 @@ def test_damaged_outputs_are_found_and_recomputed(tmp_path: Path):
 
 @pytest.mark.requires("tmpfs")
 def test_full_disk_is_a_clear_error_and_a_rerun_resumes(tmp_path: Path):
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True
-    ).returncode:
-        pytest.skip("cannot mount a small tmpfs here (needs root); the full-disk case is not exercised")
-    try:
+    with small_disk(tmp_path / "small", "1m", "the full-disk case") as small:
         rng = random.Random(0)
         src = tmp_path / "src"
         for s in range(6):  # about 150 KB of barely compressible text per shard
@@ -272,5 +266,3 @@ def test_full_disk_is_a_clear_error_and_a_rerun_resumes(tmp_path: Path):
         assert manifest["counts"]["kept"] + manifest["counts"]["rejected"] == 6
         assert manifest["tasks"]["skipped"] == len(done_before)
         assert verify(out)[1] == []
-    finally:
-        subprocess.run(["umount", str(small)], capture_output=True)

@@ -21,7 +21,7 @@ from curate.cli import app
 from curate.io import write_parquet
 from curate.schema import records_table
 
-from ..conftest import REPO
+from ..conftest import REPO, small_disk
 
 pytestmark = pytest.mark.timeout(120)  # none of these may hang: each is bounded well below the suite's limit
 runner = CliRunner()
@@ -409,12 +409,7 @@ def test_one_bad_jsonl_line_is_one_rejected_row_and_the_file_keeps_its_documents
 
 
 def test_a_full_disk_in_a_global_pass_names_the_folder_and_leaves_no_scratch(ray_session, tmp_path: Path):
-    small = tmp_path / "small"
-    small.mkdir()
-    mount = ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(small)]
-    if subprocess.run(mount, capture_output=True).returncode:
-        pytest.skip("cannot mount a small tmpfs here (needs root); the full-disk case is not exercised")
-    try:
+    with small_disk(tmp_path / "small", "400k", "the full-disk case") as small:
         words = [hashlib.sha256(str(i).encode()).hexdigest()[:7] for i in range(4000)]
         for s in range(8):  # signatures and band files of these do not fit in 400 KB
             texts = [" ".join(words[(s * 200 + i + k * 13) % 4000] for k in range(300)) for i in range(200)]
@@ -426,5 +421,3 @@ def test_a_full_disk_in_a_global_pass_names_the_folder_and_leaves_no_scratch(ray
         assert _said(result, f"no space left while writing {out / '.scratch'}: free some space there")
         time.sleep(1)  # a task still running would write on after the message
         assert not (out / ".scratch").exists() and not list(out.glob("*.parquet"))
-    finally:
-        subprocess.run(["umount", str(small)], capture_output=True)

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from curate.cli import app
 from curate.scrape.mirror import SiteServer
+from tests.conftest import small_disk
 from tests.scrape.conftest import HOST
 
 SOURCE = """
@@ -286,13 +287,7 @@ def test_an_unknown_charset_label_and_a_stray_byte_are_decoded_not_rejected(
 
 @pytest.mark.timeout(120)
 def test_a_full_state_folder_is_named_and_a_resume_finishes(tmp_path: Path, site: Path) -> None:
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True
-    ).returncode:
-        pytest.skip("cannot mount a small tmpfs here (needs root); the full state folder is not exercised")
-    try:
+    with small_disk(tmp_path / "small", "1m", "the full state folder") as small:
         rng = random.Random(0)
         for n in range(12):  # about 30 KB of barely compressible text each: more than the free space
             words = " ".join("".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=7)) for _ in range(3750))
@@ -306,8 +301,6 @@ def test_a_full_state_folder_is_named_and_a_resume_finishes(tmp_path: Path, site
             full = scrape(tmp_path, server.url, extra=("--state", str(state)))
             filler.unlink()
             resumed = scrape(tmp_path, server.url, extra=("--state", str(state), "--resume"))
-    finally:
-        subprocess.run(["umount", str(small)], capture_output=True)
     assert full.code == 1, full.output
     assert f"no space left in the crawl state folder {state}" in full.output
     assert "rerun with --resume" in full.output
