@@ -18,20 +18,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from _results import write_results  # noqa: E402
 
 from curate.io import write_parquet  # noqa: E402
 from curate.schema import records_table  # noqa: E402
@@ -127,22 +127,12 @@ def main() -> None:
     worst = max(r["local"]["overhead_seconds"] for r in results)
     print(f"largest local overhead: {worst:.2f} s (goal: at most about 2 s)")
     report = {
-        "benchmark": "cli_overhead",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "cores": os.cpu_count(),
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "python": platform.python_version(),
-            "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-        },
+        "machine": {"load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)]},
         "repeat": args.repeat,
         "runs": results,
         "largest_local_overhead_seconds": worst,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cli_overhead.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out / 'cli_overhead.json'}")
+    write_results("cli_overhead", report, args.out)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import sys
@@ -38,15 +37,14 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from _results import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 EVALDATA = REPO.parent / "shared" / "evaldata"
-RESULTS = REPO / "benchmarks" / "results"
 VARIANTS = ("verbatim", "respaced", "recased", "edited")
 EDIT_BLOCK = 13  # 1-2 word edits in every block of this many words
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
@@ -496,8 +494,6 @@ def main() -> None:
             planted.append((f"{variant}:{n}", item.benchmark, item.id, text))
     table = corpus(clean, planted)
     results: dict = {
-        "machine": {"node": platform.node(), "processor": platform.processor(), "cpus": os.cpu_count()},
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "arguments": vars(args),
         "items": len(items),
         "clean_documents": len(clean),
@@ -526,10 +522,7 @@ def main() -> None:
     results["tokenize"] = run_tokenize(clean, work)
     print("tokenize", json.dumps(results["tokenize"]))
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"decontam-{args.items}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(f"decontam-{args.items}", results)
 
 
 def _print(name: str, run: dict) -> None:

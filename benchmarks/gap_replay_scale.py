@@ -33,7 +33,6 @@ Prints the tables; writes gap_replay_scale.json (machine, date, per-stage measur
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import csv
 import gzip
@@ -41,7 +40,6 @@ import io
 import json
 import math
 import os
-import platform
 import random
 import re
 import resource
@@ -63,6 +61,7 @@ sys.path.insert(0, str(REPO))
 import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 import yaml  # noqa: E402
+from _results import write_results  # noqa: E402
 from lxml import etree  # noqa: E402
 
 EVALDATA = REPO.parent / "shared" / "evaldata"
@@ -584,25 +583,6 @@ def project(stages: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def machine() -> dict[str, Any]:
-    """Where the figures were measured."""
-    model = ""
-    with contextlib.suppress(OSError, StopIteration):
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {
-        "node": platform.node(),
-        "cpu": model or platform.processor(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "load_average_1min_at_start": load,
-    }
-
-
 def _mb(n: float) -> str:
     return f"{n / 2**20:,.0f} MB"
 
@@ -718,8 +698,7 @@ def main() -> None:
         return
     if not EVALDATA.is_dir():
         sys.exit(f"evaluation data not found at {EVALDATA} (it lives in ../shared beside the checkout)")
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    host = machine()
+    load_at_start = os.getloadavg()[0]  # the stages' own load would hide what else ran
     work = args.work or Path(tempfile.mkdtemp(prefix="gap-replay-scale-"))
     try:
         # The driver's own work is mostly fixed (planning, manifests) with a part that grows with the data:
@@ -730,9 +709,7 @@ def main() -> None:
         for stage, other in zip(stages, runs["small"], strict=True):
             stage["driver_slope"] = driver_slope(stage, other)
         result = {
-            "benchmark": "gap_replay_scale",
-            "date": started,
-            "machine": host,
+            "machine": {"load_average_1min_at_start": load_at_start},
             "args": {
                 k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "run_stage"
             },
@@ -742,9 +719,7 @@ def main() -> None:
             "projection": project(stages),
         }
         print_report(result)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "gap_replay_scale.json").write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {args.out / 'gap_replay_scale.json'}")
+        write_results("gap_replay_scale", result, args.out)
     finally:
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -46,6 +44,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import pymupdf  # noqa: E402
+from _results import write_results  # noqa: E402
 from pdf_fidelity import prf  # noqa: E402
 
 from curate.parse.jats import read_jats  # noqa: E402
@@ -236,14 +235,6 @@ def pmc(articles: int, tmp: Path, repeat: int) -> tuple[list[dict], dict]:
     return out, summary
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        return platform.processor()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, default=6, help="PMC articles to render (shortest first)")
@@ -278,14 +269,6 @@ def main() -> None:
         f"{summary['text_path_pages_ocred']}"
     )
     report = {
-        "benchmark": "pdf_ocr",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "cpu": _cpu_model(),
-            "cores": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
         "load_average_before": load,
         "repeat": args.repeat,
         "engine": ocr.engine_version(),
@@ -296,10 +279,7 @@ def main() -> None:
         "hard_cases": hard,
         "pmc": {"articles": articles, "summary": summary},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "pdf_ocr.json"
-    path.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {path}")
+    write_results("pdf_ocr", report, args.out)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
-import platform
 import random
 import re
 import subprocess
@@ -42,11 +40,12 @@ import sys
 import tempfile
 import time
 import unicodedata
-from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the tests' tarball builder: the same layouts as the conformance tests
+
+from _results import write_results  # noqa: E402
 
 from tests.parse.tarballs import write_tar  # noqa: E402
 
@@ -504,16 +503,7 @@ def main() -> None:
     if not evaldata:
         print(f"note: {EVALDATA} not found; the JATS corpus is the conformance files only", file=sys.stderr)
     pubmed_fixtures = sorted((FIXTURES / "pubmed").glob("*.xml"))
-    report: dict[str, object] = {
-        "benchmark": "xml_fidelity",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "node": platform.node(),
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-        },
-        "python": platform.python_version(),
-    }
+    report: dict[str, object] = {}
     fidelity = {"conformance": score_jats(jats_files)}
     if evaldata:
         fidelity["pmc_evaldata"] = score_jats(evaldata)
@@ -549,10 +539,7 @@ def main() -> None:
             b, change = report["speed"]["baseline"][name], report["speed"]["change"][name]
             line += f"; baseline {b['reader_per_s']}/s (ratio {b['ratio']}), change x{change}"
         print(line)
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / "xml_fidelity.json"
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_results("xml_fidelity", report, args.out)
 
 
 if __name__ == "__main__":
