@@ -1,10 +1,11 @@
-"""SHA-256 of every kept and rejected Parquet file the stages write: the demo and small benchmark corpora.
+"""SHA-256 of every kept and rejected Parquet file and stats file the stages write: the demo and small
+benchmark corpora.
 
 A refactoring must not change a byte of output. This runs the demo pipeline and every step over small
 configurations of the benchmarks' corpora (benchmarks/dedup.py's near-copies, the evaluation PDFs and HTML
 pages, the JATS and PubMed conformance files and generated PubMed, benchmarks/decontam.py's planted test
-items, the test BPE tokenizer) through the `curate` command, and writes the SHA-256 of every .parquet file
-under each stage folder. Run it on two checkouts and compare:
+items, the test BPE tokenizer) through the `curate` command, and writes the SHA-256 of every .parquet
+and stats file under each stage folder. Run it on two checkouts and compare:
 
     .venv/bin/python benchmarks/output_hashes.py --save /tmp/before.json            # on the old commit
     .venv/bin/python benchmarks/output_hashes.py --compare /tmp/before.json         # on the new one
@@ -304,11 +305,16 @@ CASES: dict[str, Callable[[Path, Path], None]] = {
 NEEDS_EVALDATA = {"parse", "near", "decontaminate"}
 
 
+# The shard stage's corpus and per-shard stats are outputs too (deterministic: no paths or times in them).
+HASHED = ("*.parquet", "stats.json", "*.stats.json")
+
+
 def hashes(work: Path) -> dict[str, str]:
-    """SHA-256 of every Parquet file under work (stage outputs and rejected/), by relative path."""
+    """SHA-256 of every Parquet and stats file under work (stage outputs and rejected/), by relative path."""
+    files = sorted({p for pattern in HASHED for p in work.rglob(pattern)})
     return {
         str(p.relative_to(work)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(work.rglob("*.parquet"))
+        for p in files
         if ".scratch" not in p.parts
     }
 
@@ -341,7 +347,7 @@ def main() -> None:
         CASES[name](inputs, work)
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
     found = hashes(work)
-    print(f"{len(found)} Parquet files")
+    print(f"{len(found)} Parquet and stats files")
     if args.save:
         args.save.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
         print(f"wrote {args.save}")

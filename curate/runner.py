@@ -102,14 +102,19 @@ def execute_task(stage: Stage, task: Task, out_dir: str) -> dict[str, Any]:
         )
     # Only deterministic facts go into the files, so that a rerun writes identical bytes. The key marks both
     # files as curate's: only such files are ever deleted (see _owned).
+    checksums = {}
     if rejected.num_rows:
         write_parquet(_with_task_key(rejected, counts), rejected_path)
+        checksums[str(rejected_path.relative_to(out))] = sha256_file(rejected_path)
     else:
         _unlink_owned(rejected_path, out)
-    write_parquet(
-        _with_task_key(kept, counts), kept_file(out, task.name), row_group_size=stage.row_group_size
-    )
-    return {**counts, "node": node_id(), "seconds": round(time.perf_counter() - start, 3)}
+    kept_path = kept_file(out, task.name)
+    write_parquet(_with_task_key(kept, counts), kept_path, row_group_size=stage.row_group_size)
+    # Checksummed here, in parallel, while the file is in the page cache: in the driver it was serial work
+    # that grew with the corpus (a second per GB on every stage).
+    checksums[str(kept_path.relative_to(out))] = sha256_file(kept_path)
+    seconds = round(time.perf_counter() - start, 3)
+    return {**counts, "node": node_id(), "seconds": seconds, "sha256": checksums}
 
 
 def _with_task_key(table: pa.Table, counts: dict[str, Any]) -> pa.Table:
@@ -170,10 +175,11 @@ def _run_locked(
     tasks = plan_tasks(stage, inputs)
     fingerprint = _fingerprint(stage, tasks, out)
     previous = _take_folder(stage, tasks, out, fingerprint)
-    hashes: dict[Any, str] = {}  # checksums computed while validating, reused by the manifest
+    hashes: dict[str, str] = {}  # checksums computed while validating, reused by the manifest, by path
     todo = [t for t in tasks if not _is_finished(out, t.name, previous, stage.name, hashes)]
     run = _Run(stage, out, executor, resources)
     run.run(tasks, todo, progress)
+    hashes.update(run.checksums)
     manifest = _manifest(stage, tasks, inputs, out, run.failed, fingerprint, hashes)
     manifest.update(
         started=started.isoformat(timespec="seconds"),
@@ -240,6 +246,7 @@ class _Run:
     failed: list[dict[str, Any]] = field(default_factory=list)
     nodes: Counter = field(default_factory=Counter)
     node_seconds: Counter = field(default_factory=Counter)
+    checksums: dict[str, str] = field(default_factory=dict)  # SHA-256 of the files the tasks wrote, by path
 
     def run(
         self, tasks: list[Task], todo: list[Task], progress: Callable[[StageProgress], Any] | None
@@ -274,6 +281,7 @@ class _Run:
                 else:
                     self.nodes[counts["node"]] += 1
                     self.node_seconds[counts["node"]] += counts["seconds"]
+                    self.checksums.update(counts["sha256"])
                     state.task_finished(index, counts["in"])
 
     def _prepare(self, tasks: list[Task], todo: list[Task], state: StageProgress) -> list[Task]:
@@ -510,16 +518,18 @@ def _is_finished(
         if dropped and parquet_rows(rejected) != dropped:
             raise ValueError("rejected rows differ from the task's counts")
         for path in (kept, rejected) if dropped else (kept,):
-            recorded = previous.get(str(path.relative_to(out)))
+            relative = str(path.relative_to(out))
+            recorded = previous.get(relative)
             if recorded:
-                hashes[path] = sha256_file(path)
-                if hashes[path] != recorded:
+                hashes[relative] = sha256_file(path)
+                if hashes[relative] != recorded:
                     raise ValueError(f"{path.name} differs from the checksum in the last manifest")
     except Exception as exc:  # noqa: BLE001 - any damage means: compute it again
         log.warning("stage %s: output of task %s is damaged (%s); recomputing it", stage_name, name, exc)
         listed = set(previous)
         for path in (kept, rejected):
-            hashes.pop(path, None)  # the damaged file's: the manifest must get the recomputed one's
+            # The damaged file's: the manifest must get the recomputed one's.
+            hashes.pop(str(path.relative_to(out)), None)
             if path.exists() and not _owned(path, out, listed):
                 raise ValueError(
                     f"stage {stage_name!r}: {path} is damaged and curate cannot show that it wrote it "
@@ -598,12 +608,13 @@ def _task_counts(
     }
 
 
-def _file_entry(path: Path | StoragePath, root: Path | StoragePath, hashes: dict[Any, str]) -> dict[str, Any]:
+def _file_entry(path: Path | StoragePath, root: Path | StoragePath, hashes: dict[str, str]) -> dict[str, Any]:
+    relative = str(path.relative_to(root))
     return {
-        "path": str(path.relative_to(root)),
+        "path": relative,
         "rows": parquet_rows(path),
         "bytes": path.stat().st_size,
-        "sha256": hashes.get(path) or sha256_file(path),
+        "sha256": hashes.get(relative) or sha256_file(path),
     }
 
 
@@ -614,7 +625,7 @@ def _manifest(
     out: Path | StoragePath,
     failed: list[dict],
     fingerprint: str,
-    hashes: dict[Any, str],
+    hashes: dict[str, str],
 ) -> dict[str, Any]:
     failed_by_name = {f["task"]: f for f in failed}
     totals: Counter = Counter()

@@ -25,6 +25,8 @@ from curate.stage import DERIVED, Input, Stage, StageResult, Task, empty_rejecte
 from curate.storage import StoragePath
 from curate.units import parse_size
 
+STATS_SUFFIX = ".stats.json"
+PARTIAL_SUFFIX = ".stats.arrow"  # each document's length and source, and the sums: stats.json merges them
 _SHARD_NAME = re.compile(rf"^(?:{VALIDATION_PREFIX})?shard-\d{{5}}$")
 
 
@@ -103,7 +105,7 @@ class ShardStage(Stage):
     planned_documents = count_in
 
     def process(self, task: Task) -> StageResult:
-        from curate.stats.compute import table_stats
+        from curate.stats.compute import table_stats_and_partial
         from curate.tokens import cached_tokenizer
 
         if task.name.startswith("unreadable-"):  # fails, naming the file, for the failed task's record
@@ -119,19 +121,27 @@ class ShardStage(Stage):
             invalid.append(bad)
         table = pa.concat_tables(parts, promote_options="default")
         tokenizer = cached_tokenizer(self.tokenizer, self.tokenizer_sha256) if self.tokenizer else None
-        stats = json.dumps(table_stats(table, tokenizer), indent=2, sort_keys=True).encode()
+        stats, partial = table_stats_and_partial(table, tokenizer)
+        sidecars = {
+            f"{task.name}{STATS_SUFFIX}": json.dumps(stats, indent=2, sort_keys=True).encode(),
+            f"{task.name}{PARTIAL_SUFFIX}": partial,
+        }
         rejected = pa.concat_tables([empty_rejected(table.schema), *invalid], promote_options="default")
-        return StageResult(kept=table, rejected=rejected, sidecars={f"{task.name}.stats.json": stats})
+        return StageResult(kept=table, rejected=rejected, sidecars=sidecars)
 
     def finish(self, out_dir: Path | StoragePath, manifest: dict[str, Any]) -> None:
         from curate.stats.compute import collect_stats
 
         shards = {Path(o["path"]).stem for o in manifest["outputs"]}
-        for f in out_dir.glob("*.stats.json"):  # of shards an earlier run wrote (named as curate names them)
-            task = f.name.removesuffix(".stats.json")
-            if _SHARD_NAME.match(task) and task not in shards:
-                f.unlink()
-        stats = collect_stats(out_dir, tokenizer=self.tokenizer) if shards else None
+        for suffix in (STATS_SUFFIX, PARTIAL_SUFFIX):  # of shards an earlier run wrote, named as curate does
+            for f in out_dir.glob(f"*{suffix}"):
+                task = f.name.removesuffix(suffix)
+                if _SHARD_NAME.match(task) and task not in shards:
+                    f.unlink()
+        # The corpus stats merge what each shard's task counted: reading every shard again here was the
+        # largest serial part of a full-scale run (half an hour of the driver's time at GAP-Replay's size).
+        partials = {f"{shard}.parquet": out_dir / f"{shard}{PARTIAL_SUFFIX}" for shard in shards}
+        stats = collect_stats(out_dir, tokenizer=self.tokenizer, partials=partials) if shards else None
         if stats is not None:
             # Where it was computed is not a property of the corpus: a moved or re-run corpus keeps its bytes.
             where = ("path", "sources_file", "tokenizer")
@@ -150,7 +160,9 @@ def corpus_manifest(
         arrow = parquet_schema(out_dir / manifest["outputs"][0]["path"])
         schema = [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in arrow]
     stats_files = [out_dir / "stats.json"] + [
-        out_dir / f"{Path(o['path']).stem}.stats.json" for o in manifest["outputs"]
+        out_dir / f"{Path(o['path']).stem}{suffix}"
+        for o in manifest["outputs"]
+        for suffix in (STATS_SUFFIX, PARTIAL_SUFFIX)
     ]
     totals = {
         "shards": len(manifest["outputs"]),

@@ -8,10 +8,12 @@ release the GIL, so the scan uses every core.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from curate.schema import ERROR_REASON
 from curate.storage import StoragePath, as_path
 from curate.tokens import APPROXIMATE_RULE, approximate_tokens, count_tokens, load_tokenizer
 
+log = logging.getLogger("curate")
 NULL_KEY = "(none)"  # stands in for a null source/lang/license: JSON keys must be strings, and sortable
 PERCENTILES = {"p5": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95}
 # Medical documents run to tens of KB each: 4096 rows keeps a batch and its scratch arrays to some hundred MB.
@@ -173,6 +176,11 @@ class _Groups:
         return out
 
 
+_GROUPS = ("by_source", "by_license", "by_lang")
+PARTIAL_KEY = b"curate.stats"
+PARTIAL_VERSION = 1
+
+
 class _KeptStats:
     """Accumulates the stats of kept records, one record batch at a time; partials merge in file order."""
 
@@ -277,6 +285,68 @@ class _KeptStats:
         self.no_lang.update(other.no_lang)
         self.has_dup_cluster |= other.has_dup_cluster
         self.samples.extend(other.samples[: max(0, SAMPLE_DOCS - len(self.samples))])
+
+    def to_partial(self) -> bytes:
+        """This state as an Arrow IPC file: each document's length and source, the sums in its metadata."""
+        lengths = np.concatenate(self.lengths) if self.lengths else np.zeros(0, np.int32)
+        sources = np.concatenate(self.source_ids) if self.source_ids else np.zeros(0, np.int32)
+        facts = {
+            "version": PARTIAL_VERSION,
+            "documents": self.documents,
+            "characters": self.characters,
+            "words": self.words,
+            "tokens": self.tokens,
+            "tokens_exact": self.tokenizer is not None,
+            "source_names": list(self.source_names),
+            "groups": {name: getattr(self, name).counts for name in _GROUPS},
+            "has_lang": self.has_lang,
+            "no_lang": dict(self.no_lang),
+            "has_dup_cluster": self.has_dup_cluster,
+        }
+        columns = {"characters": pa.array(lengths, pa.int32()), "source": pa.array(sources, pa.int32())}
+        table = pa.table(columns)
+        table = table.replace_schema_metadata({PARTIAL_KEY: json.dumps(facts, sort_keys=True)})
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        return sink.getvalue().to_pybytes()
+
+    @classmethod
+    def from_partial(cls, data: pa.Buffer | bytes, tokenizer: Any) -> _KeptStats:
+        """The state to_partial() wrote; ValueError if it is not one, or was counted with(out) a tokenizer
+        where this one is not."""
+        try:
+            table = pa.ipc.open_file(pa.py_buffer(data) if isinstance(data, bytes) else data).read_all()
+            facts = json.loads(table.schema.metadata[PARTIAL_KEY])
+            if facts["version"] != PARTIAL_VERSION:
+                raise ValueError(f"version {facts['version']}, expected {PARTIAL_VERSION}")
+            if facts["tokens_exact"] != (tokenizer is not None):
+                raise ValueError("counted with another tokenizer setting")
+            kept = cls(tokenizer)
+            lengths = table.column("characters").to_numpy().astype(np.int32)
+            codes = table.column("source").to_numpy().astype(np.int32)
+            names = [str(n) for n in facts["source_names"]]
+            if len(lengths) != facts["documents"] or int(lengths.sum()) != facts["characters"]:
+                raise ValueError("its lengths disagree with its sums")
+            if len(codes) and not 0 <= int(codes.min()) <= int(codes.max()) < len(names):
+                raise ValueError("a source code out of range")
+        except (pa.ArrowException, KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
+            raise ValueError(f"not a stats partial ({e})") from e
+        kept.documents, kept.characters = facts["documents"], facts["characters"]
+        kept.words, kept.tokens = facts["words"], facts["tokens"]
+        kept.source_names = {name: code for code, name in enumerate(names)}
+        kept.lengths, kept.source_ids = [lengths], [codes]
+        width = len(LENGTH_EDGES) + 1
+        bins = np.searchsorted(np.asarray(LENGTH_EDGES), lengths, side="right")
+        counts = np.bincount(codes.astype(np.int64) * width + bins, minlength=len(names) * width)
+        counts = counts.reshape(-1, width)
+        kept.histogram = {name: counts[code] for code, name in enumerate(names) if counts[code].any()}
+        for name in _GROUPS:
+            groups = getattr(kept, name)
+            groups.counts = {key: Counter(c) for key, c in facts["groups"][name].items()}
+        kept.has_lang, kept.has_dup_cluster = facts["has_lang"], facts["has_dup_cluster"]
+        kept.no_lang = Counter(facts["no_lang"])
+        return kept
 
     def _ordered(self, by_source: dict[str, Any]) -> list[str]:
         """The largest sources that have a histogram (at most MAX_SAMPLE_SOURCES: the report has one each)."""
@@ -518,16 +588,34 @@ def _file_samples(files: list[Path | StoragePath]) -> list[dict[str, Any]]:
     return samples.samples
 
 
+def _read_partial(path: Path | StoragePath, partial: Path | StoragePath | None, tokenizer: Any) -> _KeptStats:
+    """The kept file's stats from its partial where that is sound, else from reading the file."""
+    if partial is not None:
+        try:
+            found = _KeptStats.from_partial(pa.py_buffer(partial.read_bytes()), tokenizer)
+            if found.documents != parquet_file(path).metadata.num_rows:
+                raise ValueError("it counts another number of rows than the file holds")
+            return found
+        except (OSError, ValueError) as e:
+            log.warning("%s: %s unusable (%s); reading the file instead", path, partial.name, e)
+    return _scan_kept_file(path, tokenizer)
+
+
 def _scan_stage(
-    path: Path | StoragePath, kept: _KeptStats | None, rejected: _RejectedStats, stage: str | None
+    path: Path | StoragePath,
+    kept: _KeptStats | None,
+    rejected: _RejectedStats,
+    stage: str | None,
+    partials: Mapping[str, Path | StoragePath] | None = None,
 ) -> int:
     """Feed one stage directory's kept shards (if kept is given) and rejected shards; return kept bytes."""
     size = 0
     if kept is not None:
         files = _parquet_files(path)
         size = sum(f.stat().st_size for f in files)
+        known = partials or {}
         with ThreadPoolExecutor(_threads(len(files))) as pool:
-            for partial in pool.map(lambda f: _scan_kept_file(f, kept.tokenizer), files):
+            for partial in pool.map(lambda f: _read_partial(f, known.get(f.name), kept.tokenizer), files):
                 kept.merge(partial)  # in file order, so the result does not depend on timing
         kept.samples = _file_samples(files)
     for f in _parquet_files(path / REJECTED_DIR):
@@ -549,24 +637,38 @@ def table_stats(table: pa.Table, tokenizer: Any = None) -> dict:
     """Stats of one table of records (used per shard by the shard stage): deterministic, no paths or times.
 
     tokenizer: a loaded tokenizers.Tokenizer for exact token counts, else they are approximate."""
+    return table_stats_and_partial(table, tokenizer)[0]
+
+
+def table_stats_and_partial(table: pa.Table, tokenizer: Any = None) -> tuple[dict, bytes]:
+    """table_stats(), and the partial that collect_stats(partials=...) merges instead of reading the table's
+    file again (each document's length and source, the sums by source, licence and language)."""
     kept = _KeptStats(tokenizer)
+    kept.has_dup_cluster = "dup_cluster" in table.column_names
     for batch in table.to_batches(max_chunksize=BATCH_ROWS):
         kept.add(batch)
     _scratch.__dict__.clear()  # a long-lived worker should not keep the word-count buffers
+    partial = kept.to_partial()
     stats = kept.result()
     stats["bytes"] = None  # on-disk size is not known for an in-memory table; the manifest lists file bytes
     stats["text_bytes"] = _as_int(pc.sum(pc.binary_length(table.column("text")))) if table.num_rows else 0
     if "dup_cluster" in table.column_names:
         stats["dup_clusters_distinct"] = _as_int(pc.count_distinct(table.column("dup_cluster")))
-    return stats
+    return stats, partial
 
 
 def collect_stats(
-    path: str | os.PathLike, *, tokenizer: str | None = None, sources: str | os.PathLike | None = None
+    path: str | os.PathLike,
+    *,
+    tokenizer: str | None = None,
+    sources: str | os.PathLike | None = None,
+    partials: Mapping[str, Path | StoragePath] | None = None,
 ) -> dict:
     """Stats of a stage directory or a pipeline work directory (pipeline.json), with samples and a funnel.
 
-    path may be a storage URI (s3://bucket/prefix): it is read through curate.storage."""
+    path may be a storage URI (s3://bucket/prefix): it is read through curate.storage. partials (a stage
+    directory only): per kept file name, a file of table_stats_and_partial()'s partial for its rows, merged
+    instead of reading the file (one that is missing, unreadable or of another row count is not)."""
     root = as_path(path)
     if not root.exists():
         raise ConfigError(f"{root}: path does not exist (expected a curate stage or work directory)")
@@ -581,7 +683,7 @@ def collect_stats(
         kept = _KeptStats(tok)
         rejected = _RejectedStats()
         manifest = _manifest(root)
-        size = _scan_stage(root, kept, rejected, None)
+        size = _scan_stage(root, kept, rejected, None, partials or {})
         stats = _assemble(root, "stage", kept, rejected, size, tokenizer)
         stats["bytes_rejected"] = _rejected_bytes(root)
         stats["stage"] = (manifest or {}).get("stage") or root.name

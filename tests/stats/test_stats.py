@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from curate.schema import RECORD_SCHEMA, records_table, rejected_schema, with_drop
-from curate.stats.compute import collect_stats, table_stats
+from curate.stats.compute import collect_stats, table_stats, table_stats_and_partial
 from curate.stats.report import print_stats, write_html
 
 # (id, source, lang, license, text): characters and words worked out by hand below.
@@ -523,6 +523,31 @@ def test_shard_manifest_lets_a_trainer_verify_what_it_reads(shard_run) -> None:
     assert set(corpus["by_source"]) == {"src0", "src1", "src2"}
 
 
+def test_shard_corpus_stats_merge_what_each_shard_task_counted(shard_run) -> None:
+    import copy
+
+    from curate.shard import ShardStage
+    from curate.stats.compute import _KeptStats
+
+    shard_dir, manifest, _ = shard_run
+    listed = {e["path"] for e in manifest["stats_files"]}
+    for entry in manifest["outputs"]:
+        assert f"{Path(entry['path']).stem}.stats.arrow" in listed
+    # Merged, the partials give the figures of reading every shard again (the manifest now exists: apart).
+    corpus = json.loads((shard_dir / "stats.json").read_text())
+    read = collect_stats(shard_dir)
+    assert corpus.pop("manifest") is None and read.pop("manifest")["kept"] == 300
+    assert corpus == {k: v for k, v in read.items() if k not in ("path", "sources_file", "tokenizer")}
+    # The stage uses them: a partial of other (consistent) word counts moves the corpus's words.
+    first = shard_dir / Path(manifest["outputs"][0]["path"]).with_suffix(".stats.arrow").name
+    partial = _KeptStats.from_partial(first.read_bytes(), None)
+    partial.words += 1000
+    first.write_bytes(partial.to_partial())
+    stage = ShardStage(name="shard", target_size="16KB", row_group_rows=50)
+    stage.finish(shard_dir, copy.deepcopy(manifest))
+    assert json.loads((shard_dir / "stats.json").read_text())["words"] == read["words"] + 1000
+
+
 def test_shard_stats_count_exact_tokens_with_a_tokenizer(shard_run, tmp_path: Path) -> None:
     from curate.executors import LocalExecutor
     from curate.runner import run_stage
@@ -615,6 +640,62 @@ def test_many_files_in_threads_equal_one_file(tmp_path: Path) -> None:
     assert one["length_histogram"] == many["length_histogram"]
     assert one["length_percentiles_by_source"] == many["length_percentiles_by_source"]
     assert one["samples"]["kept"] == many["samples"]["kept"]  # the first documents, whatever thread ran first
+
+
+def _write_partials(folder: Path, tables: list[pa.Table], tokenizer: Any = None) -> dict[str, Path]:
+    """Each table's partial, as the shard stage writes it beside its shard, by the shard's file name."""
+    partials = {}
+    for n, table in enumerate(tables):
+        partials[f"part-{n:05d}.parquet"] = path = folder / f"part-{n:05d}.stats.arrow"
+        path.write_bytes(table_stats_and_partial(table, tokenizer)[1])
+    return partials
+
+
+def test_partials_merge_to_the_stats_of_reading_the_files(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer
+
+    # Many sources, languages and licences over files that differ in columns (one without lang at all, one
+    # with a duplicate cluster column, one empty): every figure must come out as reading the files gives it.
+    docs = [
+        (
+            f"s{n % 23}:{n}",
+            f"s{n % 23}",
+            ["en", "fr", None][n % 3],
+            ["CC-BY", None][n % 2],
+            "w\u00a0x " * (n % 41),
+        )
+        for n in range(600)
+    ]
+    tables = [kept_table(docs[:200]), kept_table(docs[200:350], lang=False), kept_table(docs[350:])]
+    tables[2] = _with_cluster(tables[2], [f"c{n % 7}" for n in range(250)])
+    tables.append(kept_table(docs[:0]))
+    folder = write_stage(tmp_path / "s", tables)
+    _train_tokenizer(tmp_path / "tokenizer.json", [d[4] for d in docs])
+    for tokenizer in (None, str(tmp_path / "tokenizer.json")):
+        loaded = Tokenizer.from_file(tokenizer) if tokenizer else None
+        partials = _write_partials(folder, tables, loaded)
+        read = collect_stats(folder, tokenizer=tokenizer)
+        merged = collect_stats(folder, tokenizer=tokenizer, partials=partials)
+        assert json.dumps(merged, sort_keys=True) == json.dumps(read, sort_keys=True)
+        assert len(read["length_histogram"]["by_source"]) == 20 and read["dup_clusters"] is not None
+        assert read["by_lang"]["(none)"]["documents"] == 150 + 250 // 3 + 200 // 3 + 1
+
+
+def test_a_partial_that_disagrees_with_its_file_is_not_used(tmp_path: Path, caplog) -> None:
+    tables = [kept_table(DOCS[:2]), kept_table(DOCS[2:])]
+    folder = write_stage(tmp_path / "s", tables)
+    read = collect_stats(folder)
+    partials = _write_partials(folder, tables)
+    swapped = {"part-00000.parquet": partials["part-00001.parquet"], "part-00001.parquet": folder / "none"}
+    assert collect_stats(folder, partials=swapped) == read  # another file's rows; missing
+    partials["part-00000.parquet"].write_bytes(b"not arrow")
+    assert collect_stats(folder, partials=partials) == read
+    assert "part-00000.stats.arrow unusable" in caplog.text
+    # Counted without a tokenizer, where this one has one: its token counts would be missing.
+    _train_tokenizer(tmp_path / "tokenizer.json", [d[4] for d in DOCS])
+    partials = _write_partials(folder, tables)
+    with_tokens = collect_stats(folder, tokenizer=str(tmp_path / "tokenizer.json"), partials=partials)
+    assert with_tokens["tokens"] == WORDS
 
 
 def _with_cluster(table: pa.Table, clusters: list[str]) -> pa.Table:
