@@ -102,19 +102,19 @@ def execute_task(stage: Stage, task: Task, out_dir: str) -> dict[str, Any]:
         )
     # Only deterministic facts go into the files, so that a rerun writes identical bytes. The key marks both
     # files as curate's: only such files are ever deleted (see _owned).
-    checksums = {}
+    files = []
     if rejected.num_rows:
         write_parquet(_with_task_key(rejected, counts), rejected_path)
-        checksums[str(rejected_path.relative_to(out))] = sha256_file(rejected_path)
+        files.append(_file_entry(rejected_path, out, rejected.num_rows))
     else:
         _unlink_owned(rejected_path, out)
     kept_path = kept_file(out, task.name)
     write_parquet(_with_task_key(kept, counts), kept_path, row_group_size=stage.row_group_size)
-    # Checksummed here, in parallel, while the file is in the page cache: in the driver it was serial work
-    # that grew with the corpus (a second per GB on every stage).
-    checksums[str(kept_path.relative_to(out))] = sha256_file(kept_path)
+    # The manifest's entries are made here, in parallel, while the files are in the page cache: in the
+    # driver, reading every output again was serial work that grew with the corpus (a second per GB).
+    files.append(_file_entry(kept_path, out, kept.num_rows))
     seconds = round(time.perf_counter() - start, 3)
-    return {**counts, "node": node_id(), "seconds": seconds, "sha256": checksums}
+    return {**counts, "node": node_id(), "seconds": seconds, "files": files}
 
 
 def _with_task_key(table: pa.Table, counts: dict[str, Any]) -> pa.Table:
@@ -179,8 +179,7 @@ def _run_locked(
     todo = [t for t in tasks if not _is_finished(out, t.name, previous, stage.name, hashes)]
     run = _Run(stage, out, executor, resources)
     run.run(tasks, todo, progress)
-    hashes.update(run.checksums)
-    manifest = _manifest(stage, tasks, inputs, out, run.failed, fingerprint, hashes)
+    manifest = _manifest(stage, tasks, inputs, out, run, fingerprint, hashes)
     manifest.update(
         started=started.isoformat(timespec="seconds"),
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -246,7 +245,7 @@ class _Run:
     failed: list[dict[str, Any]] = field(default_factory=list)
     nodes: Counter = field(default_factory=Counter)
     node_seconds: Counter = field(default_factory=Counter)
-    checksums: dict[str, str] = field(default_factory=dict)  # SHA-256 of the files the tasks wrote, by path
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # what each task that ran returned
 
     def run(
         self, tasks: list[Task], todo: list[Task], progress: Callable[[StageProgress], Any] | None
@@ -281,7 +280,7 @@ class _Run:
                 else:
                     self.nodes[counts["node"]] += 1
                     self.node_seconds[counts["node"]] += counts["seconds"]
-                    self.checksums.update(counts["sha256"])
+                    self.results[todo[index].name] = counts
                     state.task_finished(index, counts["in"])
 
     def _prepare(self, tasks: list[Task], todo: list[Task], state: StageProgress) -> list[Task]:
@@ -503,7 +502,7 @@ def _unlink_owned(path: Path | StoragePath, out: Path | StoragePath) -> None:
 
 
 def _is_finished(
-    out: Path | StoragePath, name: str, previous: dict[str, str], stage_name: str, hashes: dict[Any, str]
+    out: Path | StoragePath, name: str, previous: dict[str, str], stage_name: str, hashes: dict[str, str]
 ) -> bool:
     """Whether a task's outputs are complete and intact; a damaged one is removed so the task runs again."""
     kept = kept_file(out, name)
@@ -608,13 +607,15 @@ def _task_counts(
     }
 
 
-def _file_entry(path: Path | StoragePath, root: Path | StoragePath, hashes: dict[str, str]) -> dict[str, Any]:
-    relative = str(path.relative_to(root))
+def _file_entry(
+    path: Path | StoragePath, root: Path | StoragePath, rows: int | None = None, sha256: str | None = None
+) -> dict[str, Any]:
+    """A manifest's entry for an output file: its path in the stage folder, rows, bytes and SHA-256."""
     return {
-        "path": relative,
-        "rows": parquet_rows(path),
+        "path": str(path.relative_to(root)),
+        "rows": parquet_rows(path) if rows is None else rows,
         "bytes": path.stat().st_size,
-        "sha256": hashes.get(relative) or sha256_file(path),
+        "sha256": sha256 or sha256_file(path),
     }
 
 
@@ -623,23 +624,35 @@ def _manifest(
     tasks: list[Task],
     inputs: list[Input],
     out: Path | StoragePath,
-    failed: list[dict],
+    run: _Run,
     fingerprint: str,
     hashes: dict[str, str],
 ) -> dict[str, Any]:
+    """The stage's manifest: from what the tasks that ran returned, and the files of those a rerun skipped
+    (their footers, with the checksums taken while validating them)."""
+    failed = run.failed
     failed_by_name = {f["task"]: f for f in failed}
     totals: Counter = Counter()
     reasons: Counter = Counter()
     for task in tasks:
-        c = _task_counts(stage, task, out, failed_by_name)
+        c = run.results.get(task.name) or _task_counts(stage, task, out, failed_by_name)
         totals.update(
             {k: c[k] for k in ("in", "kept", "rejected", "errored", "characters_kept", "characters_rejected")}
         )
         reasons.update(c["drop_reasons"])
-    outputs = [
-        _file_entry(kept_file(out, t.name), out, hashes) for t in tasks if t.name not in failed_by_name
+    written = {e["path"]: e for r in run.results.values() for e in r["files"]}
+
+    def entry(path: Path | StoragePath) -> dict[str, Any]:
+        relative = str(path.relative_to(out))
+        return written.get(relative) or _file_entry(path, out, sha256=hashes.get(relative))
+
+    outputs = [entry(kept_file(out, t.name)) for t in tasks if t.name not in failed_by_name]
+    rejected = [
+        entry(p)
+        for t in tasks
+        if str((p := rejected_file(out, t.name)).relative_to(out)) in written
+        or (t.name not in run.results and p.exists())
     ]
-    rejected = [_file_entry(p, out, hashes) for t in tasks if (p := rejected_file(out, t.name)).exists()]
     schema = parquet_schema(out / outputs[0]["path"]).remove_metadata() if outputs else None
     return {
         "stage": stage.name,

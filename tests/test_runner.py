@@ -82,19 +82,28 @@ def test_stage_writes_kept_rejected_and_manifest(shards: Path, tmp_path: Path):
     assert by_id["t:de"]["drop_reason"] == "lang" and by_id["t:de"]["drop_detail"].startswith("de ")
     assert by_id["t:empty"]["drop_reason"] == "empty"
     for entry in manifest["outputs"] + manifest["rejected_outputs"]:
-        assert sha256_file(out / entry["path"]) == entry["sha256"]
+        path = out / entry["path"]
+        assert sha256_file(path) == entry["sha256"]
+        assert (pq.ParquetFile(path).metadata.num_rows, path.stat().st_size) == (
+            entry["rows"],
+            entry["bytes"],
+        )
     assert sum(o["rows"] for o in manifest["outputs"]) == 4
+    assert sum(o["rows"] for o in manifest["rejected_outputs"]) == 2
     assert not list(out.rglob("*.tmp-*"))
 
 
 def test_rerun_skips_finished_tasks_and_keeps_bytes(shards: Path, tmp_path: Path):
     out = tmp_path / "filter"
-    run_stage(LanguageFilter(name="filter"), [Input(str(shards))], out, LocalExecutor())
+    first = run_stage(LanguageFilter(name="filter"), [Input(str(shards))], out, LocalExecutor())
     before = _checksums(out)
     again = run_stage(LanguageFilter(name="filter"), [Input(str(shards))], out, LocalExecutor())
     assert (again["tasks"]["total"], again["tasks"]["run"], again["tasks"]["skipped"]) == (3, 0, 3)
     assert again["counts"] == {"in": 6, "kept": 4, "rejected": 2, "errored": 0}
     assert _checksums(out) == before
+    # The tasks that ran told the manifest what they wrote; the rerun read it from the files: the same.
+    for key in ("outputs", "rejected_outputs", "counts", "characters", "drop_reasons"):
+        assert again[key] == first[key], key
 
 
 def test_interrupted_run_resumes_only_missing_tasks_with_identical_output(shards: Path, tmp_path: Path):
