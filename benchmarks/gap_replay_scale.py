@@ -351,6 +351,10 @@ def warm_up() -> None:
     for module in pkgutil.walk_packages(curate.__path__, "curate."):
         if module.name != "curate.__main__":
             __import__(module.name)
+    # And what is imported inside functions at a driver's first use of it (pyarrow's pandas bridge for
+    # to_numpy of strings, near dedup's clusters, token counts): a pipeline's driver pays that once.
+    for name in ("pandas", "scipy.sparse.csgraph", "tokenizers"):
+        __import__(name)
 
 
 def _tree_cpu_seconds() -> float:
@@ -427,8 +431,10 @@ def _text_bytes_by_source(paths: list[Path]) -> dict[str, list[int]]:
     return found
 
 
-def run_one_stage(pipeline_file: Path, name: str, workers: int) -> dict[str, Any]:
-    """Run one stage of the sample pipeline here (earlier stages done), measured; its figures as a dict."""
+def run_one_stage(pipeline_file: Path, name: str, workers: int, trace_memory: bool = True) -> dict[str, Any]:
+    """Run one stage of the sample pipeline here (earlier stages done), measured; its figures as a dict.
+    trace_memory: measure what the global pass holds (tracemalloc, which slows the driver: its CPU seconds
+    are then not the stage's)."""
     from curate.pipeline import load_pipeline
     from curate.runner import run_stage
     from curate.stage import Input, TableStage
@@ -459,7 +465,8 @@ def run_one_stage(pipeline_file: Path, name: str, workers: int) -> dict[str, Any
             tracemalloc.stop()
 
     # On the class, in this driver only: the stage object is pickled to the workers, which import the class.
-    type(stage).prepare = measured_prepare  # type: ignore[method-assign]
+    if trace_memory:
+        type(stage).prepare = measured_prepare  # type: ignore[method-assign]
     base_rss = _peak_rss_bytes()
     start, wall = time.process_time(), time.perf_counter()
     manifest = run_stage(stage, inputs, workdir / name, executor, None, planned.resources)
@@ -499,7 +506,7 @@ def run_one_stage(pipeline_file: Path, name: str, workers: int) -> dict[str, Any
         "wall_s": wall,
         "driver_base_rss": base_rss,
         "driver_peak_rss": _peak_rss_bytes(),
-        "driver_data_bytes": driver_data,
+        "driver_data_bytes": driver_data if trace_memory else None,
         "worker_peak_rss": executor.peak_rss,
     }
 
@@ -643,16 +650,19 @@ def run_sample(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
             name,
         ]
         # The driver's seconds are small next to the workers': the least of a few fresh runs keeps a busy
-        # moment of the machine from passing for work that grows with the data.
+        # moment of the machine from passing for work that grows with the data. One more run measures the
+        # driver's memory: tracemalloc slows the driver, so its seconds are not counted.
         repeats = []
-        for _ in range(args.driver_repeat):
+        for n in range(args.driver_repeat + 1):
             shutil.rmtree(work / "run" / name, ignore_errors=True)
-            run = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+            traced = ["--trace-memory"] if n == args.driver_repeat else []
+            run = subprocess.run(command + traced, capture_output=True, text=True, cwd=REPO)
             if run.returncode != 0:
                 sys.exit(f"stage {name} failed:\n{run.stderr[-3000:]}")
             repeats.append(json.loads(run.stdout.strip().splitlines()[-1]))
         stage = repeats[-1]
-        stage["driver_cpu_s_runs"] = [r["driver_cpu_s"] for r in repeats]
+        stage["driver_cpu_s_traced"] = stage["driver_cpu_s"]
+        stage["driver_cpu_s_runs"] = [r["driver_cpu_s"] for r in repeats[:-1]]
         stage["driver_cpu_s"] = min(stage["driver_cpu_s_runs"])
         if stage["counts"]["errored"]:
             sys.exit(
@@ -685,16 +695,25 @@ def main() -> None:
     parser.add_argument("--pdf-share", type=float, default=0.1, help="papers that come as a PDF only")
     parser.add_argument("--no-abstract", type=float, default=0.4, help="citations without an abstract")
     parser.add_argument("--workers", type=int, default=1, help="worker processes per stage")
-    parser.add_argument("--driver-repeat", type=int, default=3, help="runs of each stage (least driver CPU)")
+    parser.add_argument(
+        "--driver-repeat",
+        type=int,
+        default=3,
+        help="runs of each stage whose least driver CPU counts (one more measures the driver's memory)",
+    )
     parser.add_argument("--pipeline", type=Path, default=PIPELINE)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="where the sample goes (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the sample and the stage outputs")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--run-stage", nargs=2, metavar=("PIPELINE", "STAGE"), help=argparse.SUPPRESS)
+    parser.add_argument("--trace-memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_stage:  # the child that measures one stage
-        print(json.dumps(run_one_stage(Path(args.run_stage[0]), args.run_stage[1], args.workers)))
+        stage_figures = run_one_stage(
+            Path(args.run_stage[0]), args.run_stage[1], args.workers, trace_memory=args.trace_memory
+        )
+        print(json.dumps(stage_figures))
         return
     if not EVALDATA.is_dir():
         sys.exit(f"evaluation data not found at {EVALDATA} (it lives in ../shared beside the checkout)")
