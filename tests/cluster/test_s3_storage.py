@@ -173,7 +173,8 @@ def test_pipeline_writes_its_work_directory_to_s3(
     names = [o["path"] for o in shard["outputs"]]
     assert len([n for n in names if n.startswith("shard-")]) > 1
     assert [n for n in names if n.startswith("validation-shard-")]
-    assert _side_files(shard) == _side_files(local_run["shard"]) and len(_side_files(shard)) == len(names)
+    # Two per shard: its stats, and the partial that stats.json is merged from.
+    assert _side_files(shard) == _side_files(local_run["shard"]) and len(_side_files(shard)) == 2 * len(names)
     assert shard["totals"] == local_run["shard"]["totals"] and shard["schema_fields"]
     assert f"{BUCKET}/inproc/shard/stats.json" in keys
     local_stats = read_json(local_workdir / "shard" / "stats.json")
