@@ -161,23 +161,23 @@ class ProcessExecutor:
 def _without_main_script() -> Iterator[None]:
     """Start processes without multiprocessing re-running the driver's main script in them (workers get
     functions from curate's modules, never from __main__, and a script without a __main__ guard, pytest's or
-    Ray's worker script would run again in every worker), and with Ctrl-C ignored: the fork server and the
-    workers inherit that, so the driver alone decides what an interrupt stops (no tracebacks from them)."""
+    Ray's worker script would run again in every worker), and with Ctrl-C blocked: the fork server and the
+    workers inherit the blocked signal, so the driver alone decides what an interrupt stops (no tracebacks
+    from them). Blocked, not ignored: a Ctrl-C pressed while the fork server starts (it imports curate
+    first, a second or more) stays pending and stops the driver once its workers are started."""
     main = sys.modules.get("__main__")
     hidden = {k: main.__dict__.pop(k) for k in ("__file__",) if main is not None and k in main.__dict__}
     spec = getattr(main, "__spec__", None)
     if main is not None:
         main.__spec__ = None
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGINT, previous)
         if main is not None:
             main.__dict__.update(hidden)
             main.__spec__ = spec
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # last: a pending Ctrl-C is raised here
 
 
 def _receive(

@@ -167,3 +167,27 @@ def test_ray_tasks_report_documents_through_an_actor(ray_session):
         events.append(sum(n for _, n in seen))
         assert error is None and value == 60
     assert 0 < events[0] <= 60  # reports arrived while the task ran, before its result
+
+
+def test_ctrl_c_while_workers_start_is_not_lost(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # Ctrl-C reaches the driver while it starts its workers (the fork server can take a second or more to
+    # import curate): the workers must not get it, but the driver must still stop when they are started.
+    script = (
+        "import os, signal\n"
+        "from curate.pool import ProcessExecutor, _without_main_script\n"
+        "try:\n"
+        "    with _without_main_script():\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    print('lost')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted')\n"
+        "executor = ProcessExecutor(num_cpus=1)\n"
+        "print([v for _, v, _ in executor.map(abs, [(-3,)])])\n"
+        "executor.close()\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["interrupted", "[3]"], run.stdout + run.stderr
