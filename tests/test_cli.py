@@ -329,8 +329,16 @@ def test_in_a_terminal_progress_shows_documents_rate_and_eta(tmp_path: Path):
 
 def _interrupt(command: list[str], stage: Path) -> subprocess.CompletedProcess:
     """Run command in a process group of its own, and press Ctrl-C (SIGINT to the group) once stage runs."""
+    # As from a terminal: a test run started in the background (`&`, nohup) ignores SIGINT, and its children
+    # would inherit that.
     proc = subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not (stage / ".curate-stage.json").exists() and proc.poll() is None and time.monotonic() < deadline:

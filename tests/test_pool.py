@@ -177,6 +177,7 @@ def test_ctrl_c_while_workers_start_is_not_lost(tmp_path: Path) -> None:
     # import curate): the workers must not get it, but the driver must still stop when they are started.
     script = (
         "import os, signal\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever we inherit\n"
         "from curate.pool import ProcessExecutor, _without_main_script\n"
         "try:\n"
         "    with _without_main_script():\n"

@@ -377,6 +377,9 @@ class _Deadline:
             return
 
         def on_alarm(signum: int, frame: Any) -> None:
+            # The handler puts the old one back itself: an alarm that came during a C call runs at Python's
+            # next step, which can be past the body, in the clean-up below, and would cut it short.
+            signal.signal(signal.SIGALRM, previous)
             raise _Timeout
 
         previous = signal.signal(signal.SIGALRM, on_alarm)
