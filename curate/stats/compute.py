@@ -316,24 +316,28 @@ class _KeptStats:
         """The state to_partial() wrote; ValueError if it is not one, or was counted with(out) a tokenizer
         where this one is not."""
         try:
-            table = pa.ipc.open_file(pa.py_buffer(data) if isinstance(data, bytes) else data).read_all()
-            facts = json.loads(table.schema.metadata[PARTIAL_KEY])
-            if facts["version"] != PARTIAL_VERSION:
-                raise ValueError(f"version {facts['version']}, expected {PARTIAL_VERSION}")
-            if facts["tokens_exact"] != (tokenizer is not None):
-                raise ValueError("counted with another tokenizer setting")
-            kept = cls(tokenizer)
-            lengths = table.column("characters").to_numpy().astype(np.int32)
-            codes = table.column("source").to_numpy().astype(np.int32)
-            names = [str(n) for n in facts["source_names"]]
-            if len(lengths) != facts["documents"] or int(lengths.sum()) != facts["characters"]:
-                raise ValueError("its lengths disagree with its sums")
-            if len(codes) and not 0 <= int(codes.min()) <= int(codes.max()) < len(names):
-                raise ValueError("a source code out of range")
+            return cls._read_partial(data, tokenizer)
         except (pa.ArrowException, KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
-            raise ValueError(f"not a stats partial ({e})") from e
+            raise ValueError(f"not a stats partial ({type(e).__name__}: {e})") from e
+
+    @classmethod
+    def _read_partial(cls, data: pa.Buffer | bytes, tokenizer: Any) -> _KeptStats:
+        table = pa.ipc.open_file(pa.py_buffer(data) if isinstance(data, bytes) else data).read_all()
+        facts = json.loads(table.schema.metadata[PARTIAL_KEY])
+        if facts["version"] != PARTIAL_VERSION:
+            raise ValueError(f"version {facts['version']}, expected {PARTIAL_VERSION}")
+        if facts["tokens_exact"] != (tokenizer is not None):
+            raise ValueError("counted with another tokenizer setting")
+        lengths = table.column("characters").to_numpy().astype(np.int32)
+        codes = table.column("source").to_numpy().astype(np.int32)
+        names = [str(n) for n in facts["source_names"]]
+        if len(lengths) != facts["documents"] or int(lengths.sum()) != facts["characters"]:
+            raise ValueError("its lengths disagree with its sums")
+        if len(codes) and not 0 <= int(codes.min()) <= int(codes.max()) < len(names):
+            raise ValueError("a source code out of range")
+        kept = cls(tokenizer)
         kept.documents, kept.characters = facts["documents"], facts["characters"]
-        kept.words, kept.tokens = facts["words"], facts["tokens"]
+        kept.words, kept.tokens = int(facts["words"]), int(facts["tokens"])
         kept.source_names = {name: code for code, name in enumerate(names)}
         kept.lengths, kept.source_ids = [lengths], [codes]
         width = len(LENGTH_EDGES) + 1
@@ -343,8 +347,8 @@ class _KeptStats:
         kept.histogram = {name: counts[code] for code, name in enumerate(names) if counts[code].any()}
         for name in _GROUPS:
             groups = getattr(kept, name)
-            groups.counts = {key: Counter(c) for key, c in facts["groups"][name].items()}
-        kept.has_lang, kept.has_dup_cluster = facts["has_lang"], facts["has_dup_cluster"]
+            groups.counts = {str(key): Counter(c) for key, c in facts["groups"][name].items()}
+        kept.has_lang, kept.has_dup_cluster = bool(facts["has_lang"]), bool(facts["has_dup_cluster"])
         kept.no_lang = Counter(facts["no_lang"])
         return kept
 

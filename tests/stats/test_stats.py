@@ -691,6 +691,17 @@ def test_a_partial_that_disagrees_with_its_file_is_not_used(tmp_path: Path, capl
     partials["part-00000.parquet"].write_bytes(b"not arrow")
     assert collect_stats(folder, partials=partials) == read
     assert "part-00000.stats.arrow unusable" in caplog.text
+    # Arrow, with the right rows, but its sums lack the groups: read the file instead.
+    partial = pa.ipc.open_file(partials["part-00001.parquet"].read_bytes()).read_all()
+    facts = json.loads(partial.schema.metadata[b"curate.stats"])
+    del facts["groups"]
+    partial = partial.replace_schema_metadata({b"curate.stats": json.dumps(facts)})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, partial.schema) as writer:
+        writer.write_table(partial)
+    partials["part-00001.parquet"].write_bytes(sink.getvalue().to_pybytes())
+    assert collect_stats(folder, partials=partials) == read
+    assert "part-00001.stats.arrow unusable (not a stats partial (KeyError" in caplog.text
     # Counted without a tokenizer, where this one has one: its token counts would be missing.
     _train_tokenizer(tmp_path / "tokenizer.json", [d[4] for d in DOCS])
     partials = _write_partials(folder, tables)
