@@ -646,13 +646,14 @@ def _manifest(
         relative = str(path.relative_to(out))
         return written.get(relative) or _file_entry(path, out, sha256=hashes.get(relative))
 
+    def has_rejected(task: Task, path: Path | StoragePath) -> bool:
+        # A task that ran said what it wrote; for the others (skipped, failed) the folder tells.
+        if task.name in run.results:
+            return str(path.relative_to(out)) in written
+        return path.exists()
+
     outputs = [entry(kept_file(out, t.name)) for t in tasks if t.name not in failed_by_name]
-    rejected = [
-        entry(p)
-        for t in tasks
-        if str((p := rejected_file(out, t.name)).relative_to(out)) in written
-        or (t.name not in run.results and p.exists())
-    ]
+    rejected = [entry(p) for t in tasks if has_rejected(t, p := rejected_file(out, t.name))]
     schema = parquet_schema(out / outputs[0]["path"]).remove_metadata() if outputs else None
     return {
         "stage": stage.name,

@@ -27,6 +27,7 @@ from curate.units import parse_size
 
 STATS_SUFFIX = ".stats.json"
 PARTIAL_SUFFIX = ".stats.arrow"  # each document's length and source, and the sums: stats.json merges them
+SHARD_SIDECARS = (STATS_SUFFIX, PARTIAL_SUFFIX)  # the files written beside each shard
 _SHARD_NAME = re.compile(rf"^(?:{VALIDATION_PREFIX})?shard-\d{{5}}$")
 
 
@@ -133,7 +134,7 @@ class ShardStage(Stage):
         from curate.stats.compute import collect_stats
 
         shards = {Path(o["path"]).stem for o in manifest["outputs"]}
-        for suffix in (STATS_SUFFIX, PARTIAL_SUFFIX):  # of shards an earlier run wrote, named as curate does
+        for suffix in SHARD_SIDECARS:  # of shards an earlier run wrote, named as curate names them
             for f in out_dir.glob(f"*{suffix}"):
                 task = f.name.removesuffix(suffix)
                 if _SHARD_NAME.match(task) and task not in shards:
@@ -160,9 +161,7 @@ def corpus_manifest(
         arrow = parquet_schema(out_dir / manifest["outputs"][0]["path"])
         schema = [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in arrow]
     stats_files = [out_dir / "stats.json"] + [
-        out_dir / f"{Path(o['path']).stem}{suffix}"
-        for o in manifest["outputs"]
-        for suffix in (STATS_SUFFIX, PARTIAL_SUFFIX)
+        out_dir / f"{Path(o['path']).stem}{suffix}" for o in manifest["outputs"] for suffix in SHARD_SIDECARS
     ]
     totals = {
         "shards": len(manifest["outputs"]),

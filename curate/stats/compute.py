@@ -176,6 +176,15 @@ class _Groups:
         return out
 
 
+def _histograms(lengths: np.ndarray, codes: np.ndarray, sources: int) -> np.ndarray:
+    """Documents per length bin for each source code (one row per code), from lengths and their sources."""
+    # One bincount over (source, bin) pairs gives every source's histogram at once.
+    width = len(LENGTH_EDGES) + 1
+    bins = np.searchsorted(np.asarray(LENGTH_EDGES), lengths, side="right")
+    counts = np.bincount(codes.astype(np.int64) * width + bins, minlength=sources * width)
+    return counts.reshape(-1, width)
+
+
 _GROUPS = ("by_source", "by_license", "by_lang")
 PARTIAL_KEY = b"curate.stats"
 PARTIAL_VERSION = 1
@@ -243,11 +252,7 @@ class _KeptStats:
         lens = lengths.to_numpy(zero_copy_only=False)
         self.lengths.append(lens)
         self.source_ids.append(codes)
-        # One bincount over (source, bin) pairs gives every source's histogram of this batch at once.
-        width = len(LENGTH_EDGES) + 1
-        bins = np.searchsorted(np.asarray(LENGTH_EDGES), lens, side="right")
-        counts = np.bincount(codes.astype(np.int64) * width + bins, minlength=len(self.source_names) * width)
-        counts = counts.reshape(-1, width)
+        counts = _histograms(lens, codes, len(self.source_names))
         for name, code in zip(names, local, strict=True):
             have = self.histogram.get(name)
             self.histogram[name] = counts[code] if have is None else have + counts[code]
@@ -312,7 +317,7 @@ class _KeptStats:
         return sink.getvalue().to_pybytes()
 
     @classmethod
-    def from_partial(cls, data: pa.Buffer | bytes, tokenizer: Any) -> _KeptStats:
+    def from_partial(cls, data: bytes, tokenizer: Any) -> _KeptStats:
         """The state to_partial() wrote; ValueError if it is not one, or was counted with(out) a tokenizer
         where this one is not."""
         try:
@@ -321,8 +326,8 @@ class _KeptStats:
             raise ValueError(f"not a stats partial ({type(e).__name__}: {e})") from e
 
     @classmethod
-    def _read_partial(cls, data: pa.Buffer | bytes, tokenizer: Any) -> _KeptStats:
-        table = pa.ipc.open_file(pa.py_buffer(data) if isinstance(data, bytes) else data).read_all()
+    def _read_partial(cls, data: bytes, tokenizer: Any) -> _KeptStats:
+        table = pa.ipc.open_file(pa.py_buffer(data)).read_all()
         facts = json.loads(table.schema.metadata[PARTIAL_KEY])
         if facts["version"] != PARTIAL_VERSION:
             raise ValueError(f"version {facts['version']}, expected {PARTIAL_VERSION}")
@@ -340,10 +345,7 @@ class _KeptStats:
         kept.words, kept.tokens = int(facts["words"]), int(facts["tokens"])
         kept.source_names = {name: code for code, name in enumerate(names)}
         kept.lengths, kept.source_ids = [lengths], [codes]
-        width = len(LENGTH_EDGES) + 1
-        bins = np.searchsorted(np.asarray(LENGTH_EDGES), lengths, side="right")
-        counts = np.bincount(codes.astype(np.int64) * width + bins, minlength=len(names) * width)
-        counts = counts.reshape(-1, width)
+        counts = _histograms(lengths, codes, len(names))
         kept.histogram = {name: counts[code] for code, name in enumerate(names) if counts[code].any()}
         for name in _GROUPS:
             groups = getattr(kept, name)
@@ -592,11 +594,13 @@ def _file_samples(files: list[Path | StoragePath]) -> list[dict[str, Any]]:
     return samples.samples
 
 
-def _read_partial(path: Path | StoragePath, partial: Path | StoragePath | None, tokenizer: Any) -> _KeptStats:
+def _kept_file_stats(
+    path: Path | StoragePath, partial: Path | StoragePath | None, tokenizer: Any
+) -> _KeptStats:
     """The kept file's stats from its partial where that is sound, else from reading the file."""
     if partial is not None:
         try:
-            found = _KeptStats.from_partial(pa.py_buffer(partial.read_bytes()), tokenizer)
+            found = _KeptStats.from_partial(partial.read_bytes(), tokenizer)
             if found.documents != parquet_file(path).metadata.num_rows:
                 raise ValueError("it counts another number of rows than the file holds")
             return found
@@ -619,7 +623,7 @@ def _scan_stage(
         size = sum(f.stat().st_size for f in files)
         known = partials or {}
         with ThreadPoolExecutor(_threads(len(files))) as pool:
-            for partial in pool.map(lambda f: _read_partial(f, known.get(f.name), kept.tokenizer), files):
+            for partial in pool.map(lambda f: _kept_file_stats(f, known.get(f.name), kept.tokenizer), files):
                 kept.merge(partial)  # in file order, so the result does not depend on timing
         kept.samples = _file_samples(files)
     for f in _parquet_files(path / REJECTED_DIR):
@@ -672,7 +676,7 @@ def collect_stats(
 
     path may be a storage URI (s3://bucket/prefix): it is read through curate.storage. partials (a stage
     directory only): per kept file name, a file of table_stats_and_partial()'s partial for its rows, merged
-    instead of reading the file (one that is missing, unreadable or of another row count is not)."""
+    instead of reading the file (one that is missing or unsound is not: see _kept_file_stats)."""
     root = as_path(path)
     if not root.exists():
         raise ConfigError(f"{root}: path does not exist (expected a curate stage or work directory)")
@@ -687,7 +691,7 @@ def collect_stats(
         kept = _KeptStats(tok)
         rejected = _RejectedStats()
         manifest = _manifest(root)
-        size = _scan_stage(root, kept, rejected, None, partials or {})
+        size = _scan_stage(root, kept, rejected, None, partials)
         stats = _assemble(root, "stage", kept, rejected, size, tokenizer)
         stats["bytes_rejected"] = _rejected_bytes(root)
         stats["stage"] = (manifest or {}).get("stage") or root.name
