@@ -343,6 +343,28 @@ def test_a_bit_flipped_in_a_data_page_is_found_by_the_checksum_and_recomputed(sh
     assert verify(out)[1] == []  # the manifest vouches for the recomputed file, not the damaged one
 
 
+def test_a_damaged_output_whose_task_then_fails_gets_the_error_files_checksum(
+    shards: Path, tmp_path: Path, monkeypatch
+):
+    out = tmp_path / "filter"
+    run_stage(LanguageFilter(name="filter"), [Input(str(shards))], out, LocalExecutor())
+    _flip_in_data_page(out / "rejected" / "c.parquet")  # c's dropped rows: its outputs are recomputed
+    original = LanguageFilter.apply
+
+    def fail_on_c(self, table, task):
+        if task.name == "c":
+            raise RuntimeError("c fails this time")
+        return original(self, table, task)
+
+    monkeypatch.setattr(LanguageFilter, "apply", fail_on_c)
+    manifest = run_stage(LanguageFilter(name="filter"), [Input(str(shards))], out, LocalExecutor())
+    assert [f["task"] for f in manifest["failed_tasks"]] == ["c"]
+    entries = {e["path"]: e for e in manifest["rejected_outputs"]}
+    # The error rows now in rejected/c.parquet, not the damaged file the first check hashed.
+    assert entries["rejected/c.parquet"]["sha256"] == sha256_file(out / "rejected" / "c.parquet")
+    assert entries["rejected/c.parquet"]["rows"] == manifest["counts"]["errored"]
+
+
 KILLABLE = """
 import os, sys
 import pyarrow as pa

@@ -576,7 +576,7 @@ MUTATIONS: list[Mutation] = [
         "runner",
         "resume_checksum_unchecked",
         RUNNER,
-        "if hashes[path] != recorded:",
+        "if hashes[relative] != recorded:",
         "if False:",
         ISSUE13 + "SHA-256 check on resume disabled",
         tests=(
@@ -755,11 +755,12 @@ MUTATIONS: list[Mutation] = [
         "runner",
         "damaged_file_checksum_kept",
         RUNNER,
-        "            hashes.pop(path, None)  # the damaged file's",
-        "            pass  # the damaged file's",
+        "            hashes.pop(str(path.relative_to(out)), None)",
+        "            pass",
         "after a damaged output is recomputed, the manifest holds the new file's checksum",
         tests=(
             f"{RUNNER_T}::test_a_bit_flipped_in_a_data_page_is_found_by_the_checksum_and_recomputed",
+            f"{RUNNER_T}::test_a_damaged_output_whose_task_then_fails_gets_the_error_files_checksum",
             RESUME_T,
         ),
     ),
