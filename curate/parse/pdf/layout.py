@@ -281,9 +281,12 @@ def merge_continuations(
     """
     out: list[Para] = []
     aside: list[Para] = []
-    for para in paras:
+    for i, para in enumerate(paras):
         if out and not out[-1].heading and out[-1].text[-1] not in TERMINAL:
-            if not para.heading and para.size < min(body_size, out[-1].size) - SMALL_PRINT:
+            if not para.heading and (
+                para.size < min(body_size, out[-1].size) - SMALL_PRINT
+                or _foot_of_column(out[-1], para, paras[i + 1] if i + 1 < len(paras) else None)
+            ):
                 aside.append(para)
                 continue
             if not para.heading and _continues(para.text):
@@ -293,6 +296,21 @@ def merge_continuations(
         aside = []
         out.append(para)
     return out + aside
+
+
+def _foot_of_column(before: Para, para: Para, following: Para | None) -> bool:
+    """A short note between the halves of a sentence: it does not continue the running text before it,
+    and that text goes on at the head of the next column or page (a footnote in type OCR cannot tell from
+    the body's). A short line before it is a heading, not running text: the note is its paragraph."""
+    return (
+        following is not None
+        and len(before.text) >= PROSE_MIN_CHARS
+        and len(para.text) < PROSE_MIN_CHARS
+        and not _continues(para.text)
+        and not following.heading
+        and _continues(following.text)
+        and (following.page != para.page or following.first.y0 < para.lines[-1].y0)
+    )
 
 
 def _continues(text: str) -> bool:

@@ -33,10 +33,23 @@ _INSTITUTION = re.compile(
     r"|universit(?:y|ies|ät|é|à|ad|ade)|hospital|clinic|academy|ministry|foundation)\b",
     re.I,
 )
+_AFFILIATION_SEPARATOR = re.compile(r"[,;]|\.\s")
 _SAYS = re.compile(
     r"\b(?:is|are|was|were|be|been|we|our|this|these|that|which|has|have|had|may|can|could|should|showed?|found)\b",
     re.I,
 )
+# Words of a title or a sentence that an author list never holds ("A" is not one: it is an initial).
+_NOT_NAMES = re.compile(
+    r"\b(?:the|of|in|for|with|on|to|an|from|by|at|its|their|versus|vs|via|under|after|during|among|between"
+    r"|against|into|using|effects?)\b",
+    re.I,
+)
+# Lowercase words inside personal names ("Lucas de Araujo", "Ludwig van Beethoven", "Maria e Silva").
+_NAME_PARTICLE = re.compile(
+    r"and|de|da|das|do|dos|del|della|der|den|di|du|e|el|la|le|van|von|y|bin|al|ben|ter|ten|zu"
+)
+_NAME_WORD = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
+_NAME_SEPARATOR = re.compile(r"[,;&]|\band\b")
 _APPENDIX = re.compile(r"^(?:[\divx]+\.?\s*)?appendi(?:x|ces)\b(?:\s+[A-Z0-9]{1,3}\b)?", re.I)
 PMCID = re.compile(r"\b(PMC\d{4,9})\b")
 PMID = re.compile(r"\bPMID:?\s*(\d{1,9})\b")
@@ -81,11 +94,32 @@ def affiliations(text: str) -> bool:
     institutions, no verbs, and a comma every few words (prose naming an institution has one in ten)."""
     if len(text) > 3000 or len(_INSTITUTION.findall(text)) < 2 or _SAYS.search(text):
         return False
-    return text.count(",") >= _AFFILIATION_COMMAS * len(text.split())
+    # "Senior lecturer. Department of ...; Professor. Department of ..." lists by stops and semicolons too.
+    return len(_AFFILIATION_SEPARATOR.findall(text)) >= _AFFILIATION_COMMAS * len(text.split())
 
 
-def cut_front_matter(paras: list[Para], title: str | None) -> list[Para]:
-    """On page 1, drop what comes before the abstract (authors, affiliations, dates), except the title."""
+def byline(text: str) -> bool:
+    """A list of authors ("Reshma Kochikar Pai, Sham S Bhat, Afreen Salman"): two or more names of two to
+    five capitalised words (markers and degrees aside), and nothing a title or a sentence would hold."""
+    if len(text) > 400 or _SAYS.search(text):
+        return False
+    names = [_NAME_WORD.findall(part) for part in _NAME_SEPARATOR.split(text)]
+    names = [words for words in names if words]
+    words = [w for name in names for w in name]
+    if len(names) < 2 or _NOT_NAMES.search(text):
+        return False
+    # Two letters or fewer: a particle, or a name OCR split at a letter it could not read ("Concei¢ao").
+    if any(not w[0].isupper() and len(w) > 2 and not _NAME_PARTICLE.fullmatch(w.lower()) for w in words):
+        return False
+    return all(2 <= sum(w[0].isupper() for w in name) <= 5 for name in names)
+
+
+def cut_front_matter(paras: list[Para], title: str | None, typed: bool = True) -> list[Para]:
+    """On page 1, drop what comes before the abstract (authors, affiliations, dates), except the title.
+
+    Untyped pages (OCR: sizes are estimates, nothing is bold) cannot tell a name from a label or a
+    heading by its type: there only author lists go, and every paragraph may start the text.
+    """
     start = None
     for i, para in enumerate(paras):
         if para.page > 0:
@@ -95,7 +129,7 @@ def cut_front_matter(paras: list[Para], title: str | None) -> list[Para]:
         if (
             key in _ABSTRACT_WORDS
             or (first_word in _ABSTRACT_WORDS and len(para.text) >= 2 * PROSE_MIN_CHARS)
-            or (not para.heading and prose(para.text) and len(para.text) >= 2 * PROSE_MIN_CHARS)
+            or (not (typed and para.heading) and prose(para.text) and len(para.text) >= 2 * PROSE_MIN_CHARS)
         ):
             start = i
             break
@@ -107,6 +141,8 @@ def cut_front_matter(paras: list[Para], title: str | None) -> list[Para]:
         words = set(WORDS.findall(para.text.lower()))
         if title_words and words <= title_words:
             return True  # the title, perhaps over several lines
+        if not typed:
+            return not byline(para.text)
         # Sentences stay (a guideline's opening lines); names, affiliations and labels do not end like one.
         return len(para.text) >= _SENTENCE_MIN_CHARS and para.text[-1] in TERMINAL
 

@@ -263,7 +263,4 @@ def _body(
     kept = layout.merge_continuations(kept, words, compounds, body_size)
     # After merging: a paragraph set line by line (wide leading) is judged whole, not line by line.
     kept = [p for p in kept if p.heading or p.size >= body_size - layout.SMALL_PRINT or layout.prose(p.text)]
-    if pages[0].ocr:
-        # The author block is told apart by type (sizes, bold) that OCR does not see: nothing is cut.
-        return kept, two_column
-    return matter.cut_front_matter(kept, title), two_column
+    return matter.cut_front_matter(kept, title, typed=not pages[0].ocr), two_column

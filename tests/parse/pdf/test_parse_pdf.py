@@ -14,7 +14,7 @@ import pymupdf
 import pytest
 
 from curate.parse.jats import read_jats
-from curate.parse.pdf import PdfLimits, parse_pdf, parse_pdf_isolated
+from curate.parse.pdf import PdfLimits, matter, parse_pdf, parse_pdf_isolated
 from curate.schema import Rejection
 from tests.parse.pdf.samples import make_pdfs, minimal_pdf
 
@@ -582,6 +582,81 @@ def test_footnotes_at_a_column_foot_stay_out_of_the_sentence(tmp_path: Path) -> 
     text = _flat(parse_pdf(path).text)
     assert "Tulsi is also called as the Elixir of Life since it promotes longevity" in text
     assert "called 1 Leaves" not in text and "ten days. as the Elixir" not in text
+
+
+def test_a_column_foot_note_in_body_type_stays_out_of_the_sentence(tmp_path: Path) -> None:
+    # The same note in the body's type (as OCR sizes it): it neither ends the sentence nor continues it,
+    # and the sentence goes on at the head of the next column, so the note is set aside all the same.
+    path = _two_columns(
+        tmp_path / "foot.pdf",
+        _PLANT * 5 + "Tulsi is also called",
+        "as the Elixir of Life since it promotes longevity in those who take it. " + _PLANT * 5,
+        "*Reader, **Vice Principal, Professor and Head, ***Senior Lecturer",
+        foot_size=10,
+    )
+    text = _flat(parse_pdf(path).text)
+    assert "Tulsi is also called as the Elixir of Life since it promotes longevity" in text
+    assert "Senior Lecturer as the Elixir" not in text and "***Senior Lecturer" in text
+
+
+def test_a_paragraph_starting_at_a_column_foot_keeps_its_continuation(tmp_path: Path) -> None:
+    # A subheading in body type, then a paragraph whose first line sits at the column's foot: that line is
+    # the paragraph's start, not a note, and the next column's head continues it.
+    path = _two_columns(
+        tmp_path / "start.pdf",
+        _PLANT * 5 + "\n\nPreparation of the seed oil",
+        "of ethanol were added with boiling chips, and the mixture was refluxed for six hours. " + _PLANT * 4,
+        "To obtain the sterols, ten grams of each oil were weighed into a flask and sixty millilitres",
+        foot_size=10,
+    )
+    text = _flat(parse_pdf(path).text)
+    assert "weighed into a flask and sixty millilitres of ethanol were added with boiling chips" in text
+    assert "Preparation of the seed oil of ethanol" not in text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '\u2018Reshma Kochikar Pai, "Sham S Bhat, \u2018Afreen Salman, \u201cJagadish Chandra',
+        "Alpa Gupta-Wadhwa ', Jitesh Wadhwa *, Jigyasa Duhan >",
+        "Jefferson Soares de Oliveira(\u00ae),' Moara e Silva Concei\u00a2ao Pinto,\u201d and Dan Vasco",
+        "Maria van der Berg1, Li Wei2 & John A. Smith3*",
+    ],
+)
+def test_author_lists_are_bylines(text: str) -> None:
+    assert matter.byline(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Eid I. Brima",  # one name: nothing tells it from a heading
+        "The LinnSequencer 32 Track MIDI Sequence Recorder",
+        "Signs, Symptoms and Diagnosis",  # one word a part: headings, not names
+        "Effect of Curcuma Longa and Ocimum Sanctum on Myocardial Apoptosis",
+        "EFFECT OF CURCUMA LONGA, OCIMUM SANCTUM AND TULSI",
+        "Source of support: Nil, Conflict of interest: None",
+        "Smith, Jones and Patel showed that tulsi lowers glucose",
+        "Patients, Methods and Results",
+    ],
+)
+def test_titles_headings_and_sentences_are_not_bylines(text: str) -> None:
+    assert not matter.byline(text)
+
+
+def test_affiliations_listed_by_full_stops_are_affiliations() -> None:
+    listed = (
+        "1 Senior resident. Department of Conservative Dentistry & Endodontics, Post Graduate Institute of "
+        "Dental Sciences, Rohtak 2 Senior lecturer. Department of Orthodontics, Inderprastha Dental College, "
+        "Sahibabad 3 Professor. Department of Conservative Dentistry & Endodontics, Post Graduate "
+        "Institute of Dental Sciences, Rohtak"
+    )
+    assert matter.affiliations(listed)
+    prose = (
+        "Teeth were collected at the Department of Oral Surgery. Each was cleaned at the Dental College. "
+        "Roots were cut to 15 mm. Canals were shaped to size 30 and irrigated with saline between files."
+    )
+    assert not matter.affiliations(prose)
 
 
 def test_front_page_labels_and_affiliation_lists_are_left_out(tmp_path: Path) -> None:
