@@ -614,6 +614,37 @@ def test_a_paragraph_starting_at_a_column_foot_keeps_its_continuation(tmp_path: 
     assert "Preparation of the seed oil of ethanol" not in text
 
 
+def test_a_long_paragraph_at_a_column_foot_is_never_a_note(tmp_path: Path) -> None:
+    # The text before it lost its final stop (OCR often does): the paragraph at the foot is body text all
+    # the same, long as no note is, and the next column's head continues it.
+    path = _two_columns(
+        tmp_path / "long.pdf",
+        _PLANT * 4 + "Leaves were dried in the shade for ten days",
+        "clay pots away from the light. " + _PLANT * 4,
+        "Seeds were soaked in water overnight and then ground into a paste, which the families mixed with "
+        "honey and gave to children with coughs twice a day for a week, and what was left of the paste was "
+        "kept in",
+        foot_size=10,
+    )
+    text = _flat(parse_pdf(path).text)
+    assert "what was left of the paste was kept in clay pots away from the light" in text
+
+
+def test_a_short_line_inside_a_column_is_not_set_aside(tmp_path: Path) -> None:
+    # Running text without its final stop, a short line, then lowercase text below it in the same column:
+    # no column break falls between them, so nothing is a footnote and nothing is carried over the line.
+    doc = pymupdf.open()
+    page = doc.new_page()
+    body = _PLANT * 3 + "The plants the families used most were"
+    assert page.insert_textbox(pymupdf.Rect(50, 60, 560, 200), body, fontsize=10) >= 0
+    assert page.insert_textbox(pymupdf.Rect(50, 230, 560, 250), "Ocimum sanctum", fontsize=10) >= 0
+    rest = "and its seeds, which were soaked in water overnight before use. " + _PLANT * 2
+    assert page.insert_textbox(pymupdf.Rect(50, 280, 560, 400), rest, fontsize=10) >= 0
+    doc.save(tmp_path / "list.pdf")
+    text = _flat(parse_pdf(tmp_path / "list.pdf").text)
+    assert "used most were and its seeds" not in text
+
+
 @pytest.mark.parametrize(
     "text",
     [
