@@ -18,7 +18,10 @@ accurate): the dictionaries off (load_*_dawg), fuzzy-space repair, the music mas
 dotproduct=avx2 (the same word F1, no faster); lstm_use_matrix off (5% faster, `linn` word F1 0.976 to
 0.958); one uniform block (PSM 6, 11% faster, but columns read across); OSD at 100 dpi (missed two of
 four quarter turns); squeezing to 0.65 (median F1 on rendered PMC pages 0.964 to 0.946, no faster
-measurably here).
+measurably here); paragraphs found from geometry before recognition (paragraph_text_based=0: 4% faster,
+but table and body paragraphs split differently, median F1 0.964 to 0.956); the fixed-pitch test off (the
+same text, 1-2% faster, within the noise); a shorter OSD (min_characters_to_try 25: a third less OSD time,
+but a tall-table page turned the wrong way).
 
 tesserocr's wheel carries the Tesseract library; the trained models (`eng.traineddata`, `osd.traineddata`,
 other languages) come from the system: Debian's `tesseract-ocr-eng`, `tesseract-ocr-osd`, ... in
