@@ -26,7 +26,9 @@ _FURNITURE = re.compile(
     r"|^communicated\s+by\b|^subject\s+categor(?:y|ies)\b|^\W{0,3}\d{0,2}\s*(?:present|current|permanent)\s+address",
     re.I,
 )
-_AFFILIATION_COMMAS = 0.18  # commas per word in a list of affiliations (0.25-0.29 in PMC; prose ~0.05-0.1)
+# Separators (commas; also semicolons and stops) per word in a list of affiliations: commas alone run
+# 0.25-0.29 in PMC's lists, ~0.05-0.1 in prose.
+_AFFILIATION_SEPARATOR_RATE = 0.18
 # An affiliation list names institutions and places but never says anything: no verbs, no pronouns.
 _INSTITUTION = re.compile(
     r"\b(?:department|dept|division|school|faculty|institute|centre|center|laborator(?:y|ies)|unit|college"
@@ -91,23 +93,22 @@ def furniture(para: Para, captions: bool) -> bool:
 
 def affiliations(text: str) -> bool:
     """A list of affiliations ("1 Department of ..., University of ..., City, Country 2 ..."), not prose:
-    institutions, no verbs, and a comma every few words (prose naming an institution has one in ten)."""
+    institutions, no verbs, and a separator every few words (prose naming an institution has one in ten)."""
     if len(text) > 3000 or len(_INSTITUTION.findall(text)) < 2 or _SAYS.search(text):
         return False
     # "Senior lecturer. Department of ...; Professor. Department of ..." lists by stops and semicolons too.
-    return len(_AFFILIATION_SEPARATOR.findall(text)) >= _AFFILIATION_COMMAS * len(text.split())
+    return len(_AFFILIATION_SEPARATOR.findall(text)) >= _AFFILIATION_SEPARATOR_RATE * len(text.split())
 
 
 def byline(text: str) -> bool:
     """A list of authors ("Reshma Kochikar Pai, Sham S Bhat, Afreen Salman"): two or more names of two to
     five capitalised words (markers and degrees aside), and nothing a title or a sentence would hold."""
-    if len(text) > 400 or _SAYS.search(text):
+    if len(text) > 400 or _SAYS.search(text) or _NOT_NAMES.search(text):
         return False
-    names = [_NAME_WORD.findall(part) for part in _NAME_SEPARATOR.split(text)]
-    names = [words for words in names if words]
+    names = [words for part in _NAME_SEPARATOR.split(text) if (words := _NAME_WORD.findall(part))]
+    if len(names) < 2:
+        return False
     words = [w for name in names for w in name]
-    if len(names) < 2 or _NOT_NAMES.search(text):
-        return False
     # Two letters or fewer: a particle, or a name OCR split at a letter it could not read ("Concei¢ao").
     if any(not w[0].isupper() and len(w) > 2 and not _NAME_PARTICLE.fullmatch(w.lower()) for w in words):
         return False

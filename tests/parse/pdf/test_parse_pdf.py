@@ -584,17 +584,20 @@ def test_footnotes_at_a_column_foot_stay_out_of_the_sentence(tmp_path: Path) -> 
     assert "called 1 Leaves" not in text and "ten days. as the Elixir" not in text
 
 
+def _foot_in_body_type(path: Path, left: str, right: str, foot: str) -> str:
+    """The text parse_pdf reads from _two_columns() with the foot set in the body's type, spaces collapsed."""
+    return _flat(parse_pdf(_two_columns(path, left, right, foot, foot_size=10)).text)
+
+
 def test_a_column_foot_note_in_body_type_stays_out_of_the_sentence(tmp_path: Path) -> None:
     # The same note in the body's type (as OCR sizes it): it neither ends the sentence nor continues it,
     # and the sentence goes on at the head of the next column, so the note is set aside all the same.
-    path = _two_columns(
+    text = _foot_in_body_type(
         tmp_path / "foot.pdf",
         _PLANT * 5 + "Tulsi is also called",
         "as the Elixir of Life since it promotes longevity in those who take it. " + _PLANT * 5,
         "*Reader, **Vice Principal, Professor and Head, ***Senior Lecturer",
-        foot_size=10,
     )
-    text = _flat(parse_pdf(path).text)
     assert "Tulsi is also called as the Elixir of Life since it promotes longevity" in text
     assert "Senior Lecturer as the Elixir" not in text and "***Senior Lecturer" in text
 
@@ -602,14 +605,12 @@ def test_a_column_foot_note_in_body_type_stays_out_of_the_sentence(tmp_path: Pat
 def test_a_paragraph_starting_at_a_column_foot_keeps_its_continuation(tmp_path: Path) -> None:
     # A subheading in body type, then a paragraph whose first line sits at the column's foot: that line is
     # the paragraph's start, not a note, and the next column's head continues it.
-    path = _two_columns(
+    text = _foot_in_body_type(
         tmp_path / "start.pdf",
         _PLANT * 5 + "\n\nPreparation of the seed oil",
         "of ethanol were added with boiling chips, and the mixture was refluxed for six hours. " + _PLANT * 4,
         "To obtain the sterols, ten grams of each oil were weighed into a flask and sixty millilitres",
-        foot_size=10,
     )
-    text = _flat(parse_pdf(path).text)
     assert "weighed into a flask and sixty millilitres of ethanol were added with boiling chips" in text
     assert "Preparation of the seed oil of ethanol" not in text
 
@@ -617,16 +618,14 @@ def test_a_paragraph_starting_at_a_column_foot_keeps_its_continuation(tmp_path: 
 def test_a_long_paragraph_at_a_column_foot_is_never_a_note(tmp_path: Path) -> None:
     # The text before it lost its final stop (OCR often does): the paragraph at the foot is body text all
     # the same, long as no note is, and the next column's head continues it.
-    path = _two_columns(
+    text = _foot_in_body_type(
         tmp_path / "long.pdf",
         _PLANT * 4 + "Leaves were dried in the shade for ten days",
         "clay pots away from the light. " + _PLANT * 4,
         "Seeds were soaked in water overnight and then ground into a paste, which the families mixed with "
         "honey and gave to children with coughs twice a day for a week, and what was left of the paste was "
         "kept in",
-        foot_size=10,
     )
-    text = _flat(parse_pdf(path).text)
     assert "what was left of the paste was kept in clay pots away from the light" in text
 
 
