@@ -34,6 +34,9 @@ _NUMBER_LINE = re.compile(
 )
 _LIST_ITEM = re.compile(r"^\d+[.)]\s")
 _HYPHENS = "-\u2010\u2011\u00ad"
+# A sentence ending inside a text ("... in ancient literature. Tulsi is ..."), not a numbered heading's
+# "2.3. Methods" or an "e.g." (three letters before the stop).
+_SENTENCE_END = re.compile(r"[^\W\d_]{3}[.!?]\s+[^\W\d_]")
 _COMPOUNDS = re.compile(r"[^\W\d_]+-[^\W\d_]+")
 
 
@@ -301,10 +304,11 @@ def merge_continuations(
 def _foot_of_column(before: Para, para: Para, following: Para | None) -> bool:
     """A short note between the halves of a sentence: it does not continue the running text before it,
     and that text goes on at the head of the next column or page (a footnote in type OCR cannot tell from
-    the body's). A short line before it is a heading, not running text: the note is its paragraph."""
+    the body's). A short line before it without a sentence's end is a heading, not running text: the note
+    is then that heading's paragraph."""
     return (
         following is not None
-        and len(before.text) >= PROSE_MIN_CHARS
+        and (len(before.text) >= PROSE_MIN_CHARS or _SENTENCE_END.search(before.text) is not None)
         and len(para.text) < PROSE_MIN_CHARS
         and not _continues(para.text)
         and not following.heading

@@ -602,6 +602,28 @@ def test_a_column_foot_note_in_body_type_stays_out_of_the_sentence(tmp_path: Pat
     assert "Senior Lecturer as the Elixir" not in text and "***Senior Lecturer" in text
 
 
+@pytest.mark.parametrize(
+    "left",
+    [
+        # Short running text: a sentence's end inside it tells it from a heading.
+        "Tulsi is described as a sacred and medicinal plant in ancient literature. Tulsi is also called",
+        # One long sentence, no stop inside: its length does.
+        "Holy basil, grown in courtyards across the region and used in daily rituals as well as in "
+        "remedies for coughs, fevers and skin complaints by families who keep a plant by the door, Tulsi "
+        "is also called",
+    ],
+    ids=["short-with-a-sentence-end", "one-long-sentence"],
+)
+def test_a_note_after_running_text_without_its_stop_is_set_aside(tmp_path: Path, left: str) -> None:
+    text = _foot_in_body_type(
+        tmp_path / "running.pdf",
+        left,
+        "as the Elixir of Life since it promotes longevity in those who take it. " + _PLANT * 5,
+        "*Reader, **Vice Principal, Professor and Head, ***Senior Lecturer",
+    )
+    assert "Tulsi is also called as the Elixir of Life since it promotes longevity" in text
+
+
 def test_a_paragraph_starting_at_a_column_foot_keeps_its_continuation(tmp_path: Path) -> None:
     # A subheading in body type, then a paragraph whose first line sits at the column's foot: that line is
     # the paragraph's start, not a note, and the next column's head continues it.
