@@ -6,10 +6,20 @@ import html
 import re
 
 from curate.parse.pdf.layout import margin_key, prose
-from curate.parse.pdf.model import BACK_MATTER, PROSE_MIN_CHARS, SPACES, TERMINAL, WORDS, Page, Para
+from curate.parse.pdf.model import (
+    BACK_MATTER,
+    PROSE_MIN_CHARS,
+    SOFT_BACK_MATTER,
+    SPACES,
+    TERMINAL,
+    WORDS,
+    Page,
+    Para,
+)
 from curate.parse.pdf.repair import clean
 
 _CUT_FROM = 0.3  # a References heading cuts the text only when it comes after this share of the text
+_SOFT_TAIL = 0.15  # the most of the text that may lie between an "Abbreviations" heading and the references
 _SENTENCE_MIN_CHARS = 100  # before the abstract, shorter text is a label, a name or an address
 _ABSTRACT_WORDS = {"abstract", "summary", "background", "abstracts"}
 # Figure and table captions ("Figure 2:", "Fig. 3.", "Table 1 |"): the JATS references leave them out.
@@ -158,23 +168,24 @@ def cut_back_matter(paras: list[Para]) -> tuple[list[Para], str | None]:
     """
     total = sum(len(p.text) for p in paras)
     offset = 0
-    cuts: list[tuple[int, str]] = []
-    last_refs: tuple[int, str] | None = None
+    found: list[tuple[int, int, str, str]] = []  # index, offset, heading, matched word
     for i, para in enumerate(paras):
         if offset >= _CUT_FROM * total:
             for candidate in (para.first.text, para.first.lead):
                 key = SPACES.sub("", candidate).lower().replace("’", "'")
                 match = BACK_MATTER.match(key) if key and len(key) < 40 else None
                 if match:
-                    heading = (i, SPACES.sub(" ", candidate).strip())
-                    if match.group(1) in REFERENCE_WORDS:
-                        last_refs = heading
-                    elif not cuts:
-                        cuts.append(heading)
+                    found.append((i, offset, SPACES.sub(" ", candidate).strip(), match.group(1)))
                     break
         offset += len(para.text)
-    if last_refs:
-        cuts.append(last_refs)
+    refs = [(i, at, heading) for i, at, heading, word in found if word in REFERENCE_WORDS][-1:]
+    end = refs[0][1] if refs else total
+    others = [
+        (i, heading)
+        for i, at, heading, word in found
+        if word not in REFERENCE_WORDS and (word not in SOFT_BACK_MATTER or end - at <= _SOFT_TAIL * total)
+    ]
+    cuts = others[:1] + [(i, heading) for i, _, heading in refs]
     if not cuts:
         return paras, None
     i, heading = min(cuts)

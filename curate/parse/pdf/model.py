@@ -14,9 +14,16 @@ PROSE_MIN_CHARS = 200  # a paragraph of running text is at least this long (capt
 # "R EFERENCES" and "Authors' contributions" match too); an optional section number may precede them.
 BACK_MATTER = re.compile(
     r"^(?:[\divx]+\.?)*(references?|bibliography|literaturecited|workscited|referencelist|citedliterature"
-    r"|acknowledge?ments?|funding|competinginterests?|conflicts?ofinterests?|declarationofcompetinginterest"
-    r"|authors?'?(?:s'?)?contributions?|authorcontributions?)[:.]?$"
+    r"|acknowledge?ments?|funding|competinginterests?|conflicts?ofinterests?(?:statement)?"
+    r"|authors?'?(?:s'?)?contributions?|authorcontributions?|declarations?(?:of(?:competing)?interests?)?"
+    r"|dataavailability(?:statement)?|dataaccessibility|availabilityofdata(?:andmaterials?)?"
+    r"|consentforpublication|ethicsapprovalandconsenttoparticipate|supplementary(?:materials?|data|information)"
+    r"|supportinginformation|additionalfiles?|authordetails|publisher'?snote|disclosures?(?:statement)?"
+    r"|financialsupport|fundinginformation|(?:listof)?abbreviations)[:.]?$"
 )
+# Of those, the ones that may also head a table's notes or a section of the body ("Abbreviations",
+# "Disclosure" in a study of disclosing a diagnosis): they end the text only where little follows them.
+SOFT_BACK_MATTER = {"abbreviations", "listofabbreviations", "disclosure", "disclosures"}
 
 
 @dataclass(slots=True)

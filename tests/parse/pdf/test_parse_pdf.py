@@ -520,6 +520,28 @@ def test_a_back_matter_heading_early_in_the_text_does_not_cut_it(tmp_path: Path)
     assert doc.meta["cut_from"] == "Acknowledgements"
 
 
+@pytest.mark.parametrize("heading", ["Data Availability", "Declarations", "Abbreviations", "Supplementary Material"])
+def test_back_matter_headings_before_the_references_end_the_text(tmp_path: Path, heading: str) -> None:
+    parts = [("h", "Methods"), *[("p", f"{_BODY} Part {i}.") for i in range(6)]]
+    parts += [("h", heading), ("p", "HR: heart rate; BP: blood pressure; all data are in the tables.")]
+    parts += [("h", "References"), ("p", "1. Author A. A study of walking. J Walk. 2001;1:1-9.")]
+    doc = parse_pdf(_article(tmp_path / "back.pdf", parts))
+    assert "Part 5." in doc.text
+    assert "heart rate" not in doc.text and "A study of walking" not in doc.text
+    assert doc.meta["cut_from"] == heading
+
+
+def test_an_abbreviations_heading_with_the_text_still_to_come_does_not_cut_it(tmp_path: Path) -> None:
+    # "Abbreviations" also heads a table's notes: followed by most of the article, it is not back matter.
+    parts = [("h", "Methods"), *[("p", f"{_BODY} Part {i}.") for i in range(3)]]
+    parts += [("h", "Abbreviations"), ("p", "HR: heart rate; BP: blood pressure.")]
+    parts += [("h", "Results"), *[("p", f"{_BODY} Later part {i}.") for i in range(5)]]
+    parts += [("h", "References"), ("p", "1. Author A. A study of walking. J Walk. 2001;1:1-9.")]
+    doc = parse_pdf(_article(tmp_path / "abbreviations.pdf", parts))
+    assert "Later part 4." in doc.text and "HR: heart rate" in doc.text
+    assert doc.meta["cut_from"] == "References"
+
+
 def _f1(got: str, want: str) -> float:
     g, w = _tokens(got), _tokens(want)
     overlap = sum((g & w).values())
