@@ -26,6 +26,12 @@ _ABSTRACT_WORDS = {"abstract", "summary", "background", "abstracts"}
 _CAPTION = re.compile(
     r"^(?:figure|fig\.?|table|scheme|chart|plate)[\s\-–]*[a-z]?\d+[a-z]?\s*(?:[.:|(\-–—]|$)", re.I
 )
+# Captions whose label runs straight into their title ("Fig. 1 Effect of ...", "TABLE 2 Marker parameters"):
+# prose that starts with a label goes on in lowercase ("Table 1 summarises ..."). Case matters here.
+_CAPTION_TITLED = re.compile(
+    r"^(?:Figure|FIGURE|Fig\.?|FIG\.?|Table|TABLE|Scheme|SCHEME|Chart|CHART|Plate|PLATE)\s*[A-Z]?\d+[a-z]?\s+[A-Z]"
+)
+_CAPTION_LABEL = re.compile(r"^(?:figure|fig\.?|table|scheme|chart|plate)\s*[a-z]?\d+[a-z]?\s*[.:|]?$", re.I)
 # Front-page and margin furniture: licence notes, dates, correspondence, editors, citation hints.
 _FURNITURE = re.compile(
     r"copyright|©|creative\s*commons|open[\s-]*access\s+article|this\s+(?:article|work)\s+is\s+(?:licensed|distributed)"
@@ -91,11 +97,39 @@ REFERENCE_WORDS = {
 }
 
 
-def furniture(para: Para, captions: bool) -> bool:
-    """Journal furniture (licence, dates, correspondence) and, unless kept, captions: not body text."""
+def drop_captions(paras: list[Para]) -> list[Para]:
+    """The paragraphs without figure and table captions: those that start with their label ("Figure 2:",
+    "Fig. 1 Effect of"), and the text set right under a label that stands on its own line."""
+    kept: list[Para] = []
+    label: Para | None = None
+    for para in paras:
+        if label is not None and _right_under(label, para):
+            label = None
+            continue
+        label = None
+        if _CAPTION.match(para.text) or _CAPTION_TITLED.match(para.text):
+            label = para if _CAPTION_LABEL.match(para.text) else None
+            continue
+        kept.append(para)
+    return kept
+
+
+def _right_under(label: Para, para: Para) -> bool:
+    """Whether a paragraph starts within half a line below a label, across from it: the label's caption."""
+    above, below = label.lines[-1], para.first
+    height = above.y1 - above.y0
+    return (
+        not para.heading
+        and para.page == label.page
+        and -0.2 * height <= below.y0 - above.y1 <= 0.5 * height
+        and below.x0 < above.x1
+        and above.x0 < max(line.x1 for line in para.lines)
+    )
+
+
+def furniture(para: Para) -> bool:
+    """Journal furniture (licence, dates, correspondence, affiliations): not body text."""
     text = para.text
-    if not captions and _CAPTION.match(text):
-        return True
     if len(text) < 700 and _FURNITURE.search(text) is not None:
         return True
     return not para.heading and affiliations(text)

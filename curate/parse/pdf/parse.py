@@ -259,7 +259,8 @@ def _body(
     words, compounds = layout.vocabulary(paras)
     for para in paras:
         para.text = layout.join_lines(para.lines, words, compounds)
-    kept = [p for p in paras if p.text and not layout.tabular(p.text) and not matter.furniture(p, captions)]
+    kept = [p for p in paras if p.text and not layout.tabular(p.text)]
+    kept = [p for p in (kept if captions else matter.drop_captions(kept)) if not matter.furniture(p)]
     kept = layout.merge_continuations(kept, words, compounds, body_size)
     # After merging: a paragraph set line by line (wide leading) is judged whole, not line by line.
     kept = [p for p in kept if p.heading or p.size >= body_size - layout.SMALL_PRINT or layout.prose(p.text)]

@@ -16,6 +16,8 @@ from curate.schema import Rejection
 # "dict" without image blocks: with images PyMuPDF copies every image's bytes, which makes it ~3x slower.
 _TEXT_FLAGS = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
 _BOLD = 16  # span flag bit
+_PALE = 0xF0  # text whose every colour channel is at least this is white on a white page
+_FILLED = 16  # span char_flags bit: the glyphs are painted (not so for invisible text, render mode 3)
 _NOT_NAME = re.compile(r"#20|[\s\-_,]")
 _OUT_OF_MEMORY = ("malloc", "calloc", "realloc", "out of memory", "cannot allocate")
 # Runs of letters longer than words ("BiologicalEffectsofMedicinal"), or long with a capital inside
@@ -85,6 +87,7 @@ def read_pages(
         try:
             page = doc.load_page(number)
             data = page.get_text("dict", flags=_TEXT_FLAGS)
+            _drop_unseen(page, data)
             for block in data["blocks"]:
                 for line in block.get("lines", ()):
                     if line["dir"] == (1.0, 0.0) and _glued(line):
@@ -103,6 +106,40 @@ def read_pages(
     if len(failed) == count:
         raise Rejection("pdf_broken", f"no page could be read: {failed[0]}")
     return pages, metadata, len(failed)
+
+
+def _drop_unseen(page: pymupdf.Page, data: dict) -> None:
+    """Remove the spans no reader sees: white text with no dark fill, stroke or image under it (figure
+    titles hidden beside their captions, words for search engines)."""
+    spans = [span for block in data["blocks"] for line in block.get("lines", ()) for span in line["spans"]]
+    if not any(_pale(span) for span in spans):
+        return  # the usual page: no drawing is looked at
+    grounds = [pymupdf.Rect(info["bbox"]) for info in page.get_image_info()]
+    for path in page.get_drawings():
+        if _dark(path.get("fill")):
+            grounds.append(pymupdf.Rect(path["rect"]))
+        if _dark(path.get("color")) and path.get("width"):
+            half = path["width"] / 2  # a table's header band may be one thick stroke
+            grounds.append(pymupdf.Rect(path["rect"]) + (-half, -half, half, half))
+    for block in data["blocks"]:
+        for line in block.get("lines", ()):
+            line["spans"] = [
+                span
+                for span in line["spans"]
+                if not _pale(span) or any(pymupdf.Rect(span["bbox"]).intersects(ground) for ground in grounds)
+            ]
+
+
+def _dark(color: tuple[float, ...] | None) -> bool:
+    """Whether a drawing's colour is one white text shows on."""
+    return color is not None and min(color, default=1.0) < _PALE / 255
+
+
+def _pale(span: dict) -> bool:
+    """Text painted white, or as good as white (invisible text, an OCR layer over a scan, is not painted)."""
+    color = span.get("color", 0)
+    painted = span.get("char_flags", _FILLED) & _FILLED
+    return bool(painted) and all((color >> shift) & 0xFF >= _PALE for shift in (16, 8, 0))
 
 
 def _unmapped_chars(doc: pymupdf.Document, page: pymupdf.Page, data: dict) -> int:

@@ -302,6 +302,88 @@ def test_tables_and_captions_are_left_out(tmp_path: Path) -> None:
     assert "Table 1: Recovery by group of patients." in parse_pdf(path, captions=True).text
 
 
+_PROSE = (
+    "Patients who walked every day after knee surgery recovered sooner than those who rested, and none of "
+    "them had a fall during the six weeks of the study. "
+)
+
+
+def _page_with(path: Path, paragraphs: list[tuple[float, str, dict]]) -> Path:
+    """One page of 10 pt paragraphs, each set in a box from its y down (with insert_textbox's options)."""
+    doc = pymupdf.open()
+    page = doc.new_page()
+    for y, text, options in paragraphs:
+        assert page.insert_textbox(pymupdf.Rect(72, y, 520, y + 90), text, fontsize=10, **options) >= 0
+    doc.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "caption",
+    [
+        "Fig. 1 Effect of daily walking on recovery in three hospitals over six weeks of follow-up care.",
+        "TABLE 2 Marker parameters calculated for each group of patients in the walking study.",
+        "Table 3 Recovery by group (mean and SD, n = 40)",
+    ],
+)
+def test_captions_whose_label_runs_into_their_title_are_left_out(tmp_path: Path, caption: str) -> None:
+    path = _page_with(tmp_path / "caption.pdf", [(72, _PROSE * 2, {}), (170, caption, {}), (230, _PROSE, {})])
+    text = parse_pdf(path).text
+    assert text.count("recovered sooner") == 3
+    assert caption[:20] not in text
+    assert caption[:20] in parse_pdf(path, captions=True).text
+
+
+def test_prose_that_starts_with_a_table_label_stays(tmp_path: Path) -> None:
+    sentence = "Table 1 summarises the recovery of each group, and Figure 2 shows it week by week. " * 2
+    path = _page_with(tmp_path / "prose.pdf", [(72, _PROSE * 2, {}), (170, sentence, {}), (230, _PROSE, {})])
+    assert "Table 1 summarises the recovery of each group" in parse_pdf(path).text
+
+
+def test_caption_set_under_a_label_of_its_own_is_left_out(tmp_path: Path) -> None:
+    # BMC's layout: "Figure 1" in bold on one line, the caption's text right under it, the body further down.
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_textbox(pymupdf.Rect(72, 72, 520, 160), _PROSE * 2, fontsize=10)
+    page.insert_text((72, 200), "Figure 1", fontsize=10, fontname="hebo")
+    legend = "Representative photographs of the knee in each group at six weeks, taken by the same nurse."
+    page.insert_textbox(pymupdf.Rect(72, 203, 520, 240), legend, fontsize=10)
+    page.insert_textbox(pymupdf.Rect(72, 270, 520, 360), "After six weeks, " + _PROSE, fontsize=10)
+    # A label at a figure's foot, the text a paragraph's gap below it: that text is the body's.
+    page.insert_text((72, 400), "Figure 2", fontsize=10, fontname="hebo")
+    page.insert_textbox(pymupdf.Rect(72, 420, 520, 510), "Later on, " + _PROSE, fontsize=10)
+    path = tmp_path / "label.pdf"
+    doc.save(path)
+    text = parse_pdf(path).text
+    assert "Representative photographs" not in text and "Figure 1" not in text
+    assert "After six weeks, Patients who walked" in text and "Later on, Patients who walked" in text
+    assert text.count("recovered sooner") == 4
+    assert "Representative photographs" in parse_pdf(path, captions=True).text
+
+
+def test_text_no_reader_sees_is_left_out(tmp_path: Path) -> None:
+    # White on the white page is hidden (BMC sets figure titles so); white on a dark band is a heading;
+    # invisible text (render mode 3) is the text layer of a scan, and read.
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_textbox(pymupdf.Rect(72, 72, 520, 160), _PROSE * 2, fontsize=10)
+    page.insert_text((72, 180), "Hidden figure title words", fontsize=10, color=(1, 1, 1))
+    page.draw_rect(pymupdf.Rect(70, 195, 300, 212), color=None, fill=(0.2, 0.2, 0.5))
+    page.insert_text((72, 207), "Results", fontsize=11, color=(1, 1, 1), fontname="hebo")
+    page.draw_line((70, 236), (300, 236), color=(0.3, 0.3, 0.3), width=14)
+    page.insert_text((72, 240), "Discussion", fontsize=11, color=(1, 1, 1), fontname="hebo")
+    page.insert_textbox(
+        pymupdf.Rect(72, 255, 520, 345), "Searchable scan words. " + _PROSE, render_mode=3, color=(1, 1, 1)
+    )
+    page.insert_textbox(pymupdf.Rect(72, 350, 520, 440), "Afterwards, " + _PROSE, fontsize=10)
+    path = tmp_path / "white.pdf"
+    doc.save(path)
+    text = parse_pdf(path).text
+    assert "Hidden figure title" not in text
+    assert "Results" in text.split("\n\n") and "Discussion" in text.split("\n\n")
+    assert "Searchable scan words." in text and "Afterwards, Patients" in text
+
+
 def test_sideways_table_page_is_turned_and_dropped(tmp_path: Path) -> None:
     doc = pymupdf.open()
     page = doc.new_page()
@@ -520,7 +602,9 @@ def test_a_back_matter_heading_early_in_the_text_does_not_cut_it(tmp_path: Path)
     assert doc.meta["cut_from"] == "Acknowledgements"
 
 
-@pytest.mark.parametrize("heading", ["Data Availability", "Declarations", "Abbreviations", "Supplementary Material"])
+@pytest.mark.parametrize(
+    "heading", ["Data Availability", "Declarations", "Abbreviations", "Supplementary Material"]
+)
 def test_back_matter_headings_before_the_references_end_the_text(tmp_path: Path, heading: str) -> None:
     parts = [("h", "Methods"), *[("p", f"{_BODY} Part {i}.") for i in range(6)]]
     parts += [("h", heading), ("p", "HR: heart rate; BP: blood pressure; all data are in the tables.")]
