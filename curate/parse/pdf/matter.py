@@ -119,8 +119,7 @@ def _right_under(label: Para, para: Para) -> bool:
     above, below = label.lines[-1], para.first
     height = above.y1 - above.y0
     return (
-        not para.heading
-        and para.page == label.page
+        para.page == label.page
         and -0.2 * height <= below.y0 - above.y1 <= 0.5 * height
         and below.x0 < above.x1
         and above.x0 < max(line.x1 for line in para.lines)

@@ -17,7 +17,6 @@ from curate.schema import Rejection
 _TEXT_FLAGS = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
 _BOLD = 16  # span flag bit
 _PALE = 0xF0  # text whose every colour channel is at least this is white on a white page
-_FILLED = 16  # span char_flags bit: the glyphs are painted (not so for invisible text, render mode 3)
 _NOT_NAME = re.compile(r"#20|[\s\-_,]")
 _OUT_OF_MEMORY = ("malloc", "calloc", "realloc", "out of memory", "cannot allocate")
 # Runs of letters longer than words ("BiologicalEffectsofMedicinal"), or long with a capital inside
@@ -136,10 +135,9 @@ def _dark(color: tuple[float, ...] | None) -> bool:
 
 
 def _pale(span: dict) -> bool:
-    """Text painted white, or as good as white (invisible text, an OCR layer over a scan, is not painted)."""
+    """Text painted white, or as good as white (MuPDF gives invisible text, a scan's OCR layer, as black)."""
     color = span.get("color", 0)
-    painted = span.get("char_flags", _FILLED) & _FILLED
-    return bool(painted) and all((color >> shift) & 0xFF >= _PALE for shift in (16, 8, 0))
+    return all((color >> shift) & 0xFF >= _PALE for shift in (16, 8, 0))
 
 
 def _unmapped_chars(doc: pymupdf.Document, page: pymupdf.Page, data: dict) -> int:

@@ -376,11 +376,15 @@ def test_text_no_reader_sees_is_left_out(tmp_path: Path) -> None:
         pymupdf.Rect(72, 255, 520, 345), "Searchable scan words. " + _PROSE, render_mode=3, color=(1, 1, 1)
     )
     page.insert_textbox(pymupdf.Rect(72, 350, 520, 440), "Afterwards, " + _PROSE, fontsize=10)
+    dark = pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 40, 10), False)
+    dark.clear_with(40)
+    page.insert_image(pymupdf.Rect(70, 455, 300, 475), pixmap=dark, keep_proportion=False)
+    page.insert_text((72, 469), "Conclusions", fontsize=11, color=(1, 1, 1), fontname="hebo")
     path = tmp_path / "white.pdf"
     doc.save(path)
     text = parse_pdf(path).text
     assert "Hidden figure title" not in text
-    assert "Results" in text.split("\n\n") and "Discussion" in text.split("\n\n")
+    assert {"Results", "Discussion", "Conclusions"} <= set(text.split("\n\n"))
     assert "Searchable scan words." in text and "Afterwards, Patients" in text
 
 
