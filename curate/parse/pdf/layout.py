@@ -32,7 +32,9 @@ SMALL_PRINT = 0.9  # points below the body size: table cells, footnotes, affilia
 _NUMBER_LINE = re.compile(
     r"^[\s\-–—(\[]*(?:page\s*)?[\divxlc]{1,4}(?:\s*(?:of|/)\s*\d+)?[\s\-–—)\].]*$", re.I
 )
-_LIST_ITEM = re.compile(r"^\d+[.)]\s")
+# A list item ("1. Offer ...") or a numbered heading ("2.3. Inhibition of ...", "4.1 Patients"): not the rest
+# of a sentence, as "38% had ...", "2.5 mg daily" or "0.493. Genetic ..." are.
+_NUMBERED = re.compile(r"^\d+[.)]\s|^[1-9]\d?(?:\.\d{1,2})+\.?\s+[A-Z][a-z]")
 _HYPHENS = "-\u2010\u2011\u00ad"
 # A sentence ending inside a text ("... in ancient literature. Tulsi is ..."), not a numbered heading's
 # "2.3. Methods" or an "e.g." (three letters before the stop).
@@ -320,7 +322,24 @@ def _foot_of_column(before: Para, para: Para, following: Para | None) -> bool:
 def _continues(text: str) -> bool:
     """Whether a paragraph starts like the rest of a sentence ("38% had ..." does; "1. Offer ..." not)."""
     start = text[0]
-    return start.islower() or (start.isdigit() and not _LIST_ITEM.match(text))
+    return start.islower() or (start.isdigit() and not _NUMBERED.match(text))
+
+
+def drop_tables(blocks: list[Block], body_size: float) -> list[Block]:
+    """Blocks without tables (drop_table_blocks) and the notes in small print right under them."""
+    kept = drop_table_blocks(blocks)
+    if len(kept) == len(blocks):
+        return blocks
+    tables = [b for b in blocks if not any(b is k for k in kept)]
+    return [b for b in kept if not _table_note(b, tables, body_size)]
+
+
+def _table_note(block: Block, tables: list[Block], body_size: float) -> bool:
+    """Small print starting within two lines under a table: its notes (abbreviations, marks, sources)."""
+    size = max(line.size for line in block.lines)
+    return size <= body_size - SMALL_PRINT and any(
+        0 <= block.y0 - t.y1 <= 2 * size and block.x0 < t.x1 and t.x0 < block.x1 for t in tables
+    )
 
 
 def drop_table_blocks(blocks: list[Block]) -> list[Block]:

@@ -249,7 +249,7 @@ def _body(
     two_column = 0
     paras: list[Para] = []
     for number, page in enumerate(pages):
-        blocks = layout.drop_table_blocks(layout.strip_margins(page, running))
+        blocks = layout.drop_tables(layout.strip_margins(page, running), body_size)
         ordered, columns = layout.reading_order(page, blocks)
         two_column += columns
         for block in ordered:

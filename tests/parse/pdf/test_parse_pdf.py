@@ -271,8 +271,9 @@ def test_pmc_articles_all_parse() -> None:
     assert found_doi >= 20
 
 
-def _table_page(path: Path, *, caption: str) -> Path:
-    """One page: a heading, two prose paragraphs, a captioned 4-column table of numbers and words."""
+def _table_page(path: Path, *, caption: str, note: str = "", aside: str = "") -> Path:
+    """One page: a heading, two prose paragraphs, a captioned 4-column table of numbers and words; a note
+    in small print right under the table and small print further down, when given."""
     doc = pymupdf.open()
     page = doc.new_page()
     prose = (
@@ -288,6 +289,10 @@ def _table_page(path: Path, *, caption: str) -> Path:
         for c, cell in enumerate(row):
             page.insert_text((72 + 110 * c, 250 + 14 * r), cell, fontsize=10)
     page.insert_textbox(pymupdf.Rect(72, 400, 520, 800), prose, fontsize=10)
+    if note:
+        page.insert_textbox(pymupdf.Rect(72, 362, 520, 398), note, fontsize=8)
+    if aside:
+        page.insert_textbox(pymupdf.Rect(72, 520, 520, 600), aside, fontsize=8)
     doc.save(path)
     return path
 
@@ -386,6 +391,63 @@ def test_text_no_reader_sees_is_left_out(tmp_path: Path) -> None:
     assert "Hidden figure title" not in text
     assert {"Results", "Discussion", "Conclusions"} <= set(text.split("\n\n"))
     assert "Searchable scan words." in text and "Afterwards, Patients" in text
+
+
+def test_a_note_right_under_a_table_is_left_out(tmp_path: Path) -> None:
+    note = (
+        "Values are mean and standard deviation; HR: heart rate; BP: blood pressure; * p < 0.05 against the "
+        "group of patients who rested in bed, as in every table of this study of walking after knee surgery."
+    )
+    aside = (
+        "Small print further down the page is not the table's: the trial ran in three hospitals, and each of "
+        "them asked its patients to walk a little further every day of the six weeks after knee surgery, "
+        "whatever the weather."
+    )
+    path = _table_page(tmp_path / "note.pdf", caption="Table 1: Recovery by group.", note=note, aside=aside)
+    text = parse_pdf(path).text
+    assert "Values are mean" not in text and "Arm3" not in text
+    assert "Small print further down the page" in text and text.count("recovered sooner") == 6
+
+
+def test_text_beside_or_in_body_type_under_a_table_stays(tmp_path: Path) -> None:
+    # A table in the left column; above it small print, under it a paragraph in the body's type, and beside
+    # its foot, in the right column, a long footnote in small print: none is the table's note. (Page 2:
+    # page 1 has its own rules for what comes before the text.)
+    doc = pymupdf.open()
+    doc.new_page().insert_textbox(pymupdf.Rect(72, 72, 520, 400), _PROSE * 6, fontsize=10)
+    page = doc.new_page()
+    above = "Above the table, " + _PROSE + "The nurses counted every step they took."
+    page.insert_textbox(pymupdf.Rect(72, 72, 290, 135), above, fontsize=8)
+    for r in range(8):
+        for c, cell in enumerate((f"Arm{r}", "40", f"{20 + r}")):
+            page.insert_text((72 + 70 * c, 150 + 14 * r), cell, fontsize=10)
+    page.insert_textbox(pymupdf.Rect(72, 260, 290, 450), "Under the table, " + _PROSE * 2, fontsize=10)
+    page.insert_textbox(pymupdf.Rect(320, 110, 540, 235), _PROSE * 2, fontsize=10)
+    footnote = "Beside the table's foot, " + _PROSE + "The nurses counted every step."
+    page.insert_textbox(pymupdf.Rect(320, 254, 540, 350), footnote, fontsize=8)
+    path = tmp_path / "beside.pdf"
+    doc.save(path)
+    text = parse_pdf(path).text
+    assert "Arm3" not in text
+    for kept in (
+        "Above the table, Patients",
+        "Under the table, Patients",
+        "Beside the table's foot, Patients",
+    ):
+        assert kept in text
+
+
+def test_a_numbered_heading_is_not_glued_to_a_fragment_before_it(tmp_path: Path) -> None:
+    # A figure's label without a final stop, then "2.3. Walking ...": a heading, not the label's sentence.
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_textbox(pymupdf.Rect(72, 72, 520, 160), _PROSE * 2, fontsize=10)
+    page.insert_text((72, 190), "Knee angle", fontsize=10)
+    page.insert_text((72, 230), "2.3. Walking Distance by Week", fontsize=10)
+    page.insert_textbox(pymupdf.Rect(72, 245, 520, 330), "Each week, " + _PROSE, fontsize=10)
+    path = tmp_path / "numbered.pdf"
+    doc.save(path)
+    assert "2.3. Walking Distance by Week" in parse_pdf(path).text.split("\n\n")
 
 
 def test_sideways_table_page_is_turned_and_dropped(tmp_path: Path) -> None:
