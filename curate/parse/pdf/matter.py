@@ -39,7 +39,8 @@ _FURNITURE = re.compile(
     r"|academic\s*editor|cite\s*this\s*article|please\s*cite|^keywords?\b|^article\s*(?:history|info)|\barticle\s*id\b"
     r"|^(?:edited|reviewed)\s*by\b|\b[\w.+-]+@[\w-]+\.[\w.]+"
     r"|^(?:funding|competing\s+interests|data\s+availability(?:\s+statement)?)\s*:\s*\S"
-    r"|^communicated\s+by\b|^subject\s+categor(?:y|ies)\b|^\W{0,3}\d{0,2}\s*(?:present|current|permanent)\s+address",
+    r"|^communicated\s+by\b|^subject\s+categor(?:y|ies)\b|^\W{0,3}\d{0,2}\s*(?:present|current|permanent)\s+address"
+    r"|^electronic\s+supplementary\s+material\b|\b\d{4}-\d{3}[\dX]/(?:\d{2}|\$)",  # ISSN/year: "1874-2106/16"
     re.I,
 )
 # Separators (commas; also semicolons and stops) per word in a list of affiliations: commas alone run
@@ -185,10 +186,10 @@ def cut_front_matter(paras: list[Para], title: str | None, typed: bool = True) -
         words = set(WORDS.findall(para.text.lower()))
         if title_words and words <= title_words:
             return True  # the title, perhaps over several lines
-        if not typed:
-            return not byline(para.text)
+        if byline(para.text):
+            return False  # also when its last degree ends it like a sentence ("..., A. Name Ph.D.")
         # Sentences stay (a guideline's opening lines); names, affiliations and labels do not end like one.
-        return len(para.text) >= _SENTENCE_MIN_CHARS and para.text[-1] in TERMINAL
+        return not typed or (len(para.text) >= _SENTENCE_MIN_CHARS and para.text[-1] in TERMINAL)
 
     return [p for p in paras[:start] if keep(p)] + paras[start:]
 

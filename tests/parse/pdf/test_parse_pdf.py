@@ -483,9 +483,15 @@ def test_front_matter_before_the_abstract_is_dropped(tmp_path: Path) -> None:
     doc = pymupdf.open()
     page = doc.new_page()
     page.insert_text((72, 80), "Walking After Knee Surgery", fontsize=18)
-    page.insert_text((72, 110), "Ann Author and Bo Writer", fontsize=10)
-    page.insert_text((72, 125), "Department of Surgery, Some University, Some City", fontsize=10)
-    page.insert_text((72, 140), "Correspondence to: ann@example.org", fontsize=10)
+    page.insert_text((72, 98), "Ann Author and Bo Writer", fontsize=10)
+    # An author list ending in a degree ends like a sentence, and is no less a byline.
+    authors = (
+        "Cy Third1,3 Ph.D., Di Fourth1 Ph.D., Ed Fifth Jones2 M.D., Flo Sixth1,4 Ph.D., Gus Seventh Ph.D., "
+        "Hal Eighth1 M.D."
+    )
+    page.insert_text((72, 114), authors, fontsize=9.5, fontname="hebo")
+    page.insert_text((72, 130), "Department of Surgery, Some University, Some City", fontsize=10)
+    page.insert_text((72, 143), "Correspondence to: ann@example.org", fontsize=10)
     # A sentence before the abstract is text, not furniture: it stays.
     intro = (
         "This report covers walking after knee surgery for adults. It was written in hospitals and at home."
@@ -501,7 +507,7 @@ def test_front_matter_before_the_abstract_is_dropped(tmp_path: Path) -> None:
     assert parsed.text.startswith("Walking After Knee Surgery")
     assert "We followed forty patients" in parsed.text
     assert "This report covers walking" in parsed.text
-    for furniture in ("Ann Author", "Department of Surgery", "ann@example.org"):
+    for furniture in ("Ann Author", "Cy Third", "Department of Surgery", "ann@example.org"):
         assert furniture not in parsed.text
 
 
@@ -896,6 +902,8 @@ def test_front_page_labels_and_affiliation_lists_are_left_out(tmp_path: Path) ->
         ),
         ("p", "Communicated by L. M. Moller 1 Sea Mammal Research Unit, Scottish Oceans Institute"),
         ("p", "Subject Category:"),
+        ("p", "Electronic supplementary material is available at http://dx.doi.org/10.1098/rsos.150395."),
+        ("p", "1874-2106/16 2016 Bentham Open"),
         (
             "p",
             "†Present address: International Fund for Animal Welfare, 290 Summer Street, Yarmouth Port, USA.",
@@ -914,6 +922,8 @@ def test_front_page_labels_and_affiliation_lists_are_left_out(tmp_path: Path) ->
         "Communicated by",
         "Subject Category",
         "Present address",
+        "Electronic supplementary",
+        "Bentham Open",
     ):
         assert furniture not in text, furniture
     # A sentence that names institutions is prose: it stays.
