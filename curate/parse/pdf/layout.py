@@ -29,6 +29,10 @@ _TABLE_ROW_SHARE = 0.5  # a block with at least this share of its text in table 
 _TABLE_PAGE_SHARE = 0.4  # a page with this share of its text in table rows is a table page
 _PROSE_LINE_CHARS = 40  # running text has lines at least this long on average
 SMALL_PRINT = 0.9  # points below the body size: table cells, footnotes, affiliations
+# A manuscript's line numbers: integers in a margin column of their own, left or right of all the text,
+# counting down the page (every line, or every fifth).
+_LINE_NUMBER = re.compile(r"\d{1,5}")
+_LINE_NUMBERS_MIN = 5
 _NUMBER_LINE = re.compile(
     r"^[\s\-–—(\[]*(?:page\s*)?[\divxlc]{1,4}(?:\s*(?:of|/)\s*\d+)?[\s\-–—)\].]*$", re.I
 )
@@ -110,12 +114,15 @@ def strip_margins(page: Page, running: set[str]) -> list[Block]:
     horizontal = sum(len(ln.text) for b in page.blocks for ln in b.lines if ln.horizontal)
     total = sum(b.chars for b in page.blocks)
     keep_vertical = horizontal < 0.5 * total  # a page set sideways keeps its text
+    numbers = _line_numbers(page)
     out = []
     for block in page.blocks:
         lines = []
         for line in block.lines:
             if not line.horizontal and not keep_vertical:
                 continue  # "Downloaded from ..." and licence notes printed up the margin
+            if id(line) in numbers:
+                continue
             key = margin_key(line, page)
             if key is not None and (key in running or _NUMBER_LINE.match(line.text)):
                 continue
@@ -125,6 +132,24 @@ def strip_margins(page: Page, running: set[str]) -> list[Block]:
         elif lines:
             out.append(Block.around(lines))
     return out
+
+
+def _line_numbers(page: Page) -> set[int]:
+    """The ids of a line-numbered manuscript's numbers: a margin column of integers, outside the text on
+    the left or the right, increasing down the page."""
+    lines = [line for block in page.blocks for line in block.lines if line.horizontal]
+    numbers = [line for line in lines if _LINE_NUMBER.fullmatch(line.text.strip())]
+    text = [line for line in lines if not _LINE_NUMBER.fullmatch(line.text.strip())]
+    if len(numbers) < _LINE_NUMBERS_MIN or not text:
+        return set()
+    left, right = min(line.x0 for line in text), max(line.x1 for line in text)
+    found: set[int] = set()
+    for column in ([n for n in numbers if n.x1 < left], [n for n in numbers if n.x0 > right]):
+        values = [int(n.text) for n in sorted(column, key=lambda n: n.y0)]
+        rising = sum(b > a for a, b in zip(values, values[1:], strict=False))
+        if len(values) >= _LINE_NUMBERS_MIN and rising >= 0.8 * (len(values) - 1):
+            found.update(id(n) for n in column)
+    return found
 
 
 def reading_order(page: Page, blocks: list[Block]) -> tuple[list[Block], int]:

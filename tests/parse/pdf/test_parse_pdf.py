@@ -450,6 +450,34 @@ def test_a_numbered_heading_is_not_glued_to_a_fragment_before_it(tmp_path: Path)
     assert "2.3. Walking Distance by Week" in parse_pdf(path).text.split("\n\n")
 
 
+_NUMBERED_LINES = [
+    "Patients who walked every day after knee surgery recovered sooner than those who",
+    "rested, and none of them had a fall during the six weeks of the study, which ran",
+    "in three hospitals. 40 of them were women, and 12 had had the other knee replaced",
+    "before. The nurses counted their steps each morning and each evening, and the",
+    "physiotherapists saw them twice a week until the end of the sixth week after the",
+    "operation. Pain scores fell faster in the group that walked, from the first week",
+    "on, and they slept better. None of them asked to stop walking before the end of",
+    "the study, and most of them went on walking when it was over.",
+]
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_a_manuscripts_line_numbers_are_left_out(tmp_path: Path, side: str) -> None:
+    # A submitted manuscript numbers its lines in a margin: every line (left) or every fifth (right).
+    doc = pymupdf.open()
+    page = doc.new_page()
+    lines = _NUMBERED_LINES * 4
+    for number, line in enumerate(lines, start=1):
+        y = 90 + 14 * number
+        page.insert_text((90, y), line, fontsize=10)
+        if side == "left" or number % 5 == 0:
+            page.insert_text((60 if side == "left" else 560, y), str(number), fontsize=8)
+    path = tmp_path / f"numbered-{side}.pdf"
+    doc.save(path)
+    assert _flat(parse_pdf(path).text) == " ".join(lines)
+
+
 def test_sideways_table_page_is_turned_and_dropped(tmp_path: Path) -> None:
     doc = pymupdf.open()
     page = doc.new_page()
