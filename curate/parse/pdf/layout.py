@@ -29,8 +29,8 @@ _TABLE_ROW_SHARE = 0.5  # a block with at least this share of its text in table 
 _TABLE_PAGE_SHARE = 0.4  # a page with this share of its text in table rows is a table page
 _PROSE_LINE_CHARS = 40  # running text has lines at least this long on average
 SMALL_PRINT = 0.9  # points below the body size: table cells, footnotes, affiliations
-# A manuscript's line numbers: integers in a margin column of their own, left or right of all the text,
-# counting down the page (every line, or every fifth).
+# A manuscript's line numbers: integers in a margin of their own, left or right of all the text (every
+# line's, or every fifth's). Table cells and a list's numbers stand inside the text's width.
 _LINE_NUMBER = re.compile(r"\d{1,5}")
 _LINE_NUMBERS_MIN = 5
 _NUMBER_LINE = re.compile(
@@ -135,8 +135,7 @@ def strip_margins(page: Page, running: set[str]) -> list[Block]:
 
 
 def _line_numbers(page: Page) -> set[int]:
-    """The ids of a line-numbered manuscript's numbers: a margin column of integers, outside the text on
-    the left or the right, increasing down the page."""
+    """The ids of a line-numbered manuscript's numbers: integers in a margin, left or right of the text."""
     lines = [line for block in page.blocks for line in block.lines if line.horizontal]
     numbers = [line for line in lines if _LINE_NUMBER.fullmatch(line.text.strip())]
     text = [line for line in lines if not _LINE_NUMBER.fullmatch(line.text.strip())]
@@ -145,9 +144,7 @@ def _line_numbers(page: Page) -> set[int]:
     left, right = min(line.x0 for line in text), max(line.x1 for line in text)
     found: set[int] = set()
     for column in ([n for n in numbers if n.x1 < left], [n for n in numbers if n.x0 > right]):
-        values = [int(n.text) for n in sorted(column, key=lambda n: n.y0)]
-        rising = sum(b > a for a, b in zip(values, values[1:], strict=False))
-        if len(values) >= _LINE_NUMBERS_MIN and rising >= 0.8 * (len(values) - 1):
+        if len(column) >= _LINE_NUMBERS_MIN:
             found.update(id(n) for n in column)
     return found
 

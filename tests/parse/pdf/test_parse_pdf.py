@@ -478,6 +478,22 @@ def test_a_manuscripts_line_numbers_are_left_out(tmp_path: Path, side: str) -> N
     assert _flat(parse_pdf(path).text) == " ".join(lines)
 
 
+def test_numbers_inside_the_texts_width_are_not_line_numbers(tmp_path: Path) -> None:
+    # A table whose first column numbers its rows, at the text's left edge: still three cells a row, and
+    # dropped as a table.
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_textbox(pymupdf.Rect(72, 72, 520, 200), _PROSE * 3, fontsize=10)
+    for row in range(1, 9):
+        for x, cell in ((72, str(row)), (180, f"Ward{row}"), (330, f"Nurse{row}")):
+            page.insert_text((x, 200 + 14 * row), cell, fontsize=10)
+    page.insert_textbox(pymupdf.Rect(72, 340, 520, 500), _PROSE * 3, fontsize=10)
+    path = tmp_path / "rows.pdf"
+    doc.save(path)
+    text = parse_pdf(path).text
+    assert "Ward3" not in text and "Nurse5" not in text and text.count("recovered sooner") == 6
+
+
 def test_sideways_table_page_is_turned_and_dropped(tmp_path: Path) -> None:
     doc = pymupdf.open()
     page = doc.new_page()
