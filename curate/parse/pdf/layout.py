@@ -32,7 +32,6 @@ SMALL_PRINT = 0.9  # points below the body size: table cells, footnotes, affilia
 # A manuscript's line numbers: integers in a margin of their own, left or right of all the text (every
 # line's, or every fifth's). Table cells and a list's numbers stand inside the text's width.
 _LINE_NUMBER = re.compile(r"\d{1,5}")
-_LINE_NUMBERS_MIN = 5
 _NUMBER_LINE = re.compile(
     r"^[\s\-–—(\[]*(?:page\s*)?[\divxlc]{1,4}(?:\s*(?:of|/)\s*\d+)?[\s\-–—)\].]*$", re.I
 )
@@ -139,14 +138,10 @@ def _line_numbers(page: Page) -> set[int]:
     lines = [line for block in page.blocks for line in block.lines if line.horizontal]
     numbers = [line for line in lines if _LINE_NUMBER.fullmatch(line.text.strip())]
     text = [line for line in lines if not _LINE_NUMBER.fullmatch(line.text.strip())]
-    if len(numbers) < _LINE_NUMBERS_MIN or not text:
+    if not numbers or not text:
         return set()
     left, right = min(line.x0 for line in text), max(line.x1 for line in text)
-    found: set[int] = set()
-    for column in ([n for n in numbers if n.x1 < left], [n for n in numbers if n.x0 > right]):
-        if len(column) >= _LINE_NUMBERS_MIN:
-            found.update(id(n) for n in column)
-    return found
+    return {id(n) for n in numbers if n.x1 < left or n.x0 > right}
 
 
 def reading_order(page: Page, blocks: list[Block]) -> tuple[list[Block], int]:
