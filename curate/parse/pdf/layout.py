@@ -28,6 +28,7 @@ _TABLE_MAX_LETTERS = 0.4  # paragraphs with fewer letters than this share are ta
 _TABLE_ROW_SHARE = 0.5  # a block with at least this share of its text in table rows is a table
 _TABLE_PAGE_SHARE = 0.4  # a page with this share of its text in table rows is a table page
 _PROSE_LINE_CHARS = 40  # running text has lines at least this long on average
+_ROW_SPREAD = 0.3  # of a line's size: how far apart the bottoms of one table row's cells may be
 SMALL_PRINT = 0.9  # points below the body size: table cells, footnotes, affiliations
 # A manuscript's line numbers: integers in a margin of their own, left or right of all the text (every
 # line's, or every fifth's). Table cells and a list's numbers stand inside the text's width.
@@ -373,7 +374,9 @@ def drop_table_blocks(blocks: list[Block]) -> list[Block]:
     while i < len(lines):
         j = i
         base = lines[i][0].y1
-        while j < len(lines) and lines[j][0].y1 - base < 2.0:
+        # A row's lines end within a third of their size of each other (OCR's boxes end at descenders or
+        # at the baseline; a text layer's all at the baseline).
+        while j < len(lines) and lines[j][0].y1 - base < max(2.0, _ROW_SPREAD * lines[i][0].size):
             j += 1
         row = sorted((lines[k][0] for k in range(i, j)), key=lambda ln: ln.x0)
         pieces = 1

@@ -136,3 +136,30 @@ def test_born_digital_pages_stay_on_the_text_path(tmp_path) -> None:
 def test_the_sandbox_reads_scans_too(tmp_path) -> None:
     doc = parse_pdf_isolated(scan(tmp_path / "scan.pdf", turn=90))
     assert SENTENCE in doc.text and doc.meta["ocr"]["rotated"] == {"1": 270}
+
+
+def test_a_scanned_tables_rows_are_found_though_descenders_lower_some_cells(tmp_path) -> None:
+    # OCR boxes end at the descenders ("gym", "yes") or at the baseline ("Arm1", "40"): one row's cells
+    # still line up, and the table is left out as on a text layer.
+    prose = [
+        "Walking after knee surgery helped every patient in the trial recover",
+        "sooner than resting in bed did, and none of them had a fall during",
+        "the six weeks it lasted, as the table of the three wards below shows.",
+    ]
+    with pymupdf.open() as source:
+        page = source.new_page(width=460, height=330)
+        for i, line in enumerate(prose):
+            page.insert_text((20, 30 + 18 * i), line, fontsize=11, fontname="helv")
+        for r in range(8):
+            for c, cell in enumerate(
+                (f"Arm{r}", "gym" if r % 2 else "pool", f"{40 + r}", "yes" if r % 3 else "no")
+            ):
+                page.insert_text((20 + 110 * c, 110 + 18 * r), cell, fontsize=11, fontname="helv")
+        pixmap = page.get_pixmap(dpi=150, colorspace="gray")
+    doc = pymupdf.open()
+    page = doc.new_page(width=520, height=390)
+    page.insert_image(pymupdf.Rect(30, 30, 490, 360), pixmap=pixmap)
+    doc.save(tmp_path / "table.pdf")
+    text = parse_pdf(tmp_path / "table.pdf").text
+    assert "as the table of the three wards below shows." in text
+    assert "Arm3" not in text and "gym" not in text and "pool" not in text
