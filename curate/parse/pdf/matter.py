@@ -38,7 +38,8 @@ _FURNITURE = re.compile(
     r"|\breceived\b.{0,40}\d.{0,80}\baccepted\b|correspondence\s*(?:should|to|:)|corresponding\s*author|e-?mail\s*:"
     r"|academic\s*editor|cite\s*this\s*article|please\s*cite|^keywords?\b|^article\s*(?:history|info)|\barticle\s*id\b"
     r"|^(?:edited|reviewed)\s*by\b|\b[\w.+-]+@[\w-]+\.[\w.]+"
-    r"|^(?:funding|competing\s+interests|data\s+availability(?:\s+statement)?)\s*:\s*\S"
+    r"|^(?:funding|competing\s+interests|conflicts?\s+of\s+interests?|source\s+of\s+support|financial\s+support"
+    r"|data\s+availability(?:\s+statement)?)\s*:\s*\S|^(?:received|revised|accepted|published)\s*:\s*\d"
     r"|^communicated\s+by\b|^subject\s+categor(?:y|ies)\b|^\W{0,3}\d{0,2}\s*(?:present|current|permanent)\s+address"
     r"|^electronic\s+supplementary\s+material\b|\b\d{4}-\d{3}[\dX]/(?:\d{2}|\$)",  # ISSN/year: "1874-2106/16"
     re.I,

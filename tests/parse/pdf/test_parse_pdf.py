@@ -948,6 +948,9 @@ def test_front_page_labels_and_affiliation_lists_are_left_out(tmp_path: Path) ->
         ("p", "Subject Category:"),
         ("p", "Electronic supplementary material is available at http://dx.doi.org/10.1098/rsos.150395."),
         ("p", "1874-2106/16 2016 Bentham Open"),
+        ("p", "Source of support: Nil"),
+        ("p", "Conflict of interest: None"),
+        ("p", "Received: 28 January 2015"),
         (
             "p",
             "†Present address: International Fund for Animal Welfare, 290 Summer Street, Yarmouth Port, USA.",
@@ -968,6 +971,9 @@ def test_front_page_labels_and_affiliation_lists_are_left_out(tmp_path: Path) ->
         "Present address",
         "Electronic supplementary",
         "Bentham Open",
+        "Source of support",
+        "Conflict of interest",
+        "January 2015",
     ):
         assert furniture not in text, furniture
     # A sentence that names institutions is prose: it stays.
