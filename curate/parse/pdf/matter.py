@@ -41,7 +41,8 @@ _FURNITURE = re.compile(
     r"|^(?:funding|competing\s+interests|conflicts?\s+of\s+interests?|source\s+of\s+support|financial\s+support"
     r"|data\s+availability(?:\s+statement)?)\s*:\s*\S|^(?:received|revised|accepted|published)\s*:\s*\d"
     r"|^communicated\s+by\b|^subject\s+categor(?:y|ies)\b|^\W{0,3}\d{0,2}\s*(?:present|current|permanent)\s+address"
-    r"|^electronic\s+supplementary\s+material\b|\b\d{4}-\d{3}[\dX]/(?:\d{2}|\$)",  # ISSN/year: "1874-2106/16"
+    r"|^electronic\s+supplementary\s+material\b|\b\d{4}-\d{3}[\dX]/(?:\d{2}|\$)"  # ISSN/year: "1874-2106/16"
+    r"|^(?:https?://|www\.)\s?\S+$|^vol(?:ume)?\.?\s*\d+\s*(?:\(\s*\d+\s*\))?$|^volume\s+\d{4},\s+article\s+id\b",
     re.I,
 )
 # Separators (commas; also semicolons and stops) per word in a list of affiliations: commas alone run
