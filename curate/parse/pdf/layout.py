@@ -28,6 +28,7 @@ _TABLE_MAX_LETTERS = 0.4  # paragraphs with fewer letters than this share are ta
 _TABLE_ROW_SHARE = 0.5  # a block with at least this share of its text in table rows is a table
 _TABLE_PAGE_SHARE = 0.4  # a page with this share of its text in table rows is a table page
 _PROSE_LINE_CHARS = 40  # running text has lines at least this long on average
+_FURNITURE_BETWEEN = 8  # the most paragraphs of small print and short lines a sentence resumes after
 _ROW_SPREAD = 0.3  # of a line's size: how far apart the bottoms of one table row's cells may be
 SMALL_PRINT = 0.9  # points below the body size: table cells, footnotes, affiliations
 # A manuscript's line numbers: integers in a margin of their own, left or right of all the text (every
@@ -312,13 +313,36 @@ def merge_continuations(
             ):
                 aside.append(para)
                 continue
-            if not para.heading and _continues(para.text):
+            # Not body text onto small print (a table's note or link left without a stop).
+            if not para.heading and _continues(para.text) and para.size < out[-1].size + SMALL_PRINT:
                 out[-1].text = join(out[-1].text, para.text, words, compounds)
+                continue
+        if not aside and not para.heading and _continues(para.text) and not _small(para, body_size):
+            # A table's header, notes and links met between the halves (the header in bold breaks the
+            # setting aside above): the sentence resumes after them.
+            unfinished = _unfinished(out, body_size)
+            if unfinished is not None:
+                unfinished.text = join(unfinished.text, para.text, words, compounds)
                 continue
         out.extend(aside)
         aside = []
         out.append(para)
     return out + aside
+
+
+def _small(para: Para, body_size: float) -> bool:
+    return para.size < body_size - SMALL_PRINT
+
+
+def _unfinished(out: list[Para], body_size: float) -> Para | None:
+    """The last paragraph of running text, left without a sentence's end, when only small print and short
+    lines (a table's header, notes, a link) have come after it."""
+    for back, para in enumerate(reversed(out)):
+        if back and not para.heading and not _small(para, body_size) and para.text[-1] not in TERMINAL:
+            return para if prose(para.text) or _SENTENCE_END.search(para.text) else None
+        if back >= _FURNITURE_BETWEEN or not (_small(para, body_size) or len(para.text) < PROSE_MIN_CHARS):
+            return None
+    return None
 
 
 def _foot_of_column(before: Para, para: Para, following: Para | None) -> bool:

@@ -437,6 +437,28 @@ def test_text_beside_or_in_body_type_under_a_table_stays(tmp_path: Path) -> None
         assert kept in text
 
 
+def test_a_sentence_resumes_after_a_table_its_header_notes_and_link(tmp_path: Path) -> None:
+    # PLOS: a sentence breaks at a table; the table's bold header row, its note and its DOI link (small,
+    # without a final stop) come between the halves. The sentence closes over them.
+    doc = pymupdf.open()
+    page = doc.new_page()
+    before = _PROSE * 2 + "The swelling that the injection provoked reached its peak in a"
+    page.insert_textbox(pymupdf.Rect(72, 72, 520, 160), before, fontsize=10)
+    page.insert_text((72, 180), "Treatment Paw volume (mL)", fontsize=10, fontname="hebo")
+    for row in range(6):
+        for x, cell in ((72, f"Group{row}"), (200, f"{row}.5"), (330, f"{row + 2}.1")):
+            page.insert_text((x, 196 + 13 * row), cell, fontsize=10)
+    page.insert_text((72, 285), "Values are mean and SD; p<0.01 against the untreated group", fontsize=8)
+    page.insert_text((72, 296), "https://doi.org/10.1371/journal.pone.0193451.t002", fontsize=8)
+    after = "few days, and the treated paws were back to their first volume by the third week of the study."
+    page.insert_textbox(pymupdf.Rect(72, 320, 520, 380), after, fontsize=10)
+    path = tmp_path / "resume.pdf"
+    doc.save(path)
+    text = parse_pdf(path).text
+    assert "reached its peak in a few days, and the treated paws were back" in text
+    assert "Group3" not in text and "doi.org" not in text
+
+
 def test_a_numbered_heading_is_not_glued_to_a_fragment_before_it(tmp_path: Path) -> None:
     # A figure's label without a final stop, then "2.3. Walking ...": a heading, not the label's sentence.
     doc = pymupdf.open()
