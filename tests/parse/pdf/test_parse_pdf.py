@@ -437,26 +437,90 @@ def test_text_beside_or_in_body_type_under_a_table_stays(tmp_path: Path) -> None
         assert kept in text
 
 
-def test_a_sentence_resumes_after_a_table_its_header_notes_and_link(tmp_path: Path) -> None:
-    # PLOS: a sentence breaks at a table; the table's bold header row, its note and its DOI link (small,
-    # without a final stop) come between the halves. The sentence closes over them.
+def _page_of(path: Path, items: list[tuple[str, str]]) -> Path:
+    """One page, top to bottom: ("body", text) in 10 pt, ("bold", line), ("small", line) in 8 pt, and
+    ("table", "") six rows of three cells; a paragraph's gap between items."""
     doc = pymupdf.open()
     page = doc.new_page()
-    before = _PROSE * 2 + "The swelling that the injection provoked reached its peak in a"
-    page.insert_textbox(pymupdf.Rect(72, 72, 520, 160), before, fontsize=10)
-    page.insert_text((72, 180), "Treatment Paw volume (mL)", fontsize=10, fontname="hebo")
-    for row in range(6):
-        for x, cell in ((72, f"Group{row}"), (200, f"{row}.5"), (330, f"{row + 2}.1")):
-            page.insert_text((x, 196 + 13 * row), cell, fontsize=10)
-    page.insert_text((72, 285), "Values are mean and SD; p<0.01 against the untreated group", fontsize=8)
-    page.insert_text((72, 296), "https://doi.org/10.1371/journal.pone.0193451.t002", fontsize=8)
-    after = "few days, and the treated paws were back to their first volume by the third week of the study."
-    page.insert_textbox(pymupdf.Rect(72, 320, 520, 380), after, fontsize=10)
-    path = tmp_path / "resume.pdf"
+    y = 72.0
+    for kind, text in items:
+        if kind == "body":
+            lines = len(text) // 85 + 1
+            assert page.insert_textbox(pymupdf.Rect(72, y, 520, y + 14 * lines + 6), text, fontsize=10) >= 0
+            y += 14 * lines + 20
+        elif kind == "table":
+            for row in range(6):
+                for x, cell in ((72, f"Group{row}"), (200, f"{row}.5"), (330, f"{row + 2}.1")):
+                    page.insert_text((x, y + 10 + 13 * row), cell, fontsize=10)
+            y += 6 * 13 + 30
+        else:
+            page.insert_text(
+                (72, y + 10),
+                text,
+                fontsize=10 if kind == "bold" else 8,
+                fontname="hebo" if kind == "bold" else "helv",
+            )
+            y += 30
     doc.save(path)
-    text = parse_pdf(path).text
+    return path
+
+
+_UNFINISHED = _PROSE * 2 + "The swelling that the injection provoked reached its peak in a"
+_RESUMED = "few days, and the treated paws were back to their first volume by the third week of the study."
+
+
+def test_a_sentence_resumes_after_a_table_its_header_and_notes(tmp_path: Path) -> None:
+    # PLOS: a sentence breaks at a table; the table's bold header row and a note in small print without a
+    # final stop come between the halves. The sentence closes over them.
+    items = [
+        ("body", _UNFINISHED),
+        ("bold", "Treatment Paw volume (mL)"),
+        ("table", ""),
+        ("small", "Values are mean and SD; p<0.01 against the untreated group"),
+        ("body", _RESUMED),
+    ]
+    text = parse_pdf(_page_of(tmp_path / "resume.pdf", items)).text
     assert "reached its peak in a few days, and the treated paws were back" in text
-    assert "Group3" not in text and "doi.org" not in text
+    assert "Group3" not in text
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        # A heading or a label is not a sentence to finish.
+        [
+            ("bold", "Swelling of the Paw"),
+            ("table", ""),
+            ("small", "Values are mean and SD"),
+            ("body", _RESUMED),
+        ],
+        [
+            ("body", _PROSE),
+            ("body", "Paw volume by week"),
+            ("bold", "Treatment Paw volume (mL)"),
+            ("table", ""),
+            ("small", "Values are mean and SD"),
+            ("body", _RESUMED),
+        ],
+        # Running text in between ends the search.
+        [("body", _UNFINISHED), ("table", ""), ("body", _PROSE * 2), ("body", _RESUMED)],
+    ],
+)
+def test_a_lowercase_paragraph_after_a_table_finishes_no_heading_label_or_earlier_text(
+    tmp_path: Path, items: list[tuple[str, str]]
+) -> None:
+    text = parse_pdf(_page_of(tmp_path / "alone.pdf", items)).text
+    assert "\n\nfew days, and the treated paws" in text
+
+
+def test_a_tables_note_in_small_print_does_not_finish_the_sentence_before_the_table(tmp_path: Path) -> None:
+    items = [
+        ("body", _UNFINISHED),
+        ("table", ""),
+        ("small", "values are means of six rats per group, with SD"),
+    ]
+    text = parse_pdf(_page_of(tmp_path / "note.pdf", items)).text
+    assert "peak in a values" not in text
 
 
 def test_a_numbered_heading_is_not_glued_to_a_fragment_before_it(tmp_path: Path) -> None:
