@@ -28,7 +28,6 @@ _TABLE_MAX_LETTERS = 0.4  # paragraphs with fewer letters than this share are ta
 _TABLE_ROW_SHARE = 0.5  # a block with at least this share of its text in table rows is a table
 _TABLE_PAGE_SHARE = 0.4  # a page with this share of its text in table rows is a table page
 _PROSE_LINE_CHARS = 40  # running text has lines at least this long on average
-_FURNITURE_BETWEEN = 8  # the most paragraphs of small print and short lines a sentence resumes after
 _ROW_SPREAD = 0.3  # of a line's size: how far apart the bottoms of one table row's cells may be
 SMALL_PRINT = 0.9  # points below the body size: table cells, footnotes, affiliations
 # A manuscript's line numbers: integers in a margin of their own, left or right of all the text (every
@@ -340,7 +339,7 @@ def _unfinished(out: list[Para], body_size: float) -> Para | None:
     for back, para in enumerate(reversed(out)):
         if back and not para.heading and not _small(para, body_size) and para.text[-1] not in TERMINAL:
             return para if prose(para.text) or _SENTENCE_END.search(para.text) else None
-        if back >= _FURNITURE_BETWEEN or not (_small(para, body_size) or len(para.text) < PROSE_MIN_CHARS):
+        if not (_small(para, body_size) or len(para.text) < PROSE_MIN_CHARS):
             return None
     return None
 
