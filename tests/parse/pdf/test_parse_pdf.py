@@ -516,6 +516,7 @@ def test_a_lowercase_paragraph_after_a_table_finishes_no_heading_label_or_earlie
 def test_a_tables_note_in_small_print_does_not_finish_the_sentence_before_the_table(tmp_path: Path) -> None:
     items = [
         ("body", _UNFINISHED),
+        ("bold", "Treatment Paw volume (mL)"),
         ("table", ""),
         ("small", "values are means of six rats per group, with SD"),
     ]
