@@ -313,7 +313,11 @@ def merge_continuations(
                 aside.append(para)
                 continue
             # Not body text onto small print (a table's note or link left without a stop).
-            if not para.heading and _continues(para.text) and para.size < out[-1].size + SMALL_PRINT:
+            if (
+                not para.heading
+                and _continues(para.text)
+                and (_small(para, body_size) or not _small(out[-1], body_size))
+            ):
                 out[-1].text = join(out[-1].text, para.text, words, compounds)
                 continue
         if not aside and not para.heading and _continues(para.text) and not _small(para, body_size):
@@ -335,11 +339,12 @@ def _small(para: Para, body_size: float) -> bool:
 
 def _unfinished(out: list[Para], body_size: float) -> Para | None:
     """The last paragraph of running text, left without a sentence's end, when only small print and short
-    lines (a table's header, notes, a link) have come after it."""
+    lines in body type or smaller (a table's header row, notes, a link; no section heading) came after it."""
     for back, para in enumerate(reversed(out)):
         if back and not para.heading and not _small(para, body_size) and para.text[-1] not in TERMINAL:
             return para if prose(para.text) or _SENTENCE_END.search(para.text) else None
-        if not (_small(para, body_size) or len(para.text) < PROSE_MIN_CHARS):
+        short = len(para.text) < PROSE_MIN_CHARS and para.size < body_size + SMALL_PRINT
+        if not (_small(para, body_size) or short):
             return None
     return None
 

@@ -134,7 +134,7 @@ def furniture(para: Para) -> bool:
     text = para.text
     if len(text) < 700 and _FURNITURE.search(text) is not None:
         return True
-    return not para.heading and affiliations(text)
+    return affiliations(text)
 
 
 def affiliations(text: str) -> bool:

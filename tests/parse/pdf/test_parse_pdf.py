@@ -438,8 +438,8 @@ def test_text_beside_or_in_body_type_under_a_table_stays(tmp_path: Path) -> None
 
 
 def _page_of(path: Path, items: list[tuple[str, str]]) -> Path:
-    """One page, top to bottom: ("body", text) in 10 pt, ("bold", line), ("small", line) in 8 pt, and
-    ("table", "") six rows of three cells; a paragraph's gap between items."""
+    """One page, top to bottom: ("body", text) in 10 pt, ("bold", line), ("big", line) in 13 pt, ("small",
+    line) in 8 pt, and ("table", "") six rows of three cells; a paragraph's gap between items."""
     doc = pymupdf.open()
     page = doc.new_page()
     y = 72.0
@@ -454,12 +454,8 @@ def _page_of(path: Path, items: list[tuple[str, str]]) -> Path:
                     page.insert_text((x, y + 10 + 13 * row), cell, fontsize=10)
             y += 6 * 13 + 30
         else:
-            page.insert_text(
-                (72, y + 10),
-                text,
-                fontsize=10 if kind == "bold" else 8,
-                fontname="hebo" if kind == "bold" else "helv",
-            )
+            size = {"bold": 10, "big": 13, "small": 8}[kind]
+            page.insert_text((72, y + 10), text, fontsize=size, fontname="hebo" if kind == "bold" else "helv")
             y += 30
     doc.save(path)
     return path
@@ -502,6 +498,8 @@ def test_a_sentence_resumes_after_a_table_its_header_and_notes(tmp_path: Path) -
             ("small", "Values are mean and SD"),
             ("body", _RESUMED),
         ],
+        # A section heading ends the search (a code line in lowercase after it is not the text before it).
+        [("body", _UNFINISHED), ("big", "Error Handling"), ("body", _RESUMED)],
         # Running text in between ends the search.
         [("body", _UNFINISHED), ("table", ""), ("body", _PROSE * 2), ("body", _RESUMED)],
     ],
