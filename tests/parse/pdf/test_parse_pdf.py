@@ -522,6 +522,24 @@ def test_a_tables_note_in_small_print_does_not_finish_the_sentence_before_the_ta
     assert "peak in a values" not in text
 
 
+def test_small_print_broken_by_a_page_is_rejoined(tmp_path: Path) -> None:
+    # A note in small print that runs over to the next page: its halves join (small print onto small
+    # print), and together they are long enough to keep.
+    first = "The trial was registered before the first patient was enrolled, and its protocol, consent and"
+    second = "the statistical analysis plan were all published online, where anyone who asks can read them."
+    second += " None was changed."
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_textbox(pymupdf.Rect(72, 72, 520, 300), _PROSE * 6, fontsize=10)
+    page.insert_textbox(pymupdf.Rect(72, 700, 520, 740), first, fontsize=8)
+    page = doc.new_page()
+    page.insert_textbox(pymupdf.Rect(72, 72, 520, 110), second, fontsize=8)
+    page.insert_textbox(pymupdf.Rect(72, 130, 520, 400), _PROSE * 6, fontsize=10)
+    path = tmp_path / "note.pdf"
+    doc.save(path)
+    assert f"{first} {second}" in _flat(parse_pdf(path).text)
+
+
 def test_a_numbered_heading_is_not_glued_to_a_fragment_before_it(tmp_path: Path) -> None:
     # A figure's label without a final stop, then "2.3. Walking ...": a heading, not the label's sentence.
     doc = pymupdf.open()
