@@ -49,8 +49,8 @@ _FURNITURE = re.compile(
 # 0.25-0.29 in PMC's lists, ~0.05-0.1 in prose.
 _AFFILIATION_SEPARATOR_RATE = 0.18
 # An affiliation list names institutions and places but never says anything: no verbs, no pronouns.
-_INSTITUTION = re.compile(
-    r"\b(?:department|dept|division|school|faculty|institute|centre|center|laborator(?:y|ies)|unit|college"
+_INSTITUTION = re.compile(  # no letter before it, but a marker may be: "1Department", "²Institute"
+    r"(?<![^\W\d_])(?:department|dept|division|school|faculty|institute|centre|center|laborator(?:y|ies)|unit|college"
     r"|universit(?:y|ies|ät|é|à|ad|ade)|hospital|clinic|academy|ministry|foundation)\b",
     re.I,
 )

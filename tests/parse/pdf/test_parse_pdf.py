@@ -1048,6 +1048,9 @@ def test_front_page_labels_and_affiliation_lists_are_left_out(tmp_path: Path) ->
             "2The Sichuan Key Laboratory, Chengdu Research Base, Chengdu, Sichuan, Republic of China",
         ),
         ("p", "Communicated by L. M. Moller 1 Sea Mammal Research Unit, Scottish Oceans Institute"),
+        # Set in bold (or, on a scan, read as larger than the body): a heading by type, a list all the same.
+        ("h", "3Laboratory of Plant Biology, Federal University of Piaui, Parnaiba, Brazil"),
+        ("h", "4Department of Morphology, Federal University of Ceara, Fortaleza, CE, Brazil"),
         ("p", "Subject Category:"),
         ("p", "Electronic supplementary material is available at http://dx.doi.org/10.1098/rsos.150395."),
         ("p", "1874-2106/16 2016 Bentham Open"),
@@ -1070,6 +1073,8 @@ def test_front_page_labels_and_affiliation_lists_are_left_out(tmp_path: Path) ->
     ]
     text = _flat(parse_pdf(_article(tmp_path / "front.pdf", parts)).text)
     for furniture in (
+        "Piaui",
+        "Ceara",
         "University of Glasgow",
         "Sichuan",
         "Communicated by",
