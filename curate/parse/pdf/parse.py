@@ -203,8 +203,8 @@ def _assemble(
     for page in pages:
         for block in page.blocks:
             for line in block.lines:
-                line.text = repair.clean(line.text)
-                line.lead = repair.clean(line.lead)
+                line.text = repair.unspace(repair.clean(line.text))
+                line.lead = repair.unspace(repair.clean(line.lead))
 
     repair.respace(pages)
     repair.repair_th_ligature(pages)

@@ -35,6 +35,9 @@ _SHORT_WORDS = {
     "or",
     "as",
 }
+# A line of single letters each followed by one space ("K E Y W O R D S"), words parted by two or more.
+_SPACED_LINE = re.compile(r"(?:[^\W\d_] {1,3}){3,}[^\W\d_]")
+_WIDE_GAP = re.compile(r" {2,}")
 _TH_EVIDENCE = 3  # this many "Te" words mean the font lost its "Th" ligature
 
 
@@ -80,6 +83,13 @@ def clean(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def unspace(text: str) -> str:
+    """A line set letter-spaced ("K E Y W O R D S", "A B S T R A C T") as its words; wider gaps part them."""
+    if not _SPACED_LINE.fullmatch(text.strip()):
+        return text
+    return " ".join(word.replace(" ", "") for word in _WIDE_GAP.split(text.strip()))
 
 
 def repair_th_ligature(pages: list[Page]) -> None:

@@ -540,6 +540,21 @@ def test_small_print_broken_by_a_page_is_rejoined(tmp_path: Path) -> None:
     assert f"{first} {second}" in _flat(parse_pdf(path).text)
 
 
+def test_letter_spaced_headings_read_as_words(tmp_path: Path) -> None:
+    # Wiley and Elsevier set some headings letter by letter: "K E Y W O R D S", "A R T I C L E  I N F O".
+    items = [
+        ("bold", "A R T I C L E  I N F O"),
+        ("bold", "R E S U L T S"),
+        ("body", _PROSE * 2),
+        ("bold", "K E Y W O R D S"),
+        ("body", "Keywords: walking, knee surgery, recovery"),
+    ]
+    paragraphs = parse_pdf(_page_of(tmp_path / "spaced.pdf", items)).text.split("\n\n")
+    assert "RESULTS" in paragraphs  # a heading, one word again
+    # Read as words, the front page's labels are furniture like any other.
+    assert not [p for p in paragraphs if "A R T" in p or "K E Y" in p or "ARTICLE" in p or "KEYWORDS" in p]
+
+
 def test_a_numbered_heading_is_not_glued_to_a_fragment_before_it(tmp_path: Path) -> None:
     # A figure's label without a final stop, then "2.3. Walking ...": a heading, not the label's sentence.
     doc = pymupdf.open()
