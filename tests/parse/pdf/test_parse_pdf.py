@@ -546,11 +546,13 @@ def test_letter_spaced_headings_read_as_words(tmp_path: Path) -> None:
         ("bold", "A R T I C L E  I N F O"),
         ("bold", "R E S U L T S"),
         ("body", _PROSE * 2),
+        ("bold", "M A T E R I A L S  A N D  M E T H O D S"),
+        ("body", _PROSE * 2),
         ("bold", "K E Y W O R D S"),
         ("body", "Keywords: walking, knee surgery, recovery"),
     ]
     paragraphs = parse_pdf(_page_of(tmp_path / "spaced.pdf", items)).text.split("\n\n")
-    assert "RESULTS" in paragraphs  # a heading, one word again
+    assert "RESULTS" in paragraphs and "MATERIALS AND METHODS" in paragraphs  # headings, words again
     # Read as words, the front page's labels are furniture like any other.
     assert not [p for p in paragraphs if "A R T" in p or "K E Y" in p or "ARTICLE" in p or "KEYWORDS" in p]
 
