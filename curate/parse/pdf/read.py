@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import statistics
 import time
 
+import numpy as np
 import pymupdf
 
 from curate.parse.pdf.layout import upright
@@ -17,6 +19,9 @@ from curate.schema import Rejection
 _TEXT_FLAGS = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
 _BOLD = 16  # span flag bit
 _PALE = 0xF0  # text whose every colour channel is at least this is white on a white page
+_DARK_SHARE = 0.3  # of a white span's rendered pixels not white: it stands on a ground (text is thinner)
+_GROUND_DPI = 36  # resolution of the rendering that shows what white text stands on
+_NOT_WHITE = 200  # a rendered grey level below this is ground (a band, a box, a picture), not paper
 _NOT_NAME = re.compile(r"#20|[\s\-_,]")
 _OUT_OF_MEMORY = ("malloc", "calloc", "realloc", "out of memory", "cannot allocate")
 # Runs of letters longer than words ("BiologicalEffectsofMedicinal"), or long with a capital inside
@@ -108,30 +113,26 @@ def read_pages(
 
 
 def _drop_unseen(page: pymupdf.Page, data: dict) -> None:
-    """Remove the spans no reader sees: white text with no dark fill, stroke or image under it (figure
-    titles hidden beside their captions, words for search engines)."""
+    """Remove the spans no reader sees: white text on a white page (figure titles hidden beside their
+    captions, words for search engines). White text on a dark band, box, image or shading stays."""
     spans = [span for block in data["blocks"] for line in block.get("lines", ()) for span in line["spans"]]
-    if not any(_pale(span) for span in spans):
-        return  # the usual page: no drawing is looked at
-    grounds = [pymupdf.Rect(info["bbox"]) for info in page.get_image_info()]
-    for path in page.get_drawings():
-        if _dark(path.get("fill")):
-            grounds.append(pymupdf.Rect(path["rect"]))
-        if _dark(path.get("color")) and path.get("width"):
-            half = path["width"] / 2  # a table's header band may be one thick stroke
-            grounds.append(pymupdf.Rect(path["rect"]) + (-half, -half, half, half))
+    pale = [span for span in spans if _pale(span)]
+    if not pale:
+        return  # the usual page: nothing is rendered
+    # One coarse rendering answers for every kind of ground (fills, strokes, images, shadings, patterns).
+    pixmap = page.get_pixmap(dpi=_GROUND_DPI, colorspace=pymupdf.csGRAY, alpha=False)
+    rows = np.frombuffer(pixmap.samples, dtype=np.uint8).reshape(pixmap.height, pixmap.stride)
+    grey = rows[:, : pixmap.width]
+    scale = _GROUND_DPI / 72
+    unseen = set()
+    for span in pale:
+        x0, y0, x1, y1 = span["bbox"]
+        box = grey[int(y0 * scale) : math.ceil(y1 * scale), int(x0 * scale) : math.ceil(x1 * scale)]
+        if box.size and (box < _NOT_WHITE).mean() < _DARK_SHARE:
+            unseen.add(id(span))
     for block in data["blocks"]:
         for line in block.get("lines", ()):
-            line["spans"] = [
-                span
-                for span in line["spans"]
-                if not _pale(span) or any(pymupdf.Rect(span["bbox"]).intersects(ground) for ground in grounds)
-            ]
-
-
-def _dark(color: tuple[float, ...] | None) -> bool:
-    """Whether a drawing's colour is one white text shows on."""
-    return color is not None and min(color, default=1.0) < _PALE / 255
+            line["spans"] = [s for s in line["spans"] if id(s) not in unseen]
 
 
 def _pale(span: dict) -> bool:

@@ -614,6 +614,28 @@ def test_numbers_inside_the_texts_width_are_not_line_numbers(tmp_path: Path) -> 
     assert "Ward3" not in text and "Nurse5" not in text and text.count("recovered sooner") == 6
 
 
+def test_white_text_on_a_shading_is_read(tmp_path: Path) -> None:
+    # A heading band painted with a shading (the `sh` operator: no path a drawing list would report).
+    doc = pymupdf.open()
+    page = doc.new_page()
+    shading = doc.get_new_xref()
+    function = "<</FunctionType 2/Domain[0 1]/C0[0.1 0.1 0.4]/C1[0.4 0.1 0.3]/N 1>>"
+    doc.update_object(
+        shading, f"<</ShadingType 2/ColorSpace/DeviceRGB/Coords[70 0 300 0]/Function {function}>>"
+    )
+    doc.xref_set_key(page.xref, "Resources", f"<</Shading<</Sh0 {shading} 0 R>>>>")
+    band = doc.get_new_xref()
+    doc.update_object(band, "<<>>")
+    doc.update_stream(band, b"q 70 367 230 20 re W n /Sh0 sh Q")  # y 455-475 from the top
+    doc.xref_set_key(page.xref, "Contents", f"{band} 0 R")
+    page.insert_textbox(pymupdf.Rect(72, 72, 520, 400), _PROSE * 8, fontsize=10)
+    page.insert_text((72, 469), "Conclusions", fontsize=11, color=(1, 1, 1), fontname="hebo")
+    page.insert_textbox(pymupdf.Rect(72, 490, 520, 600), _PROSE * 2, fontsize=10)
+    path = tmp_path / "shading.pdf"
+    doc.save(path)
+    assert "Conclusions" in parse_pdf(path).text.split("\n\n")
+
+
 def test_sideways_table_page_is_turned_and_dropped(tmp_path: Path) -> None:
     doc = pymupdf.open()
     page = doc.new_page()
