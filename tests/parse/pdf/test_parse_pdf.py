@@ -373,6 +373,9 @@ def test_text_no_reader_sees_is_left_out(tmp_path: Path) -> None:
     page = doc.new_page()
     page.insert_textbox(pymupdf.Rect(72, 72, 520, 160), _PROSE * 2, fontsize=10)
     page.insert_text((72, 180), "Hidden figure title words", fontsize=10, color=(1, 1, 1))
+    # BMC's way: the hidden title drawn over the figure's black label, which shows through.
+    page.insert_text((300, 180), "Figure 1", fontsize=10, fontname="hebo")
+    page.insert_text((300, 180), "Representative photographs of the knee", fontsize=10, color=(1, 1, 1))
     page.draw_rect(pymupdf.Rect(70, 195, 300, 212), color=None, fill=(0.2, 0.2, 0.5))
     page.insert_text((72, 207), "Results", fontsize=11, color=(1, 1, 1), fontname="hebo")
     page.draw_line((70, 236), (300, 236), color=(0.3, 0.3, 0.3), width=14)
@@ -388,7 +391,7 @@ def test_text_no_reader_sees_is_left_out(tmp_path: Path) -> None:
     path = tmp_path / "white.pdf"
     doc.save(path)
     text = parse_pdf(path).text
-    assert "Hidden figure title" not in text
+    assert "Hidden figure title" not in text and "Representative photographs" not in text
     assert {"Results", "Discussion", "Conclusions"} <= set(text.split("\n\n"))
     assert "Searchable scan words." in text and "Afterwards, Patients" in text
 
