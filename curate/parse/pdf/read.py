@@ -23,6 +23,15 @@ _DARK_SHARE = 0.3  # of a white span's rendered pixels not white: it stands on a
 _GROUND_DPI = 36  # resolution of the rendering that shows what white text stands on
 _NOT_WHITE = 200  # a rendered grey level below this is ground (a band, a box, a picture), not paper
 _NOT_NAME = re.compile(r"#20|[\s\-_,]")
+# TeX's Computer Modern maths fonts as some producers embed them: glyphs named after Latin-1 lookalikes
+# ("equal" as "onequarter", the parentheses as "eth" and "Thorn"), or left at their TeX code (minus is 0,
+# the braces "f" and "g"; the maths italic's slash is "="), and a ToUnicode map that repeats the names.
+_TEX_MATH = {
+    "texcmmathssymbols": str.maketrans(
+        {"¼": "=", "½": "-", "þ": "+", "ð": "(", "Þ": ")", "\x00": "\u2212", "f": "{", "g": "}"}
+    ),
+    "texcmmathsitalic": str.maketrans({"=": "/"}),
+}
 _OUT_OF_MEMORY = ("malloc", "calloc", "realloc", "out of memory", "cannot allocate")
 # Runs of letters longer than words ("BiologicalEffectsofMedicinal"), or long with a capital inside
 # ("StatisticalAnalysis"), are words set without space characters: the line's glyph positions are read to
@@ -234,6 +243,10 @@ def text_blocks(data: dict) -> list[Block]:
         lines = []
         for ln in raw["lines"]:
             spans = [s for s in ln["spans"] if s["text"]]
+            for span in spans:
+                misnamed = _TEX_MATH.get(_font_key(span.get("font", "")))
+                if misnamed:
+                    span["text"] = span["text"].translate(misnamed)
             text = "".join(s["text"] for s in spans)
             if not text.strip():
                 continue

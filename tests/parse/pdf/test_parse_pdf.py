@@ -639,6 +639,37 @@ def test_white_text_on_a_shading_is_read(tmp_path: Path) -> None:
     assert "Conclusions" in parse_pdf(path).text.split("\n\n")
 
 
+def test_tex_maths_fonts_with_misnamed_glyphs_read_as_their_symbols(tmp_path: Path) -> None:
+    # Some producers embed Computer Modern's maths fonts with glyphs named after Latin-1 lookalikes:
+    # "ER ¼ ðflux of testÞ=ðflux of controlÞ" is "ER = (flux of test)/(flux of control)".
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_textbox(pymupdf.Rect(72, 72, 520, 200), _PROSE * 3, fontsize=10)
+    y, x = 230, 72.0
+    pieces = [("helv", "ER "), ("tiro", "¼ ð"), ("helv", "flux of test"), ("tiro", "Þ"), ("cour", "=")]
+    pieces += [
+        ("tiro", "ð"),
+        ("helv", "flux of control"),
+        ("tiro", "Þ þ f1 "),
+        ("helv", "¼ f"),
+        ("tiro", "g"),
+    ]
+    for font, piece in pieces:
+        page.insert_text((x, y), piece, fontsize=10, fontname=font)
+        x += pymupdf.get_text_length(piece, fontname=font, fontsize=10)
+    page.insert_textbox(pymupdf.Rect(72, 250, 520, 400), _PROSE * 3, fontsize=10)
+    for xref, _, _, base, _, _ in page.get_fonts():
+        name = {"Times-Roman": "TeX_CM_Maths_Symbols", "Courier": "ABCDEF+TeXCMMathsItalic"}.get(base)
+        if name:
+            doc.xref_set_key(xref, "BaseFont", f"/{name}")
+    path = tmp_path / "maths.pdf"
+    doc.save(path)
+    text = parse_pdf(path).text
+    # The maths fonts' symbols are repaired; the same characters in a text font are left as they are
+    # ("¼" is then NFKC's "1⁄4").
+    assert "ER = (flux of test)/(flux of control) + {1 1\u20444 f}" in text
+
+
 def test_sideways_table_page_is_turned_and_dropped(tmp_path: Path) -> None:
     doc = pymupdf.open()
     page = doc.new_page()
