@@ -19,7 +19,7 @@ from curate.parse.pdf.model import (
 from curate.parse.pdf.repair import clean
 
 _CUT_FROM = 0.3  # a References heading cuts the text only when it comes after this share of the text
-_SOFT_TAIL = 0.15  # the most of the text that may lie between an "Abbreviations" heading and the references
+_SOFT_TAIL = 0.15  # the most of the text that may lie between a soft back-matter heading and the references
 _SENTENCE_MIN_CHARS = 100  # before the abstract, shorter text is a label, a name or an address
 _ABSTRACT_WORDS = {"abstract", "summary", "background", "abstracts"}
 # Figure and table captions ("Figure 2:", "Fig. 3.", "Table 1 |"): the JATS references leave them out.
@@ -219,7 +219,8 @@ def cut_back_matter(paras: list[Para]) -> tuple[list[Para], str | None]:
     others = [
         (i, heading)
         for i, at, heading, word in found
-        if word not in REFERENCE_WORDS and (word not in SOFT_BACK_MATTER or end - at <= _SOFT_TAIL * total)
+        if word not in REFERENCE_WORDS
+        and (not SOFT_BACK_MATTER.fullmatch(word) or end - at <= _SOFT_TAIL * total)
     ]
     cuts = others[:1] + [(i, heading) for i, _, heading in refs]
     if not cuts:

@@ -12,18 +12,22 @@ TERMINAL = ".!?:;"  # a paragraph ending in one of these ends a sentence
 PROSE_MIN_CHARS = 200  # a paragraph of running text is at least this long (captions, cells, notes are less)
 # Headings after which nothing is body text any more (compared lowercased with all spaces removed, so
 # "R EFERENCES" and "Authors' contributions" match too); an optional section number may precede them.
-BACK_MATTER = re.compile(
-    r"^(?:[\divx]+\.?)*(references?|bibliography|literaturecited|workscited|referencelist|citedliterature"
+_BACK_MATTER_WORDS = (
+    r"references?|bibliography|literaturecited|workscited|referencelist|citedliterature"
     r"|acknowledge?ments?|funding|competinginterests?|conflicts?ofinterests?(?:statement)?"
-    r"|authors?'?(?:s'?)?contributions?|authorcontributions?|declarations?(?:of(?:competing)?interests?)?"
-    r"|dataavailability(?:statement)?|dataaccessibility|availabilityofdata(?:andmaterials?)?"
-    r"|consentforpublication|ethicsapprovalandconsenttoparticipate|supplementary(?:materials?|data|information)"
-    r"|supportinginformation|additionalfiles?|authordetails|publisher'?snote|disclosures?(?:statement)?"
-    r"|financialsupport|fundinginformation|(?:listof)?abbreviations)[:.]?$"
+    r"|authors?'?(?:s'?)?contributions?|authorcontributions?|declarationofcompetinginterest"
 )
-# Of those, the ones that may also head a table's notes or a section of the body ("Abbreviations",
-# "Disclosure" in a study of disclosing a diagnosis): they end the text only where little follows them.
-SOFT_BACK_MATTER = {"abbreviations", "listofabbreviations", "disclosure", "disclosures"}
+# Back matter too in articles, but also a heading inside a long document (a guideline's "Supplementary
+# material" or "Declarations of interest" chapter, a table's "Abbreviations", a study of "Disclosure"):
+# these end the text only where little of it follows them before the references.
+_SOFT_WORDS = (
+    r"declarations?(?:of(?:competing)?interests?)?|dataavailability(?:statement)?|dataaccessibility"
+    r"|availabilityofdata(?:andmaterials?)?|consentforpublication|ethicsapprovalandconsenttoparticipate"
+    r"|supplementary(?:materials?|data|information)|supportinginformation|additionalfiles?|authordetails"
+    r"|publisher'?snote|disclosures?(?:statement)?|financialsupport|fundinginformation|(?:listof)?abbreviations"
+)
+BACK_MATTER = re.compile(rf"^(?:[\divx]+\.?)*({_BACK_MATTER_WORDS}|{_SOFT_WORDS})[:.]?$")
+SOFT_BACK_MATTER = re.compile(_SOFT_WORDS)  # fullmatch on BACK_MATTER's group
 
 
 @dataclass(slots=True)

@@ -907,10 +907,14 @@ def test_back_matter_headings_before_the_references_end_the_text(tmp_path: Path,
     assert doc.meta["cut_from"] == heading
 
 
-def test_an_abbreviations_heading_with_the_text_still_to_come_does_not_cut_it(tmp_path: Path) -> None:
-    # "Abbreviations" also heads a table's notes: followed by most of the article, it is not back matter.
+@pytest.mark.parametrize("heading", ["Abbreviations", "Supplementary Material", "Declarations of Interest"])
+def test_a_soft_back_matter_heading_with_the_text_still_to_come_does_not_cut_it(
+    tmp_path: Path, heading: str
+) -> None:
+    # "Abbreviations" also heads a table's notes, and a guideline may have a "Supplementary material" or
+    # "Declarations of interest" chapter in its middle: followed by most of the text, not back matter.
     parts = [("h", "Methods"), *[("p", f"{_BODY} Part {i}.") for i in range(3)]]
-    parts += [("h", "Abbreviations"), ("p", "HR: heart rate; BP: blood pressure.")]
+    parts += [("h", heading), ("p", "HR: heart rate; BP: blood pressure.")]
     parts += [("h", "Results"), *[("p", f"{_BODY} Later part {i}.") for i in range(5)]]
     parts += [("h", "References"), ("p", "1. Author A. A study of walking. J Walk. 2001;1:1-9.")]
     doc = parse_pdf(_article(tmp_path / "abbreviations.pdf", parts))
