@@ -339,12 +339,14 @@ def _small(para: Para, body_size: float) -> bool:
 
 def _unfinished(out: list[Para], body_size: float) -> Para | None:
     """The last paragraph of running text, left without a sentence's end, when only small print and short
-    lines in body type or smaller (a table's header row, notes, a link; no section heading) came after it."""
+    labels in body type or smaller (a table's header row, notes, a link; no section heading, no sentence)
+    came after it."""
     for back, para in enumerate(reversed(out)):
         if back and not para.heading and not _small(para, body_size) and para.text[-1] not in TERMINAL:
             return para if prose(para.text) or _SENTENCE_END.search(para.text) else None
-        short = len(para.text) < PROSE_MIN_CHARS and para.size < body_size + SMALL_PRINT
-        if not (_small(para, body_size) or short):
+        # A short line that says something ("Offer a statin to people who:") is text, not a table's furniture.
+        label = len(para.text) < PROSE_MIN_CHARS and para.text[-1] not in TERMINAL
+        if not (_small(para, body_size) or (label and para.size < body_size + SMALL_PRINT)):
             return None
     return None
 

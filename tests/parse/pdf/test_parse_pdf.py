@@ -503,6 +503,8 @@ def test_a_sentence_resumes_after_a_table_its_header_and_notes(tmp_path: Path) -
         ],
         # A section heading ends the search (a code line in lowercase after it is not the text before it).
         [("body", _UNFINISHED), ("big", "Error Handling"), ("body", _RESUMED)],
+        # So does a short sentence ("... who:" before a list whose items start in lowercase).
+        [("body", _UNFINISHED), ("body", "Offer a statin to people who:"), ("body", _RESUMED)],
         # Running text in between ends the search.
         [("body", _UNFINISHED), ("table", ""), ("body", _PROSE * 2), ("body", _RESUMED)],
     ],
