@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from collections import Counter
 
 from curate.parse.pdf.model import (
@@ -28,6 +29,8 @@ _TABLE_MAX_LETTERS = 0.4  # paragraphs with fewer letters than this share are ta
 _TABLE_ROW_SHARE = 0.5  # a block with at least this share of its text in table rows is a table
 _TABLE_PAGE_SHARE = 0.4  # a page with this share of its text in table rows is a table page
 _PROSE_LINE_CHARS = 40  # running text has lines at least this long on average
+_LINE_GAP_MAX = 1.6  # of a line's height: the widest gap between the lines of a (double-spaced) paragraph
+_LINE_BLOCKS_MIN, _LINE_BLOCKS_SHARE = 10, 0.8  # a page of one-line blocks: its producer drew line by line
 _ROW_SPREAD = 0.3  # of a line's size: how far apart the bottoms of one table row's cells may be
 SMALL_PRINT = 0.9  # points below the body size: table cells, footnotes, affiliations
 # A manuscript's line numbers: integers in a margin of their own, left or right of all the text (every
@@ -220,10 +223,48 @@ def _same_row(prev: Line, line: Line) -> bool:
     return line.y0 < prev.y1 - 0.3 * (prev.y1 - prev.y0) and line.x0 >= prev.x1 - 0.5 * line.size
 
 
+def rejoin_lines(blocks: list[Block]) -> list[Block]:
+    """Blocks in reading order, where a producer drew every line as a text object of its own (MuPDF then
+    gives one block per line) regrouped into the runs of lines a paragraph makes; other pages as they are.
+
+    A line goes on the one before it when that one runs to its column's right edge (prose wraps there;
+    a table's cells, a list's items and a paragraph's last line stop short), starts where it starts (a
+    first-line indent begins a paragraph), is as large, and lies within a line's height below it.
+    """
+    single = [b.lines[0] for b in blocks if len(b.lines) == 1]
+    if len(single) < _LINE_BLOCKS_MIN or len(single) < _LINE_BLOCKS_SHARE * len(blocks):
+        return blocks
+    out: list[Block] = []
+    for block in blocks:
+        line = block.lines[0]
+        if out and len(block.lines) == 1 and _wraps_to(out[-1], line, single):
+            out[-1] = Block.around([*out[-1].lines, line])
+        else:
+            out.append(block)
+    return out
+
+
+def _wraps_to(block: Block, line: Line, lines: list[Line]) -> bool:
+    """Whether `line` is the next line of the paragraph that `block` ends."""
+    prev = block.lines[-1]
+    column = [other.x1 for other in lines if abs(other.x0 - block.x0) < 1.5 * other.size]
+    return (
+        prev.horizontal
+        and line.horizontal
+        and abs(line.size - prev.size) < 1.0
+        and 0 <= line.y0 - prev.y1 <= _LINE_GAP_MAX * (prev.y1 - prev.y0)  # double spacing too
+        and abs(line.x0 - block.x0) < 0.8 * line.size
+        and prev.x1 >= max(column, default=prev.x1) - 2 * prev.size
+    )
+
+
 def paragraphs(block: Block, body_size: float) -> list[Para]:
-    """Split a block into paragraphs at headings and at vertical gaps larger than a line's height."""
+    """Split a block into paragraphs at headings and at vertical gaps larger than a line's height (or than
+    the block's usual gap, in a double-spaced manuscript)."""
     paras: list[Para] = []
     prev: Line | None = None
+    gaps = [b.y0 - a.y1 for a, b in zip(block.lines, block.lines[1:], strict=False) if b.y0 > a.y1]
+    usual = 1.2 * statistics.median(gaps) if len(gaps) >= 2 else 0.0
     for line in block.lines:
         heading = _is_heading(line, body_size)
         if prev is None:
@@ -235,7 +276,7 @@ def paragraphs(block: Block, body_size: float) -> list[Para]:
             if same_row or (
                 heading == para.heading
                 and abs(line.size - prev.size) < 1.0
-                and gap <= 0.8 * max(line.y1 - line.y0, prev.y1 - prev.y0)
+                and gap <= max(0.8 * max(line.y1 - line.y0, prev.y1 - prev.y0), usual)
             ):
                 para.lines.append(line)
             else:

@@ -252,7 +252,7 @@ def _body(
         blocks = layout.drop_tables(layout.strip_margins(page, running), body_size)
         ordered, columns = layout.reading_order(page, blocks)
         two_column += columns
-        for block in ordered:
+        for block in layout.rejoin_lines(ordered):
             for para in layout.paragraphs(block, body_size):
                 para.page = number
                 paras.append(para)

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import re
 import statistics
+import textwrap
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -560,6 +561,26 @@ def test_letter_spaced_headings_read_as_words(tmp_path: Path) -> None:
     assert "RESULTS" in paragraphs and "MATERIALS AND METHODS" in paragraphs  # headings, words again
     # Read as words, the front page's labels are furniture like any other.
     assert not [p for p in paragraphs if "A R T" in p or "K E Y" in p or "ARTICLE" in p or "KEYWORDS" in p]
+
+
+@pytest.mark.parametrize("pitch", [16, 24])
+def test_a_page_drawn_line_by_line_reads_in_paragraphs(tmp_path: Path, pitch: int) -> None:
+    # Spaced 1.6 or 2.4 times the type (a double-spaced manuscript), MuPDF gives every line a block of its
+    # own. Lines that run to the column's edge go on; a first-line indent starts the next paragraph.
+    first = (_PROSE * 4).strip()
+    second = "After six weeks, " + (_PROSE * 3).strip()
+    doc = pymupdf.open()
+    page = doc.new_page()
+    y = 100
+    for paragraph in (first, second):
+        for i, line in enumerate(textwrap.wrap(paragraph, 85)):
+            page.insert_text((90 if i == 0 else 72, y), line, fontsize=10)
+            y += pitch
+    path = tmp_path / "lines.pdf"
+    doc.save(path)
+    with pymupdf.open(path) as pdf:
+        assert len([b for b in pdf[0].get_text("dict")["blocks"] if b["type"] == 0]) > 10
+    assert parse_pdf(path).text.split("\n\n") == [first, second]
 
 
 def test_a_numbered_heading_is_not_glued_to_a_fragment_before_it(tmp_path: Path) -> None:
