@@ -583,6 +583,33 @@ def test_a_page_drawn_line_by_line_reads_in_paragraphs(tmp_path: Path, pitch: in
     assert parse_pdf(path).text.split("\n\n") == [first, second]
 
 
+def test_a_page_drawn_line_by_line_keeps_list_items_and_indented_paragraphs_apart(tmp_path: Path) -> None:
+    # Short lines (a list's items) do not run to the column's edge; an indented line starts a paragraph
+    # even after a last line that happens to fill the column.
+    full = "Patients who walked every day after knee surgery recovered sooner than those who"
+    lines = [
+        (72, full),
+        (72, full.replace("Patients", "Children")),
+        (72, full.replace("Patients", "Athletes")),
+    ]
+    lines += [(90, "Offer a walking plan to adults after a knee replacement, and see them each week.")]
+    lines += [(72, full.replace("Patients", "Veterans")), (72, "rested.")]
+    items = ["Offer a walking plan", "Measure the knee's bend", "Ask about pain at night"]
+    lines += [(72, item) for item in items] * 2
+    doc = pymupdf.open()
+    page = doc.new_page()
+    for i, (x, line) in enumerate(lines):
+        page.insert_text((x, 100 + 16 * i), line, fontsize=10)
+    path = tmp_path / "items.pdf"
+    doc.save(path)
+    paragraphs = parse_pdf(path).text.split("\n\n")
+    assert paragraphs[0].endswith(
+        "Athletes who walked every day after knee surgery recovered sooner than those who"
+    )
+    assert paragraphs[1].startswith("Offer a walking plan to adults")
+    assert paragraphs[-6:] == items * 2
+
+
 def test_a_numbered_heading_is_not_glued_to_a_fragment_before_it(tmp_path: Path) -> None:
     # A figure's label without a final stop, then "2.3. Walking ...": a heading, not the label's sentence.
     doc = pymupdf.open()
