@@ -39,10 +39,11 @@ _LINE_NUMBER = re.compile(r"\d{1,5}")
 _NUMBER_LINE = re.compile(
     r"^[\s\-–—(\[]*(?:page\s*)?[\divxlc]{1,4}(?:\s*(?:of|/)\s*\d+)?[\s\-–—)\].]*$", re.I
 )
-# A list item ("1. Offer ...") or a numbered heading ("2.3. Inhibition of ...", "4.1 Patients"): not the rest
-# of a sentence, as "38% had ...", "2.5 mg daily" or "0.493. Genetic ..." are.
-_NUMBERED = re.compile(r"^\d+[.)]\s|^[1-9]\d?(?:\.\d{1,2})+\.?\s+[A-Z][a-z]")
+# A list item ("1. Offer ...") or a numbered heading ("2.3. Inhibition of ...", "1.1.2 Offer ..."): not the
+# rest of a sentence, as "38% had ...", "45.0 Gy in 25 fractions" or "0.493. Genetic ..." are.
+_NUMBERED = re.compile(r"^\d+[.)]\s|^[1-9]\d?(?:\.\d{1,2})+\.\s+[A-Z]|^[1-9]\d?(?:\.\d{1,2}){2,}\s+[A-Z]")
 _HYPHENS = "-\u2010\u2011\u00ad"
+_CITED_END = re.compile(r"[^\W\d_][.!?][\"”’)]*\d+(?:[,\-–]\d+)*$")  # "... reported before.12,13"
 # A sentence ending inside a text ("... in ancient literature. Tulsi is ..."), not a numbered heading's
 # "2.3. Methods" or an "e.g." (three letters before the stop).
 _SENTENCE_END = re.compile(r"[^\W\d_]{3}[.!?]\s+[^\W\d_]")
@@ -258,13 +259,13 @@ def _wraps_to(block: Block, line: Line, lines: list[Line]) -> bool:
     )
 
 
-def paragraphs(block: Block, body_size: float) -> list[Para]:
-    """Split a block into paragraphs at headings and at vertical gaps larger than a line's height (or than
-    the block's usual gap, in a double-spaced manuscript)."""
+def paragraphs(block: Block, body_size: float, spaced: bool = False) -> list[Para]:
+    """Split a block into paragraphs at headings and at vertical gaps larger than a line's height (or, when
+    the block may be `spaced`, than its usual gap: a double-spaced manuscript)."""
     paras: list[Para] = []
     prev: Line | None = None
     gaps = [b.y0 - a.y1 for a, b in zip(block.lines, block.lines[1:], strict=False) if b.y0 > a.y1]
-    usual = 1.2 * statistics.median(gaps) if len(gaps) >= 2 else 0.0
+    usual = 1.2 * statistics.median(gaps) if spaced and len(gaps) >= 2 else 0.0
     for line in block.lines:
         heading = _is_heading(line, body_size)
         if prev is None:
@@ -346,7 +347,7 @@ def merge_continuations(
     out: list[Para] = []
     aside: list[Para] = []
     for i, para in enumerate(paras):
-        if out and not out[-1].heading and out[-1].text[-1] not in TERMINAL:
+        if out and not out[-1].heading and not _finished(out[-1].text):
             if not para.heading and (
                 para.size < min(body_size, out[-1].size) - SMALL_PRINT
                 or _foot_of_column(out[-1], para, paras[i + 1] if i + 1 < len(paras) else None)
@@ -354,19 +355,8 @@ def merge_continuations(
                 aside.append(para)
                 continue
             # Not body text onto small print (a table's note or link left without a stop).
-            if (
-                not para.heading
-                and _continues(para.text)
-                and (_small(para, body_size) or not _small(out[-1], body_size))
-            ):
+            if not para.heading and _continues(para.text) and para.size < out[-1].size + SMALL_PRINT:
                 out[-1].text = join(out[-1].text, para.text, words, compounds)
-                continue
-        if not aside and not para.heading and _continues(para.text) and not _small(para, body_size):
-            # A table's header, notes and links met between the halves (the header in bold breaks the
-            # setting aside above): the sentence resumes after them.
-            unfinished = _unfinished(out, body_size)
-            if unfinished is not None:
-                unfinished.text = join(unfinished.text, para.text, words, compounds)
                 continue
         out.extend(aside)
         aside = []
@@ -374,22 +364,9 @@ def merge_continuations(
     return out + aside
 
 
-def _small(para: Para, body_size: float) -> bool:
-    return para.size < body_size - SMALL_PRINT
-
-
-def _unfinished(out: list[Para], body_size: float) -> Para | None:
-    """The last paragraph of running text, left without a sentence's end, when only small print and short
-    labels in body type or smaller (a table's header row, notes, a link; no section heading, no sentence)
-    came after it."""
-    for back, para in enumerate(reversed(out)):
-        if back and not para.heading and not _small(para, body_size) and para.text[-1] not in TERMINAL:
-            return para if prose(para.text) or _SENTENCE_END.search(para.text) else None
-        # A short line that says something ("Offer a statin to people who:") is text, not a table's furniture.
-        label = len(para.text) < PROSE_MIN_CHARS and para.text[-1] not in TERMINAL
-        if not (_small(para, body_size) or (label and para.size < body_size + SMALL_PRINT)):
-            return None
-    return None
+def _finished(text: str) -> bool:
+    """Whether a paragraph ends a sentence: a final stop, or a citation set after one ("before.12")."""
+    return text[-1] in TERMINAL or _CITED_END.search(text) is not None
 
 
 def _foot_of_column(before: Para, para: Para, following: Para | None) -> bool:

@@ -252,8 +252,9 @@ def _body(
         blocks = layout.drop_tables(layout.strip_margins(page, running), body_size)
         ordered, columns = layout.reading_order(page, blocks)
         two_column += columns
-        for block in layout.rejoin_lines(ordered):
-            for para in layout.paragraphs(block, body_size):
+        # OCR gives paragraphs, not lines: only a text layer can come line by line, or double-spaced.
+        for block in ordered if page.ocr else layout.rejoin_lines(ordered):
+            for para in layout.paragraphs(block, body_size, spaced=not page.ocr):
                 para.page = number
                 paras.append(para)
     words, compounds = layout.vocabulary(paras)

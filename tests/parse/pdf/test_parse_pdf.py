@@ -469,12 +469,10 @@ _UNFINISHED = _PROSE * 2 + "The swelling that the injection provoked reached its
 _RESUMED = "few days, and the treated paws were back to their first volume by the third week of the study."
 
 
-def test_a_sentence_resumes_after_a_table_its_header_and_notes(tmp_path: Path) -> None:
-    # PLOS: a sentence breaks at a table; the table's bold header row and a note in small print without a
-    # final stop come between the halves. The sentence closes over them.
+def test_a_sentence_resumes_after_a_tables_note(tmp_path: Path) -> None:
+    # A sentence breaks at a table; its note in small print, without a final stop, comes between the halves.
     items = [
         ("body", _UNFINISHED),
-        ("bold", "Treatment Paw volume (mL)"),
         ("table", ""),
         ("small", "Values are mean and SD; p<0.01 against the untreated group"),
         ("body", _RESUMED),
@@ -482,6 +480,20 @@ def test_a_sentence_resumes_after_a_table_its_header_and_notes(tmp_path: Path) -
     text = parse_pdf(_page_of(tmp_path / "resume.pdf", items)).text
     assert "reached its peak in a few days, and the treated paws were back" in text
     assert "Group3" not in text
+
+
+def test_body_text_is_not_joined_onto_small_print(tmp_path: Path) -> None:
+    # PLOS: after a table's bold header row, its note (small, no final stop) stands right before the
+    # sentence's second half. Joined onto the note, that half was dropped with it as small print.
+    items = [
+        ("body", _UNFINISHED),
+        ("bold", "Treatment Paw volume (mL)"),
+        ("table", ""),
+        ("small", "Values are mean and SD; p<0.01 against the untreated group"),
+        ("body", _RESUMED),
+    ]
+    text = parse_pdf(_page_of(tmp_path / "onto.pdf", items)).text
+    assert "\n\nfew days, and the treated paws were back" in text
 
 
 @pytest.mark.parametrize(
@@ -608,6 +620,27 @@ def test_a_page_drawn_line_by_line_keeps_list_items_and_indented_paragraphs_apar
     )
     assert paragraphs[1].startswith("Offer a walking plan to adults")
     assert paragraphs[-6:] == items * 2
+
+
+def test_a_citation_after_the_stop_ends_the_paragraph(tmp_path: Path) -> None:
+    # "... as reported before.12" ends a sentence (a superscript citation after the stop): the next
+    # paragraph, though it starts in lowercase ("mRNA"), is not glued to it.
+    first = _PROSE * 2 + "Walking was safe, as reported before.12"
+    second = "mRNA levels of the inflammatory markers were measured in the synovial fluid at week six."
+    text = parse_pdf(_page_of(tmp_path / "cited.pdf", [("body", first), ("body", second)])).text
+    assert text.split("\n\n")[-2:] == [first, second]
+
+
+def test_a_sentence_across_a_page_rejoins_before_a_decimal_and_its_unit(tmp_path: Path) -> None:
+    doc = pymupdf.open()
+    doc.new_page().insert_textbox(
+        pymupdf.Rect(72, 600, 520, 760), _PROSE * 2 + "They received a dose of", fontsize=10
+    )
+    doc.new_page().insert_textbox(
+        pymupdf.Rect(72, 72, 520, 200), "45.0 Gy in 25 fractions. " + _PROSE, fontsize=10
+    )
+    doc.save(tmp_path / "dose.pdf")
+    assert "They received a dose of 45.0 Gy in 25 fractions." in parse_pdf(tmp_path / "dose.pdf").text
 
 
 def test_a_numbered_heading_is_not_glued_to_a_fragment_before_it(tmp_path: Path) -> None:
