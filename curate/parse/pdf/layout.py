@@ -14,6 +14,7 @@ from curate.parse.pdf.model import (
     BACK_MATTER,
     DIGITS,
     PROSE_MIN_CHARS,
+    SOFT_BACK_MATTER,
     SPACES,
     TERMINAL,
     WORDS,
@@ -36,6 +37,7 @@ SMALL_PRINT = 0.9  # points below the body size: table cells, footnotes, affilia
 # A manuscript's line numbers: integers in a margin of their own, left or right of all the text (every
 # line's, or every fifth's). Table cells and a list's numbers stand inside the text's width.
 _LINE_NUMBER = re.compile(r"\d{1,5}")
+_LINE_NUMBERS_MIN = 5
 _NUMBER_LINE = re.compile(
     r"^[\s\-–—(\[]*(?:page\s*)?[\divxlc]{1,4}(?:\s*(?:of|/)\s*\d+)?[\s\-–—)\].]*$", re.I
 )
@@ -139,14 +141,24 @@ def strip_margins(page: Page, running: set[str]) -> list[Block]:
 
 
 def _line_numbers(page: Page) -> set[int]:
-    """The ids of a line-numbered manuscript's numbers: integers in a margin, left or right of the text."""
+    """The ids of a line-numbered manuscript's numbers: integers in a margin, left or right of the text,
+    counting down the page by a steady step."""
     lines = [line for block in page.blocks for line in block.lines if line.horizontal]
     numbers = [line for line in lines if _LINE_NUMBER.fullmatch(line.text.strip())]
     text = [line for line in lines if not _LINE_NUMBER.fullmatch(line.text.strip())]
-    if not numbers or not text:
+    if len(numbers) < _LINE_NUMBERS_MIN or not text:
         return set()
     left, right = min(line.x0 for line in text), max(line.x1 for line in text)
-    return {id(n) for n in numbers if n.x1 < left or n.x0 > right}
+    found: set[int] = set()
+    for column in ([n for n in numbers if n.x1 < left], [n for n in numbers if n.x0 > right]):
+        # They count down the page by a steady step (every line, or every fifth): values in a form do not.
+        values = [int(n.text) for n in sorted(column, key=lambda n: n.y0)]
+        steps = Counter(b - a for a, b in zip(values, values[1:], strict=False))
+        if len(values) >= _LINE_NUMBERS_MIN and steps and max(steps.values()) >= 0.8 * (len(values) - 1):
+            step = steps.most_common(1)[0][0]
+            if step in (1, 2, 5, 10):
+                found.update(id(n) for n in column)
+    return found
 
 
 def reading_order(page: Page, blocks: list[Block]) -> tuple[list[Block], int]:
@@ -209,7 +221,9 @@ def _is_back_matter_heading(block: Block) -> bool:
     if len(block.lines) != 1:
         return False
     key = SPACES.sub("", block.lines[0].text).lower().replace("’", "'")
-    return len(key) < 40 and BACK_MATTER.match(key) is not None
+    match = BACK_MATTER.match(key) if len(key) < 40 else None
+    # "Abbreviations" or "Disclosure" may head a section in mid-column: only sure back matter splits a page.
+    return match is not None and not SOFT_BACK_MATTER.fullmatch(match.group(1))
 
 
 def _is_heading(line: Line, body_size: float) -> bool:

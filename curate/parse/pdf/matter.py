@@ -27,9 +27,10 @@ _CAPTION = re.compile(
     r"^(?:figure|fig\.?|table|scheme|chart|plate)[\s\-–]*[a-z]?\d+[a-z]?\s*(?:[.:|(\-–—]|$)", re.I
 )
 # Captions whose label runs straight into their title ("Fig. 1 Effect of ...", "TABLE 2 Marker parameters"):
-# prose that starts with a label goes on in lowercase ("Table 1 summarises ..."). Case matters here.
+# prose that starts with a label goes on in lowercase ("Table 1 summarises ...") or names a panel ("Figure 1
+# A and B show ..."). Case matters here.
 _CAPTION_TITLED = re.compile(
-    r"^(?:Figure|FIGURE|Fig\.?|FIG\.?|Table|TABLE|Scheme|SCHEME|Chart|CHART|Plate|PLATE)\s*[A-Z]?\d+[a-z]?\s+[A-Z]"
+    r"^(?:Figure|FIGURE|Fig\.?|FIG\.?|Table|TABLE|Scheme|SCHEME|Chart|CHART|Plate|PLATE)\s*[A-Z]?\d+[a-z]?\s+[A-Z][A-Za-z]"
 )
 _CAPTION_LABEL = re.compile(r"^(?:figure|fig\.?|table|scheme|chart|plate)\s*[a-z]?\d+[a-z]?\s*[.:|]?$", re.I)
 # Front-page and margin furniture: licence notes, dates, correspondence, editors, citation hints.
@@ -41,7 +42,7 @@ _FURNITURE = re.compile(
     r"|^(?:funding|competing\s+interests|conflicts?\s+of\s+interests?|source\s+of\s+support|financial\s+support"
     r"|data\s+availability(?:\s+statement)?)\s*:\s*\S|^(?:received|revised|accepted|published)\s*:\s*\d"
     r"|^communicated\s+by\b|^subject\s+categor(?:y|ies)\b|^\W{0,3}\d{0,2}\s*(?:present|current|permanent)\s+address"
-    r"|^electronic\s+supplementary\s+material\b|\b\d{4}-\d{3}[\dX]/(?:\d{2}|\$)"  # ISSN/year: "1874-2106/16"
+    r"|^electronic\s+supplementary\s+material\b|^\d{4}-\d{3}[\dX]/(?:\d{2}|\$)"  # ISSN/year: "1874-2106/16"
     r"|^(?:https?://|www\.)\s?\S+$|^vol(?:ume)?\.?\s*\d+\s*(?:\(\s*\d+\s*\))?$|^volume\s+\d{4},\s+article\s+id\b",
     re.I,
 )
@@ -134,7 +135,8 @@ def furniture(para: Para) -> bool:
     text = para.text
     if len(text) < 700 and _FURNITURE.search(text) is not None:
         return True
-    return affiliations(text)
+    # A heading is a list too when it names several institutions (OCR reads some lists as large type).
+    return affiliations(text) and (not para.heading or len(_INSTITUTION.findall(text)) >= 3)
 
 
 def affiliations(text: str) -> bool:
@@ -207,9 +209,12 @@ def cut_back_matter(paras: list[Para]) -> tuple[list[Para], str | None]:
     found: list[tuple[int, int, str, str]] = []  # index, offset, heading, matched word
     for i, para in enumerate(paras):
         if offset >= _CUT_FROM * total:
-            for candidate in (para.first.text, para.first.lead):
+            for lead, candidate in ((False, para.first.text), (True, para.first.lead)):
                 key = SPACES.sub("", candidate).lower().replace("’", "'")
                 match = BACK_MATTER.match(key) if key and len(key) < 40 else None
+                # A bold "Abbreviations:" also leads a table's note: soft headings have a line of their own.
+                if match and lead and SOFT_BACK_MATTER.fullmatch(match.group(1)):
+                    match = None
                 if match:
                     found.append((i, offset, SPACES.sub(" ", candidate).strip(), match.group(1)))
                     break

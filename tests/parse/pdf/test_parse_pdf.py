@@ -389,11 +389,13 @@ def test_text_no_reader_sees_is_left_out(tmp_path: Path) -> None:
     dark.clear_with(40)
     page.insert_image(pymupdf.Rect(70, 455, 300, 475), pixmap=dark, keep_proportion=False)
     page.insert_text((72, 469), "Conclusions", fontsize=11, color=(1, 1, 1), fontname="hebo")
+    # White letters outlined in black (render mode 2) are seen.
+    page.insert_text((72, 500), "Outlined", fontsize=11, render_mode=2, color=(0, 0, 0), fill=(1, 1, 1))
     path = tmp_path / "white.pdf"
     doc.save(path)
     text = parse_pdf(path).text
     assert "Hidden figure title" not in text and "Representative photographs" not in text
-    assert {"Results", "Discussion", "Conclusions"} <= set(text.split("\n\n"))
+    assert {"Results", "Discussion", "Conclusions", "Outlined"} <= set(text.split("\n\n"))
     assert "Searchable scan words." in text and "Afterwards, Patients" in text
 
 
@@ -641,6 +643,53 @@ def test_a_sentence_across_a_page_rejoins_before_a_decimal_and_its_unit(tmp_path
     )
     doc.save(tmp_path / "dose.pdf")
     assert "They received a dose of 45.0 Gy in 25 fractions." in parse_pdf(tmp_path / "dose.pdf").text
+
+
+def test_values_beside_their_labels_are_not_line_numbers(tmp_path: Path) -> None:
+    # A form's values stand right of every label, like line numbers beside the text, but they do not count
+    # down the page by a steady step.
+    doc = pymupdf.open()
+    page = doc.new_page()
+    rows = [
+        ("Systolic pressure, mmHg", "120"),
+        ("Diastolic pressure, mmHg", "80"),
+        ("Heart rate, per min", "72"),
+    ]
+    rows += [("Weight, kg", "81"), ("Height, cm", "176"), ("Steps per day", "6500")]
+    for i, (label, value) in enumerate(rows):
+        page.insert_text((72, 200 + 18 * i), label, fontsize=10)
+        page.insert_text((400, 200 + 18 * i), value, fontsize=10)
+    page.insert_textbox(pymupdf.Rect(72, 330, 380, 500), _PROSE * 2, fontsize=10)
+    path = tmp_path / "form.pdf"
+    doc.save(path)
+    text = parse_pdf(path).text
+    assert "120" in text and "6500" in text
+
+
+def test_prose_that_names_a_figures_panels_and_a_season_range_stays(tmp_path: Path) -> None:
+    panels = "Figure 1 A and B show how far each group walked in the first and the sixth week. " * 2
+    seasons = "The 2019-2020/21 influenza seasons kept some patients at home, and they walked indoors. " * 2
+    items = [("body", _PROSE * 2), ("body", panels), ("body", seasons), ("body", _PROSE * 2)]
+    text = _flat(parse_pdf(_page_of(tmp_path / "prose.pdf", items)).text)
+    assert panels.strip() in text and seasons.strip() in text
+
+
+def test_a_bold_abbreviations_note_near_the_end_does_not_cut_the_text(tmp_path: Path) -> None:
+    # "Abbreviations:" in bold leading a note is not the back matter's heading, even near the references.
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_textbox(pymupdf.Rect(72, 72, 520, 500), _PROSE * 10, fontsize=10)
+    page.insert_text((72, 520), "Abbreviations:", fontsize=10, fontname="hebo")
+    page.insert_text((150, 520), "HR, heart rate; BP, blood pressure; SD, standard deviation.", fontsize=10)
+    page.insert_text((72, 550), "Conclusions", fontsize=11, fontname="hebo")
+    page.insert_textbox(
+        pymupdf.Rect(72, 560, 520, 620), "Walking after knee surgery is safe. " * 3, fontsize=10
+    )
+    page.insert_text((72, 640), "References", fontsize=11, fontname="hebo")
+    page.insert_text((72, 660), "1. Author A. A study of walking. J Walk. 2001;1:1-9.", fontsize=10)
+    doc.save(tmp_path / "note.pdf")
+    parsed = parse_pdf(tmp_path / "note.pdf")
+    assert "Walking after knee surgery is safe" in parsed.text and parsed.meta["cut_from"] == "References"
 
 
 def test_a_numbered_heading_is_not_glued_to_a_fragment_before_it(tmp_path: Path) -> None:
@@ -1209,8 +1258,14 @@ def test_front_page_labels_and_affiliation_lists_are_left_out(tmp_path: Path) ->
         ),
         ("p", "Communicated by L. M. Moller 1 Sea Mammal Research Unit, Scottish Oceans Institute"),
         # Set in bold (or, on a scan, read as larger than the body): a heading by type, a list all the same.
-        ("h", "3Laboratory of Plant Biology, Federal University of Piaui, Parnaiba, Brazil"),
-        ("h", "4Department of Morphology, Federal University of Ceara, Fortaleza, CE, Brazil"),
+        (
+            "h",
+            "3Laboratory of Plant Biology, Department of Botany, Federal University of Piaui, Brazil",
+        ),
+        (
+            "h",
+            "4Department of Morphology, School of Medicine, Federal University of Ceara, Fortaleza, Brazil",
+        ),
         ("p", "Subject Category:"),
         ("p", "Electronic supplementary material is available at http://dx.doi.org/10.1098/rsos.150395."),
         ("p", "1874-2106/16 2016 Bentham Open"),
@@ -1224,6 +1279,7 @@ def test_front_page_labels_and_affiliation_lists_are_left_out(tmp_path: Path) ->
             "p",
             "†Present address: International Fund for Animal Welfare, 290 Summer Street, Yarmouth Port, USA.",
         ),
+        ("h", "Primary care, hospital, and clinic settings"),  # a heading that names two: a heading
         *[("p", f"{_BODY} Later section {i}.") for i in range(3)],
         (
             "p",
@@ -1249,6 +1305,7 @@ def test_front_page_labels_and_affiliation_lists_are_left_out(tmp_path: Path) ->
         "Volume",
     ):
         assert furniture not in text, furniture
+    assert "Primary care, hospital, and clinic settings" in text
     # A sentence that names institutions is prose: it stays.
     assert "authenticated by the Department of Botany at Mangalore University" in text
 
