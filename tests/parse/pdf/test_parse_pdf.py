@@ -402,7 +402,8 @@ def test_text_no_reader_sees_is_left_out(tmp_path: Path) -> None:
 def test_a_note_right_under_a_table_is_left_out(tmp_path: Path) -> None:
     note = (
         "Values are mean and standard deviation; HR: heart rate; BP: blood pressure; * p < 0.05 against the "
-        "group of patients who rested in bed, as in every table of this study of walking after knee surgery."
+        "group of patients who rested in bed, as in every table of this study of walking after knee surgery; "
+        "NA, not assessed."  # long enough (200 characters) to pass as prose in small print elsewhere
     )
     aside = (
         "Small print further down the page is not the table's: the trial ran in three hospitals, and each of "
@@ -690,6 +691,23 @@ def test_a_bold_abbreviations_note_near_the_end_does_not_cut_the_text(tmp_path: 
     doc.save(tmp_path / "note.pdf")
     parsed = parse_pdf(tmp_path / "note.pdf")
     assert "Walking after knee surgery is safe" in parsed.text and parsed.meta["cut_from"] == "References"
+
+
+def test_a_soft_back_matter_heading_in_a_column_does_not_split_the_page(tmp_path: Path) -> None:
+    # "Disclosure" heading a section in the left column, facing a figure's gap in the right one, is read in
+    # its column (only sure back matter, "References", is set across the page).
+    doc = pymupdf.open()
+    page = doc.new_page()
+    column = "Walking after surgery helps patients recover sooner than rest, in every ward we studied. " * 3
+    page.insert_textbox(pymupdf.Rect(50, 80, 290, 300), "LEFTONE " + column, fontsize=10)
+    page.insert_text((50, 330), "Disclosure", fontsize=11, fontname="hebo")
+    page.insert_textbox(pymupdf.Rect(50, 345, 290, 560), "LEFTTWO " + column, fontsize=10)
+    page.insert_textbox(pymupdf.Rect(320, 80, 560, 250), "RIGHTONE " + column, fontsize=10)
+    page.insert_textbox(pymupdf.Rect(320, 420, 560, 640), "RIGHTTWO " + column, fontsize=10)
+    doc.save(tmp_path / "columns.pdf")
+    text = parse_pdf(tmp_path / "columns.pdf").text
+    order = [text.index(word) for word in ("LEFTONE", "Disclosure", "LEFTTWO", "RIGHTONE", "RIGHTTWO")]
+    assert order == sorted(order)
 
 
 def test_a_numbered_heading_is_not_glued_to_a_fragment_before_it(tmp_path: Path) -> None:
