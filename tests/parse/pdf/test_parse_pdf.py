@@ -634,16 +634,19 @@ def test_a_citation_after_the_stop_ends_the_paragraph(tmp_path: Path) -> None:
     assert text.split("\n\n")[-2:] == [first, second]
 
 
-def test_a_sentence_across_a_page_rejoins_before_a_decimal_and_its_unit(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("They received a dose of", "45.0 Gy in 25 fractions."),
+        ("The distance ranged from 0.098 to", "0.493. Genetic"),
+    ],
+)
+def test_a_sentence_across_a_page_rejoins_before_a_decimal(tmp_path: Path, before: str, after: str) -> None:
     doc = pymupdf.open()
-    doc.new_page().insert_textbox(
-        pymupdf.Rect(72, 600, 520, 760), _PROSE * 2 + "They received a dose of", fontsize=10
-    )
-    doc.new_page().insert_textbox(
-        pymupdf.Rect(72, 72, 520, 200), "45.0 Gy in 25 fractions. " + _PROSE, fontsize=10
-    )
+    doc.new_page().insert_textbox(pymupdf.Rect(72, 600, 520, 760), _PROSE * 2 + before, fontsize=10)
+    doc.new_page().insert_textbox(pymupdf.Rect(72, 72, 520, 200), f"{after} {_PROSE}", fontsize=10)
     doc.save(tmp_path / "dose.pdf")
-    assert "They received a dose of 45.0 Gy in 25 fractions." in parse_pdf(tmp_path / "dose.pdf").text
+    assert f"{before} {after}" in parse_pdf(tmp_path / "dose.pdf").text
 
 
 def test_values_beside_their_labels_are_not_line_numbers(tmp_path: Path) -> None:
@@ -741,8 +744,8 @@ def test_a_manuscripts_line_numbers_are_left_out(tmp_path: Path, side: str) -> N
     doc = pymupdf.open()
     page = doc.new_page()
     lines = _NUMBERED_LINES * 4
-    for number, line in enumerate(lines, start=1):
-        y = 90 + 14 * number
+    for i, line in enumerate(lines, start=1):
+        number, y = 100 + i, 90 + 14 * i  # the numbering goes on from the pages before
         page.insert_text((90, y), line, fontsize=10)
         if side == "left" or number % 5 == 0:
             page.insert_text((60 if side == "left" else 560, y), str(number), fontsize=8)
@@ -1050,7 +1053,12 @@ def test_a_back_matter_heading_early_in_the_text_does_not_cut_it(tmp_path: Path)
 def test_back_matter_headings_before_the_references_end_the_text(tmp_path: Path, heading: str) -> None:
     parts = [("h", "Methods"), *[("p", f"{_BODY} Part {i}.") for i in range(6)]]
     parts += [("h", heading), ("p", "HR: heart rate; BP: blood pressure; all data are in the tables.")]
-    parts += [("h", "References"), ("p", "1. Author A. A study of walking. J Walk. 2001;1:1-9.")]
+    # A reference list as long as the text: what follows a soft heading is measured up to the references.
+    parts += [("h", "References")]
+    parts += [
+        ("p", f"{n}. Author A, Writer B. A study of walking, part {n}. J Walk. 2001;{n}:1-9.")
+        for n in range(16)
+    ]
     doc = parse_pdf(_article(tmp_path / "back.pdf", parts))
     assert "Part 5." in doc.text
     assert "heart rate" not in doc.text and "A study of walking" not in doc.text
