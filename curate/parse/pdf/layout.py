@@ -32,6 +32,7 @@ _TABLE_PAGE_SHARE = 0.4  # a page with this share of its text in table rows is a
 _PROSE_LINE_CHARS = 40  # running text has lines at least this long on average
 _LINE_GAP_MAX = 1.6  # of a line's height: the widest gap between the lines of a (double-spaced) paragraph
 _LINE_BLOCKS_MIN, _LINE_BLOCKS_SHARE = 10, 0.8  # a page of one-line blocks: its producer drew line by line
+_EDGE_BUCKET = 6.0  # points: lines starting this close together share a column's right edge
 _ROW_SPREAD = 0.3  # of a line's size: how far apart the bottoms of one table row's cells may be
 SMALL_PRINT = 0.9  # points below the body size: table cells, footnotes, affiliations
 # A manuscript's line numbers: integers in a margin of their own, left or right of all the text (every
@@ -244,32 +245,40 @@ def rejoin_lines(blocks: list[Block]) -> list[Block]:
 
     A line goes on the one before it when that one runs to its column's right edge (prose wraps there;
     a table's cells, a list's items and a paragraph's last line stop short), starts where it starts (a
-    first-line indent begins a paragraph), is as large, and lies within a line's height below it.
+    first-line indent begins a paragraph), is as large, and lies within 1.6 line heights below it.
     """
     single = [b.lines[0] for b in blocks if len(b.lines) == 1]
     if len(single) < _LINE_BLOCKS_MIN or len(single) < _LINE_BLOCKS_SHARE * len(blocks):
         return blocks
+    # A column's right edge: the furthest any line reaches among those starting within a few points.
+    edges: dict[int, float] = {}
+    for line in single:
+        key = round(line.x0 / _EDGE_BUCKET)
+        edges[key] = max(edges.get(key, line.x1), line.x1)
     out: list[Block] = []
+    runs: list[list[Line]] = []
     for block in blocks:
         line = block.lines[0]
-        if out and len(block.lines) == 1 and _wraps_to(out[-1], line, single):
-            out[-1] = Block.around([*out[-1].lines, line])
+        if runs and len(block.lines) == 1 and _wraps_to(runs[-1], line, edges):
+            runs[-1].append(line)
         else:
             out.append(block)
-    return out
+            runs.append(list(block.lines))
+    return [Block.around(run) if len(run) > len(b.lines) else b for b, run in zip(out, runs, strict=True)]
 
 
-def _wraps_to(block: Block, line: Line, lines: list[Line]) -> bool:
-    """Whether `line` is the next line of the paragraph that `block` ends."""
-    prev = block.lines[-1]
-    column = [other.x1 for other in lines if abs(other.x0 - block.x0) < 1.5 * other.size]
+def _wraps_to(run: list[Line], line: Line, edges: dict[int, float]) -> bool:
+    """Whether `line` is the next line of the paragraph that `run` ends."""
+    first, prev = run[0], run[-1]
+    key = round(first.x0 / _EDGE_BUCKET)
+    edge = max(edges.get(k, prev.x1) for k in (key - 1, key, key + 1))
     return (
         prev.horizontal
         and line.horizontal
         and abs(line.size - prev.size) < 1.0
         and 0 <= line.y0 - prev.y1 <= _LINE_GAP_MAX * (prev.y1 - prev.y0)  # double spacing too
-        and abs(line.x0 - block.x0) < 0.8 * line.size
-        and prev.x1 >= max(column, default=prev.x1) - 2 * prev.size
+        and abs(line.x0 - min(ln.x0 for ln in (first, prev))) < 0.8 * line.size
+        and prev.x1 >= edge - 2 * prev.size
     )
 
 
