@@ -419,7 +419,8 @@ def drop_tables(blocks: list[Block], body_size: float) -> list[Block]:
     kept = drop_table_blocks(blocks)
     if len(kept) == len(blocks):
         return blocks
-    tables = [b for b in blocks if not any(b is k for k in kept)]
+    kept_ids = {id(b) for b in kept}
+    tables = [b for b in blocks if id(b) not in kept_ids]
     return [b for b in kept if not _table_note(b, tables, body_size)]
 
 
