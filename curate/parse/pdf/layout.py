@@ -5,13 +5,13 @@ Everything here works on positioned lines (`model.Page`), whether they came from
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import statistics
 from collections import Counter
 
 from curate.parse.pdf.model import (
-    BACK_MATTER,
     DIGITS,
     PROSE_MIN_CHARS,
     SOFT_BACK_MATTER,
@@ -22,6 +22,7 @@ from curate.parse.pdf.model import (
     Line,
     Page,
     Para,
+    back_matter,
 )
 
 _COLUMN_MIN = 0.05  # a page is two-column when each side holds this share of its text (last pages: less)
@@ -221,10 +222,9 @@ def _is_back_matter_heading(block: Block) -> bool:
     """A one-line block that is a back-matter heading (References, Acknowledgements, ...)."""
     if len(block.lines) != 1:
         return False
-    key = SPACES.sub("", block.lines[0].text).lower().replace("’", "'")
-    match = BACK_MATTER.match(key) if len(key) < 40 else None
+    word = back_matter(block.lines[0].text)
     # "Abbreviations" or "Disclosure" may head a section in mid-column: only sure back matter splits a page.
-    return match is not None and not SOFT_BACK_MATTER.fullmatch(match.group(1))
+    return word is not None and not SOFT_BACK_MATTER.fullmatch(word)
 
 
 def _is_heading(line: Line, body_size: float) -> bool:
@@ -287,8 +287,8 @@ def paragraphs(block: Block, body_size: float, spaced: bool = False) -> list[Par
     the block may be `spaced`, than its usual gap: a double-spaced manuscript)."""
     paras: list[Para] = []
     prev: Line | None = None
-    gaps = [b.y0 - a.y1 for a, b in zip(block.lines, block.lines[1:], strict=False) if b.y0 > a.y1]
-    usual = 1.2 * statistics.median(gaps) if spaced and len(gaps) >= 2 else 0.0
+    gaps = [b.y0 - a.y1 for a, b in itertools.pairwise(block.lines) if b.y0 > a.y1] if spaced else []
+    usual = 1.2 * statistics.median(gaps) if len(gaps) >= 2 else 0.0
     for line in block.lines:
         heading = _is_heading(line, body_size)
         if prev is None:

@@ -7,7 +7,6 @@ import re
 
 from curate.parse.pdf.layout import margin_key, prose
 from curate.parse.pdf.model import (
-    BACK_MATTER,
     PROSE_MIN_CHARS,
     SOFT_BACK_MATTER,
     SPACES,
@@ -15,6 +14,7 @@ from curate.parse.pdf.model import (
     WORDS,
     Page,
     Para,
+    back_matter,
 )
 from curate.parse.pdf.repair import clean
 
@@ -210,13 +210,10 @@ def cut_back_matter(paras: list[Para]) -> tuple[list[Para], str | None]:
     for i, para in enumerate(paras):
         if offset >= _CUT_FROM * total:
             for lead, candidate in ((False, para.first.text), (True, para.first.lead)):
-                key = SPACES.sub("", candidate).lower().replace("’", "'")
-                match = BACK_MATTER.match(key) if key and len(key) < 40 else None
+                word = back_matter(candidate)
                 # A bold "Abbreviations:" also leads a table's note: soft headings have a line of their own.
-                if match and lead and SOFT_BACK_MATTER.fullmatch(match.group(1)):
-                    match = None
-                if match:
-                    found.append((i, offset, SPACES.sub(" ", candidate).strip(), match.group(1)))
+                if word and not (lead and SOFT_BACK_MATTER.fullmatch(word)):
+                    found.append((i, offset, SPACES.sub(" ", candidate).strip(), word))
                     break
         offset += len(para.text)
     refs = [(i, at, heading) for i, at, heading, word in found if word in REFERENCE_WORDS][-1:]

@@ -26,8 +26,15 @@ _SOFT_WORDS = (
     r"|supplementary(?:materials?|data|information)|supportinginformation|additionalfiles?|authordetails"
     r"|publisher'?snote|disclosures?(?:statement)?|financialsupport|fundinginformation|(?:listof)?abbreviations"
 )
-BACK_MATTER = re.compile(rf"^(?:[\divx]+\.?)*({_BACK_MATTER_WORDS}|{_SOFT_WORDS})[:.]?$")
-SOFT_BACK_MATTER = re.compile(_SOFT_WORDS)  # fullmatch on BACK_MATTER's group
+_BACK_MATTER = re.compile(rf"^(?:[\divx]+\.?)*({_BACK_MATTER_WORDS}|{_SOFT_WORDS})[:.]?$")
+SOFT_BACK_MATTER = re.compile(_SOFT_WORDS)  # fullmatch on back_matter()'s word
+
+
+def back_matter(heading: str) -> str | None:
+    """The back-matter word a heading is ("references", "abbreviations", ...), spaces and case aside."""
+    key = SPACES.sub("", heading).lower().replace("’", "'")
+    match = _BACK_MATTER.match(key) if key and len(key) < 40 else None
+    return match.group(1) if match else None
 
 
 @dataclass(slots=True)

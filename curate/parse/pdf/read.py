@@ -7,6 +7,7 @@ import math
 import re
 import statistics
 import time
+from functools import cache
 
 import numpy as np
 import pymupdf
@@ -229,6 +230,12 @@ def _word_ends(before: str, after: str) -> bool:
     return (before.isalnum() or before in _ENDS_WORD) and (after.isalnum() or after in _STARTS_WORD)
 
 
+@cache
+def _misnamed_glyphs(font: str) -> dict[int, str] | None:
+    """The repair table for a TeX maths font with misnamed glyphs (a few fonts serve every span)."""
+    return _TEX_MATH.get(_font_key(font))
+
+
 def _font_key(name: str) -> str:
     """A font name comparable between the resources and the spans: no subset tag, spaces or hyphens."""
     return _NOT_NAME.sub("", name.split("+", 1)[-1]).lower()
@@ -244,7 +251,7 @@ def text_blocks(data: dict) -> list[Block]:
         for ln in raw["lines"]:
             spans = [s for s in ln["spans"] if s["text"]]
             for span in spans:
-                misnamed = _TEX_MATH.get(_font_key(span.get("font", "")))
+                misnamed = _misnamed_glyphs(span.get("font", ""))
                 if misnamed:
                     span["text"] = span["text"].translate(misnamed)
             text = "".join(s["text"] for s in spans)
