@@ -1144,6 +1144,11 @@ def test_footnotes_at_a_column_foot_stay_out_of_the_sentence(tmp_path: Path) -> 
     assert "called 1 Leaves" not in text and "ten days. as the Elixir" not in text
 
 
+# The right column that finishes the left column's sentence, and the note set at the left column's foot.
+_TULSI_RIGHT = "as the Elixir of Life since it promotes longevity in those who take it. " + _PLANT * 5
+_TULSI_NOTE = "*Reader, **Vice Principal, Professor and Head, ***Senior Lecturer"
+
+
 def _foot_in_body_type(path: Path, left: str, right: str, foot: str) -> str:
     """The text parse_pdf reads from _two_columns() with the foot set in the body's type, spaces collapsed."""
     return _flat(parse_pdf(_two_columns(path, left, right, foot, foot_size=10)).text)
@@ -1155,8 +1160,8 @@ def test_a_column_foot_note_in_body_type_stays_out_of_the_sentence(tmp_path: Pat
     text = _foot_in_body_type(
         tmp_path / "foot.pdf",
         _PLANT * 5 + "Tulsi is also called",
-        "as the Elixir of Life since it promotes longevity in those who take it. " + _PLANT * 5,
-        "*Reader, **Vice Principal, Professor and Head, ***Senior Lecturer",
+        _TULSI_RIGHT,
+        _TULSI_NOTE,
     )
     assert "Tulsi is also called as the Elixir of Life since it promotes longevity" in text
     assert "Senior Lecturer as the Elixir" not in text and "***Senior Lecturer" in text
@@ -1178,8 +1183,8 @@ def test_a_note_after_running_text_without_its_stop_is_set_aside(tmp_path: Path,
     text = _foot_in_body_type(
         tmp_path / "running.pdf",
         left,
-        "as the Elixir of Life since it promotes longevity in those who take it. " + _PLANT * 5,
-        "*Reader, **Vice Principal, Professor and Head, ***Senior Lecturer",
+        _TULSI_RIGHT,
+        _TULSI_NOTE,
     )
     assert "Tulsi is also called as the Elixir of Life since it promotes longevity" in text
 
