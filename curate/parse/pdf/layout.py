@@ -35,6 +35,7 @@ _LINE_GAP_MAX = 1.6  # of a line's height: the widest gap between the lines of a
 _LINE_BLOCKS_MIN, _LINE_BLOCKS_SHARE = 10, 0.8  # a page of one-line blocks: its producer drew line by line
 _EDGE_BUCKET = 6.0  # points: lines starting this close together share a column's right edge
 _ROW_SPREAD = 0.3  # of a line's size: how far apart the bottoms of one table row's cells may be
+_SENTENCE_CHARS = 40  # a shorter line ending in a stop is a label or a note, not a sentence
 SMALL_PRINT = 0.9  # points below the body size: table cells, footnotes, affiliations
 # A manuscript's line numbers: integers in a margin of their own, left or right of all the text (every
 # line's, or every fifth's). Table cells and a list's numbers stand inside the text's width.
@@ -482,6 +483,32 @@ def prose(text: str) -> bool:
     """Running text: long enough and ending like a sentence, or long (cut by a column or page break)."""
     return len(text) >= PROSE_MIN_CHARS and (
         text.rstrip()[-1] in TERMINAL + ")" or len(text) >= 1.5 * PROSE_MIN_CHARS
+    )
+
+
+def drop_small_print(paras: list[Para], body_size: float) -> list[Para]:
+    """Leave out small print (notes, cells, affiliations) but for running text: long paragraphs, and a
+    sentence right after small prose of its size (a structured abstract's short last section)."""
+
+    def small(para: Para) -> bool:
+        return not para.heading and para.size < body_size - SMALL_PRINT
+
+    return [
+        para
+        for i, para in enumerate(paras)
+        if not small(para) or prose(para.text) or (i > 0 and _closes(paras[i - 1], para))
+    ]
+
+
+def _closes(before: Para, para: Para) -> bool:
+    """Whether `para` is a sentence that ends the small prose `before` it."""
+    text = para.text
+    return (
+        abs(before.size - para.size) < 0.5
+        and prose(before.text)
+        and text[:1].isupper()
+        and text[-1] in ".!?"
+        and len(text) >= _SENTENCE_CHARS
     )
 
 

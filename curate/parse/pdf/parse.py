@@ -264,5 +264,5 @@ def _body(
     kept = [p for p in (kept if captions else matter.drop_captions(kept)) if not matter.furniture(p)]
     kept = layout.merge_continuations(kept, words, compounds, body_size)
     # After merging: a paragraph set line by line (wide leading) is judged whole, not line by line.
-    kept = [p for p in kept if p.heading or p.size >= body_size - layout.SMALL_PRINT or layout.prose(p.text)]
+    kept = layout.drop_small_print(kept, body_size)
     return matter.cut_front_matter(kept, title, typed=not pages[0].ocr), two_column

@@ -561,6 +561,48 @@ def test_small_print_broken_by_a_page_is_rejoined(tmp_path: Path) -> None:
     assert f"{first} {second}" in _flat(parse_pdf(path).text)
 
 
+_RESULTS = (
+    "Results: Patients who walked every day after knee surgery went home two days sooner than those who "
+    "rested, and none of them had a fall during the six weeks of follow-up in the three hospitals that took "
+    "part."
+)
+
+
+@pytest.mark.parametrize(
+    ("last", "kept"),
+    [
+        # A structured abstract in smaller print than the body: its short last section is still text.
+        ("Conclusion: Daily walking shortens the stay in hospital.", True),
+        # Small print that does not read as a sentence stays out: no final stop, or a lowercase start.
+        ("Conclusion: see the supplementary tables for the values", False),
+        ("values are means of six patients per group, with SD.", False),
+        # So does a short line, a note's label more than a sentence.
+        ("See Table 2.", False),
+    ],
+)
+def test_a_short_sentence_closing_small_prose_stays(tmp_path: Path, last: str, kept: bool) -> None:
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((72, 80), "Abstract", fontsize=11, fontname="hebo")
+    assert page.insert_textbox(pymupdf.Rect(72, 90, 520, 130), _RESULTS, fontsize=9) >= 0
+    page.insert_text((72, 145), last, fontsize=9)
+    assert page.insert_textbox(pymupdf.Rect(72, 170, 520, 700), _PROSE * 10, fontsize=11) >= 0
+    # Elsewhere the same sentence follows no small prose: body text, or a label in small print.
+    page = doc.new_page()
+    assert page.insert_textbox(pymupdf.Rect(72, 72, 520, 400), _PROSE * 8, fontsize=11) >= 0
+    page.insert_text((72, 420), "After body text, daily walking shortens the stay.", fontsize=9)
+    assert page.insert_textbox(pymupdf.Rect(72, 440, 520, 480), _RESULTS, fontsize=9) >= 0
+    page.insert_text((72, 500), "Values are mean and SD", fontsize=9)
+    page.insert_text((72, 520), "After a label, daily walking shortens the stay.", fontsize=9)
+    path = tmp_path / "abstract.pdf"
+    doc.save(path)
+    text = parse_pdf(path).text
+    assert "went home two days sooner" in text
+    assert (last in text) is kept
+    assert "After body text" not in text
+    assert "After a label" not in text
+
+
 def test_letter_spaced_headings_read_as_words(tmp_path: Path) -> None:
     # Wiley and Elsevier set some headings letter by letter: "K E Y W O R D S", "A R T I C L E  I N F O".
     items = [
