@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Collection
 
 from curate.parse.pdf.layout import margin_key, prose
 from curate.parse.pdf.model import (
@@ -198,11 +199,12 @@ def cut_front_matter(paras: list[Para], title: str | None, typed: bool = True) -
     return [p for p in paras[:start] if keep(p)] + paras[start:]
 
 
-def cut_back_matter(paras: list[Para]) -> tuple[list[Para], str | None]:
+def cut_back_matter(paras: list[Para], ocr_pages: Collection[int] = ()) -> tuple[list[Para], str | None]:
     """Drop everything from the back matter's first heading on, when it comes near the end.
 
     Acknowledgements, funding and the like: the first such heading. "References": the last one, because
-    the word also heads table columns ("References" of the studies a review table lists).
+    the word also heads table columns ("References" of the studies a review table lists). On `ocr_pages`
+    a heading OCR misread by a letter or two counts.
     """
     total = sum(len(p.text) for p in paras)
     offset = 0
@@ -210,7 +212,7 @@ def cut_back_matter(paras: list[Para]) -> tuple[list[Para], str | None]:
     for i, para in enumerate(paras):
         if offset >= _CUT_FROM * total:
             for lead, candidate in ((False, para.first.text), (True, para.first.lead)):
-                word = back_matter(candidate)
+                word = back_matter(candidate, misread=para.page in ocr_pages)
                 # A bold "Abbreviations:" also leads a table's note: soft headings have a line of their own.
                 if word and not (lead and SOFT_BACK_MATTER.fullmatch(word)):
                     found.append((i, offset, SPACES.sub(" ", candidate).strip(), word))

@@ -30,11 +30,53 @@ _BACK_MATTER = re.compile(rf"^(?:[\divx]+\.?)*({_BACK_MATTER_WORDS}|{_SOFT_WORDS
 SOFT_BACK_MATTER = re.compile(_SOFT_WORDS)  # fullmatch on back_matter()'s word
 
 
-def back_matter(heading: str) -> str | None:
-    """The back-matter word a heading is ("references", "abbreviations", ...), spaces and case aside."""
+# The firm headings as OCR should have read them: a misreading ("Contflicts of Interest", "REFERENGES") is
+# still one of them, a different word ("Preferences") is not.
+_MISREAD_KEYS = (
+    "references",
+    "bibliography",
+    "literaturecited",
+    "acknowledgements",
+    "acknowledgments",
+    "competinginterests",
+    "conflictsofinterest",
+    "conflictofinterest",
+    "authorscontributions",
+    "authorcontributions",
+)
+_NUMBERING = re.compile(r"^[\divx]+\.?")
+
+
+def back_matter(heading: str, misread: bool = False) -> str | None:
+    """The back-matter word a heading is ("references", "abbreviations", ...), spaces and case aside; with
+    `misread` (OCR), also a firm heading with a letter or two wrong."""
     key = SPACES.sub("", heading).lower().replace("’", "'")
-    match = _BACK_MATTER.match(key) if key and len(key) < 40 else None
-    return match.group(1) if match else None
+    if not key or len(key) >= 40:
+        return None
+    match = _BACK_MATTER.match(key)
+    if match:
+        return match.group(1)
+    if misread:
+        key = _NUMBERING.sub("", key).rstrip(":.")
+        for word in _MISREAD_KEYS:
+            # One wrong letter in ten, and never the first (OCR misreads shapes, not whole words).
+            if key[:1] == word[0] and _edits(key, word, len(word) // 8) <= len(word) // 8:
+                return word
+    return None
+
+
+def _edits(a: str, b: str, most: int) -> int:
+    """Levenshtein distance between a and b, or more than `most` once it is sure to exceed it."""
+    if abs(len(a) - len(b)) > most:
+        return most + 1
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (ca != cb))
+        if min(row) > most:
+            return most + 1
+    return row[-1]
 
 
 @dataclass(slots=True)

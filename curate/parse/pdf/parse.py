@@ -215,7 +215,7 @@ def _assemble(
     if not paras and running:
         # Every line repeats on every page (a one-line document copied onto several pages): keep them.
         paras, two_column = _body(pages, set(), body_size, title, captions)
-    paras, cut = matter.cut_back_matter(paras)
+    paras, cut = matter.cut_back_matter(paras, {i for i, page in enumerate(pages) if page.ocr})
     text = "\n\n".join(p.text for p in paras)
     if not text:
         raise Rejection("pdf_no_text", "no body text left after removing headers, footers and tables")

@@ -10,6 +10,7 @@ import pymupdf
 import pytest
 
 from curate.parse.pdf import PdfLimits, parse_pdf, parse_pdf_isolated
+from curate.parse.pdf.model import back_matter
 from curate.parse.pdf.ocr import unavailable
 from curate.schema import Rejection
 from tests.parse.pdf.samples import LETTER, curves, make_pdfs, scan, unmapped_font
@@ -163,3 +164,46 @@ def test_a_scanned_tables_rows_are_found_though_descenders_lower_some_cells(tmp_
     text = parse_pdf(tmp_path / "table.pdf").text
     assert "as the table of the three wards below shows." in text
     assert "Arm3" not in text and "gym" not in text and "pool" not in text
+
+
+_REMEDIES = [
+    "Holy basil is grown in courtyards across the region and is used in",
+    "daily rituals as well as in traditional remedies for coughs, fevers",
+    "and skin complaints. Its leaves are chewed fresh or dried and taken",
+    "as a tea, and its seeds are soaked in water overnight before use. We",
+    "measured how much of each part families used over one whole year.",
+    "",
+]
+
+
+@pytest.mark.parametrize(
+    ("heading", "cut"),
+    [
+        # A back-matter heading read a letter or two wrong still ends the text...
+        ("Contflicts of Interest", True),
+        ("REFERENGES", True),
+        # ... but another word a letter away from one does not.
+        ("Preferences", False),
+        ("Reverence", False),
+    ],
+)
+def test_a_misread_back_matter_heading_on_a_scan_still_ends_the_text(
+    tmp_path, heading: str, cut: bool
+) -> None:
+    lines = [*_REMEDIES, heading, "The families who kept the diaries declare no interest in the trade."]
+    doc = parse_pdf(scan(tmp_path / "tail.pdf", lines))
+    assert "families used over one whole year" in doc.text
+    assert ("kept the diaries" not in doc.text) is cut
+    # What cut the text is a misreading, which the rule for a text layer would not take for a heading.
+    assert (doc.meta.get("cut_from") is not None) is cut
+    assert not cut or back_matter(doc.meta["cut_from"]) is None
+
+
+def test_a_misspelt_back_matter_heading_in_a_text_layer_is_text(tmp_path) -> None:
+    # A text layer holds what its author typed: there a near miss is another word, not a misreading.
+    doc = pymupdf.open()
+    page = doc.new_page()
+    for i, line in enumerate([*_REMEDIES, "Contflicts of Interest", "The diaries were kept by families."]):
+        page.insert_text((72, 72 + 14 * i), line, fontsize=10)
+    doc.save(tmp_path / "typed.pdf")
+    assert "The diaries were kept by families." in parse_pdf(tmp_path / "typed.pdf").text
