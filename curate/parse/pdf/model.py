@@ -66,7 +66,7 @@ def back_matter(heading: str, misread: bool = False) -> str | None:
 
 
 def _edits(a: str, b: str, most: int) -> int:
-    """Levenshtein distance between a and b, or more than `most` once it is sure to exceed it."""
+    """Levenshtein distance between a and b, or more than `most` when their lengths alone say so."""
     if abs(len(a) - len(b)) > most:
         return most + 1
     row = list(range(len(b) + 1))
@@ -74,8 +74,6 @@ def _edits(a: str, b: str, most: int) -> int:
         previous, row[0] = row[0], i
         for j, cb in enumerate(b, 1):
             previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (ca != cb))
-        if min(row) > most:
-            return most + 1
     return row[-1]
 
 

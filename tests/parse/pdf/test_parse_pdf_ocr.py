@@ -185,6 +185,7 @@ _REMEDIES = [
         # ... but another word a letter away from one does not.
         ("Preferences", False),
         ("Reverence", False),
+        ("Results", False),
     ],
 )
 def test_a_misread_back_matter_heading_on_a_scan_still_ends_the_text(
