@@ -45,10 +45,11 @@ _BLOCKS = frozenset(
         "address", "table-wrap-foot", "element-citation", "mixed-citation", "nlm-citation",
     }
 )  # fmt: skip
-# Inline elements that need more than their text: formulas, line breaks, and what running text never holds.
+# Inline elements that need more than their text: formulas, line breaks, and what running text never holds
+# (index terms mark a word for a back-of-book index and are never printed).
 _INLINE_SPECIAL = frozenset(
     {"inline-formula", "disp-formula", "tex-math", _MATH, "math", "alternatives", "break", "fn", "glyph-data",
-     "object-id", "label", "inline-supplementary-material"}
+     "object-id", "label", "inline-supplementary-material", "index-term", "index-term-range-end"}
 )  # fmt: skip
 _SPECIAL = tuple(_BLOCKS | _INLINE_SPECIAL)
 # In a table cell, a caption or a reference every element is read inline; these still need a space around.
@@ -418,6 +419,10 @@ class _Reader:
                 para.parts.append(" ")
                 self.walk(child, para, level, depth, _NONE, items)
                 para.parts.append(" ")
+            elif name == "def":
+                # Outside a def-item (whose definitions def_list reads) a <def> is an <abbrev>'s expansion,
+                # kept for tooltips and indexes: not printed, and its <p> must not split the sentence.
+                pass
             elif name in _BLOCKS:
                 self.flush(para)
                 self.block(child, level, depth)
@@ -434,7 +439,7 @@ class _Reader:
             para.parts.append(" ")
         elif name in ("fn",):
             self.drop("footnotes", el)
-        elif name in ("glyph-data", "object-id", "label"):
+        elif name in ("glyph-data", "object-id", "label", "index-term", "index-term-range-end"):
             pass
         elif name == "inline-supplementary-material":
             para.parts.append(self.flat(el))
@@ -511,23 +516,27 @@ class _Reader:
 
     def box(self, el: etree._Element, level: int, depth: int = 0) -> None:
         """A box, statement or question: label and title as a heading, caption, then its content."""
-        label = _child(el, "label")
         caption = _child(el, "caption")
-        title_el = _child(el, "title")
-        if title_el is None and caption is not None:
-            title_el = _child(caption, "title")
-        parts = [self.inline(x) for x in (label, title_el) if x is not None]
-        heading = ": ".join(p for p in parts if p)
-        if heading:
-            self.heading(level + 1, heading)
+        self.labelled_heading(el, level, caption)
         if caption is not None:
             self.flow(caption, level + 1, skip=frozenset({"title"}))
         self.flow(el, level + 1, skip=_HEAD | {"attrib"})
         for attrib in el.iterchildren("attrib"):
             self.emit(self.inline(attrib))
 
+    def labelled_heading(self, el: etree._Element, level: int, caption: etree._Element | None = None) -> None:
+        """The heading of a box, quote or verse: `label: title` (the caption's title where it has none)."""
+        title_el = _child(el, "title")
+        if title_el is None and caption is not None:
+            title_el = _child(caption, "title")
+        parts = [self.inline(x) for x in (_child(el, "label"), title_el) if x is not None]
+        heading = ": ".join(p for p in parts if p)
+        if heading:
+            self.heading(level + 1, heading)
+
     def quote(self, el: etree._Element, level: int, depth: int = 0) -> None:
-        """A quotation: its paragraphs, then its attribution."""
+        """A quotation: its label and title (JATS 1.2+), its paragraphs, then its attribution."""
+        self.labelled_heading(el, level)
         self.flow(el, level, skip=frozenset({"attrib", "label", "title"}))
         for attrib in el.iterchildren("attrib"):
             self.emit(self.inline(attrib))
@@ -541,8 +550,19 @@ class _Reader:
         self.flush(para)
 
     def verse(self, el: etree._Element, level: int, depth: int = 0) -> None:
-        lines = [self.inline(line) for line in el.iter("verse-line")]
+        """Verse: label and title, its lines one a line (a nested group where it stands), its attribution."""
+        self.labelled_heading(el, level)
+        lines: list[str] = []
+        for child in el:
+            if child.tag == "verse-line":
+                lines.append(self.inline(child))
+            elif child.tag == "verse-group":
+                self.emit("\n".join(line for line in lines if line))
+                lines = []
+                self.verse(child, level + 1, depth)
         self.emit("\n".join(line for line in lines if line))
+        for attrib in el.iterchildren("attrib"):
+            self.emit(self.inline(attrib))
 
     def formula(self, el: etree._Element, display: bool = False) -> str:
         """A formula as linear text: its TeX (`$...$`, `$$...$$` on display) where it has one, else its

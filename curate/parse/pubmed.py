@@ -507,10 +507,20 @@ def _record(citation, article) -> PubmedRecord | None:
     )
     language = _text(art.find("Language")) if art is not None else ""
     copyright_info = _text(abstract.find("CopyrightInformation")) if abstract is not None else ""
+    text, others = _abstract(abstract), citation.findall("OtherAbstract")
+    if not text:
+        # Older citations from partner databases (PIP, KIE, NASA, AIDS) hold their only English abstract in
+        # <OtherAbstract>, whose Language is "eng" unless it says otherwise; translations stay out.
+        for other in others:
+            if (other.get("Language") or "eng").strip().lower() == "eng":
+                text = _abstract(other)
+                if text:
+                    others = [o for o in others if o is not other]
+                    break
     return PubmedRecord(
         pmid=pmid,
         title=title,
-        abstract=_abstract(abstract),
+        abstract=text,
         journal=journal or None,
         year=_year(art),
         mesh=[_text(d) for d in citation.iterfind("MeshHeadingList/MeshHeading/DescriptorName")],
@@ -521,7 +531,7 @@ def _record(citation, article) -> PubmedRecord | None:
         pmcid=pmcid or None,
         language=language or None,
         copyright=copyright_info or None,
-        other_abstracts=len(citation.findall("OtherAbstract")),
+        other_abstracts=len(others),
     )
 
 

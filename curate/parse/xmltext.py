@@ -189,12 +189,17 @@ _COMBINING = {
 }
 # Operators written with a space on each side when they stand between two operands.
 _SPACED_OPERATORS = set("=<>≤≥≠≈≡≅∼≃∝→←↔⇒⇔⇐±∓+−×÷") | {"<=", ">=", "-"}
+# Invisible operators (function application, times, separator, plus) carry meaning, not ink: left in the
+# text they glue or split words with a character nobody sees.
+_FUNCTION_APPLICATION = "\u2061"
+_INVISIBLE = {_FUNCTION_APPLICATION: " ", "\u2062": "", "\u2063": "", "\u2064": ""}
+_INVISIBLE_CHARS = str.maketrans(_INVISIBLE)
 _MATH_SKIP = {"annotation", "annotation-xml", "mphantom", "none", "mprescripts", "malignmark", "maligngroup"}
 
 
 def math_text(math: etree._Element) -> str:
     """MathML as linear text: tokens joined as printed ("V̇O2max", "3He/129Xe", "p < 0.05")."""
-    return collapse(_math(math))
+    return collapse(_math(math).translate(_INVISIBLE_CHARS))
 
 
 def _math(el: etree._Element) -> str:
@@ -248,10 +253,14 @@ def _math(el: etree._Element) -> str:
 
 
 def _row(children: list) -> str:
+    texts = [_math(child) for child in children]
     out = []
-    for i, child in enumerate(children):
-        text = _math(child)
-        if local(child.tag) == "mo" and text in _SPACED_OPERATORS and 0 < i < len(children) - 1:
+    for i, (child, text) in enumerate(zip(children, texts, strict=True)):
+        if local(child.tag) == "mo" and text in _INVISIBLE:
+            # A function's name and its argument print apart ("sin x"), unless a bracket follows: "f(t)".
+            following = texts[i + 1].lstrip()[:1] if i + 1 < len(texts) else ""
+            text = " " if text == _FUNCTION_APPLICATION and following not in ("", "(", "[", "{") else ""
+        elif local(child.tag) == "mo" and text in _SPACED_OPERATORS and 0 < i < len(children) - 1:
             text = f" {text} "
         out.append(text)
     return "".join(out)

@@ -367,6 +367,82 @@ def test_paragraph_presence_on_pmc_articles(evaldata: Path) -> None:
         assert score["share"] >= 0.99, (kind, result["missed"])
 
 
+def _article(body: str) -> bytes:
+    """A minimal JATS 1.3 article around the body given."""
+    return (
+        '<article xmlns:xlink="http://www.w3.org/1999/xlink" article-type="research-article"><front>'
+        "<article-meta><title-group><article-title>Probe</article-title></title-group></article-meta></front>"
+        f"<body>{body}</body></article>"
+    ).encode()
+
+
+def test_index_terms_are_not_read_into_the_sentence() -> None:
+    # JATS 1.2+ <index-term> (and its range end) marks a word for a back-of-book index: never printed.
+    body = (
+        "<p>Blood pressure<index-term><term>hypertension</term>"
+        "<index-term><term>treatment</term></index-term><see>BP</see></index-term>"
+        ' rose after <italic>salt</italic> loading.<index-term-range-end rid="i1"/></p>'
+        "<sec><title>Salt<index-term><term>sodium</term></index-term> intake</title><p>Low.</p></sec>"
+    )
+    blocks = parse_jats(_article(body)).text.split("\n\n")
+    assert "Blood pressure rose after salt loading." in blocks
+    assert "## Salt intake" in blocks
+    assert not {"hypertension", "treatment", "BP", "sodium"} & set(re.findall(r"\w+", "\n".join(blocks)))
+
+
+def test_an_abbreviations_expansion_does_not_split_its_paragraph() -> None:
+    # <abbrev><def> holds the expansion for tooltips and indexes; the sentence around it stays one paragraph.
+    body = '<p>Levels of <abbrev alt="ATP">ATP<def><p>adenosine triphosphate</p></def></abbrev> fell.</p>'
+    assert parse_jats(_article(body)).text.split("\n\n")[1:] == ["Levels of ATP fell."]
+
+
+def test_titles_and_attributions_of_quotes_and_verse_are_read() -> None:
+    body = (
+        "<sec><title>Interviews</title><p>Before.</p>"
+        "<disp-quote><label>Extract 1</label><title>A patient's view</title><p>I was scared.</p>"
+        "<attrib>Patient 3</attrib></disp-quote>"
+        "<verse-group><title>Ward song</title><verse-line>The night is long,</verse-line>"
+        "<verse-group><title>Refrain</title><verse-line>we wait for dawn.</verse-line></verse-group>"
+        "<attrib>A night nurse</attrib></verse-group><p>After.</p></sec>"
+    )
+    assert parse_jats(_article(body)).text.split("\n\n")[1:] == [
+        "## Interviews",
+        "Before.",
+        "### Extract 1: A patient's view",
+        "I was scared.",
+        "Patient 3",
+        "### Ward song",
+        "The night is long,",
+        "### Refrain",  # a verse group inside a verse group: its title where it stands
+        "we wait for dawn.",
+        "A night nurse",
+        "After.",
+    ]
+
+
+def test_invisible_mathml_operators_are_not_left_in_the_text() -> None:
+    # Function application, invisible times, separator and plus (U+2061-2064) mark meaning, not print.
+    def formula(*tokens: str) -> str:
+        return f"<inline-formula><mml:math>{''.join(tokens)}</mml:math></inline-formula>"
+
+    body = (
+        '<p xmlns:mml="http://www.w3.org/1998/Math/MathML">The model '
+        + formula("<mml:mi>sin</mml:mi><mml:mo>&#x2061;</mml:mo><mml:mi>x</mml:mi>")
+        + " and "
+        + formula(
+            "<mml:mi>f</mml:mi><mml:mo>&ApplyFunction;</mml:mo><mml:mo>(</mml:mo><mml:mi>t</mml:mi>"
+            "<mml:mo>)</mml:mo><mml:mo>=</mml:mo><mml:mn>2</mml:mn><mml:mo>&#x2062;</mml:mo><mml:mi>t</mml:mi>"
+        )
+        + " used "
+        + formula("<mml:msub><mml:mi>a</mml:mi><mml:mrow><mml:mi>i</mml:mi><mml:mo>&#x2063;</mml:mo>"
+                  "<mml:mi>j</mml:mi></mml:mrow></mml:msub>")
+        + ".</p>"
+    )  # fmt: skip
+    text = parse_jats(_article(body)).text
+    assert "The model sin x and f(t) = 2t used aij." in text
+    assert not re.search("[\u2061-\u2064]", text)
+
+
 # ------------------------------------------------------------------------------------------ PMC layouts
 
 
@@ -625,3 +701,38 @@ def test_curate_pubmed_command_reads_every_era(ray_session, tmp_path: Path) -> N
         "pubmed:15000001",
         "pubmed:29000001",
     }
+
+
+def test_an_english_other_abstract_is_the_abstract_of_a_citation_without_one(tmp_path: Path) -> None:
+    # Older citations from partner databases (PIP, KIE, NASA) hold their only English abstract in
+    # <OtherAbstract>; Language defaults to "eng" in the DTD. A translation stays out, and so does any other
+    # abstract of a citation that has its own.
+    def citation(pmid: int, abstract: str, others: str) -> str:
+        return (
+            f"<PubmedArticle><MedlineCitation><PMID>{pmid}</PMID><Article><ArticleTitle>Title {pmid}"
+            f"</ArticleTitle>{abstract}</Article>{others}</MedlineCitation></PubmedArticle>"
+        )
+
+    pip = '<OtherAbstract Type="PIP" Language="eng"><AbstractText>Pregnancy records were compared.'
+    pip += "</AbstractText></OtherAbstract>"
+    german = '<OtherAbstract Type="Publisher" Language="ger"><AbstractText>Gehhilfen.</AbstractText>'
+    german += "</OtherAbstract>"
+    kie = '<OtherAbstract Type="KIE"><AbstractText Label="ISSUE">Consent was debated.</AbstractText>'
+    kie += "</OtherAbstract>"
+    own = "<Abstract><AbstractText>The trial's own abstract.</AbstractText></Abstract>"
+    path = tmp_path / "other.xml"
+    path.write_text(
+        "<PubmedArticleSet>"
+        + citation(1, "", german + pip)
+        + citation(2, "", kie)
+        + citation(3, "", german)
+        + citation(4, own, pip)
+        + "</PubmedArticleSet>"
+    )
+    records = list(iter_pubmed(path))
+    assert [(r.abstract, r.other_abstracts) for r in records] == [
+        ("Pregnancy records were compared.", 1),
+        ("## Issue\n\nConsent was debated.", 0),
+        ("", 1),
+        ("The trial's own abstract.", 1),
+    ]
