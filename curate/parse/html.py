@@ -127,6 +127,13 @@ _PRUNES = [
     (RAW_TREE_PRUNE_XPATH[1:], ("elementor-share-buttons",)),
 ]  # fmt: skip
 _NO_COMMENTS = (REMOVE_COMMENTS_AND_LISTS_XPATH, ("omment", "comol", "disqus_thread"))
+# Elements an inline style hides: schema.org copies of the article and its metadata, share-bar templates,
+# pop-ups. trafilatura prunes them only inside the container it picks, so they leaked in wherever a wider
+# reading won (its readability/jusText comparison, resiliparse): a second copy of the article followed by
+# dates and image URLs. Pruned from the raw tree with trafilatura's guard (nothing goes when that would leave
+# under a seventh of the page's text: a page that shows its content by script). The `hidden` attribute is
+# left alone: on the evaluation pages it marked collapsed parts of the article.
+_HIDDEN = etree.XPath("//body//*[contains(translate(@style, ' ', ''), 'display:none')]")
 _PARSER = lxml.html.HTMLParser(
     collect_ids=False, default_doctype=False, encoding="utf-8", remove_comments=True, remove_pis=True
 )
@@ -572,7 +579,8 @@ class _Trafilatura:
         self._recall: tuple[Any, str] | None = None
 
     def main_text(self) -> str:
-        """Prune the raw tree as trafilatura does for these options, then run its main extractor."""
+        """Prune the raw tree as trafilatura does for these options (and of hidden elements, _HIDDEN), then
+        run its main extractor."""
         tree, options = self.tree, self.options
         names = "\n" + "\n".join(_IDS_AND_CLASSES(tree)) + "\n"
         (ours, ours_words), *raw = _PRUNES
@@ -582,6 +590,8 @@ class _Trafilatura:
         for xpaths, words in raw if forum else [*raw, _NO_COMMENTS]:
             if any(word in names for word in words):
                 tree = prune_unwanted_nodes(tree, xpaths)
+        if _HIDDEN(tree):
+            tree = prune_unwanted_nodes(tree, [_HIDDEN], with_backup=True)
         self.tree = tree
         cleaned, self._backup = _prepare_tree(tree, options, options.url)
         self.body, self.text = extract_content(cleaned, options)

@@ -623,6 +623,45 @@ def test_trafilaturas_raw_tree_prunes_still_apply(container: str):
     assert "the infection clears." in doc.text and "car park" not in doc.text
 
 
+NEWS_ITEMS = "".join(
+    f"<li>The state attorney general is investigating the company amid layoffs, and the inquiry will focus "
+    f"on decisions its founder took while he ran it (item {i}).</li>"
+    for i in range(5)
+)
+NEWS_ARTICLE = (
+    "<h1>Ten things you need to know today</h1><div class='post-content'>"
+    "<p>Good morning! This is the news you need to know this Tuesday.</p>"
+    f"<ul>{NEWS_ITEMS}</ul><p>You can also subscribe to this newsletter, every weekday morning.</p></div>"
+)
+
+
+@pytest.mark.parametrize("style", ["display:none;", "display: none !important"])
+def test_elements_hidden_by_an_inline_style_are_left_out(style: str):
+    """A news page's schema.org block: a hidden copy of the article with its dates and image URL, beside
+    the article in its container; a long menu makes the article a small share of the page, so trafilatura's
+    wider readings compete, and they kept the hidden block."""
+    menu = "".join(f"<li><a href='/s{i}'>Section number {i} of the site</a></li>" for i in range(60))
+    hidden = (
+        f"<div style='{style}' itemscope itemtype='http://schema.org/NewsArticle'>"
+        "<div itemprop='articleBody'><p>Good morning! This is the news you need to know this Tuesday.</p>"
+        f"<ul>{NEWS_ITEMS}</ul></div>"
+        "<div itemprop='datePublished'>2019-11-19T08:57:40+01:00</div>"
+        "<div itemprop='image'>https://example.org/image/ten-things.jpg</div></div>"
+    )
+    doc = extract_html(
+        page(f"<ul class='menu'>{menu}</ul><div class='content post'>{NEWS_ARTICLE}{hidden}</div>").encode()
+    )
+    assert "this Tuesday." in doc.text and "weekday morning." in doc.text
+    assert doc.text.count("(item 3)") == 1
+    assert "2019-11-19" not in doc.text and "example.org" not in doc.text
+
+
+def test_a_page_whose_content_is_all_hidden_keeps_it():
+    """A page that shows its content by script (hidden until then) keeps it: trafilatura's guard."""
+    doc = extract_html(page(f"<div style='display:none'>{NEWS_ARTICLE}</div>").encode())
+    assert "this Tuesday." in doc.text and doc.text.count("(item 3)") == 1
+
+
 @pytest.mark.parametrize(
     "markup",
     [
