@@ -442,7 +442,7 @@ def drop_table_blocks(blocks: list[Block]) -> list[Block]:
     if len(lines) < 6:
         return blocks
     lines.sort(key=lambda item: item[0].y1)
-    in_row: set[int] = set()
+    rows: list[list[Line]] = []
     i = 0
     while i < len(lines):
         j = i
@@ -451,21 +451,55 @@ def drop_table_blocks(blocks: list[Block]) -> list[Block]:
         # at the baseline; a text layer's all at the baseline).
         while j < len(lines) and lines[j][0].y1 - base < max(2.0, _ROW_SPREAD * lines[i][0].size):
             j += 1
-        row = sorted((lines[k][0] for k in range(i, j)), key=lambda ln: ln.x0)
-        pieces = 1
-        for left, right in zip(row, row[1:], strict=False):
-            if right.x0 - left.x1 > 1.5 * max(left.size, right.size):
-                pieces += 1
-        if pieces >= 3:
-            in_row.update(id(lines[k][0]) for k in range(i, j))
+        rows.append(sorted((lines[k][0] for k in range(i, j)), key=lambda ln: ln.x0))
         i = j
+    pieces = [_pieces(row) for row in rows]
+    in_row = {id(ln) for row, cells in zip(rows, pieces, strict=True) if len(cells) >= 3 for ln in row}
     if not in_row:
         return blocks
     row_chars = [sum(len(ln.text) for ln in block.lines if id(ln) in in_row) for block in blocks]
     if sum(row_chars) >= _TABLE_PAGE_SHARE * sum(b.chars for b in blocks):
         # A page that is one big table: its multi-line cells do not line up row by row; keep only prose.
         return [b for b in blocks if _prose_block(b)]
-    return [b for b, rows in zip(blocks, row_chars, strict=True) if rows < _TABLE_ROW_SHARE * b.chars]
+    kept = [b for b, chars in zip(blocks, row_chars, strict=True) if chars < _TABLE_ROW_SHARE * b.chars]
+    # A table's rows of two cells (a header over grouped columns, a sub-heading) next to its dropped rows.
+    kept_lines = {id(ln) for b in kept for ln in b.lines}
+    header: set[int] = set()
+    for k, row in enumerate(rows):
+        if len(pieces[k]) >= 2 and any(
+            not any(id(ln) in kept_lines for ln in rows[n])
+            and _header_row(row, pieces[k], rows[n], pieces[n])
+            for n in (k - 1, k + 1)
+            if 0 <= n < len(rows)
+        ):
+            header.update(id(ln) for ln in row)
+    return [b for b in kept if not all(id(ln) in header for ln in b.lines)]
+
+
+_Cells = list[tuple[float, float]]  # pieces of text on a row, (x0, x1) left to right
+
+
+def _pieces(row: list[Line]) -> _Cells:
+    """The row's pieces of text, left to right: lines closer than one and a half sizes make one piece."""
+    out = [(row[0].x0, row[0].x1)]
+    for left, right in zip(row, row[1:], strict=False):
+        if right.x0 - left.x1 > 1.5 * max(left.size, right.size):
+            out.append((right.x0, right.x1))
+        else:
+            out[-1] = (out[-1][0], right.x1)
+    return out
+
+
+def _header_row(row: list[Line], cells: _Cells, table: list[Line], table_cells: _Cells) -> bool:
+    """Whether a row of two pieces belongs to the table row next to it: a header or a sub-heading row in
+    the table's type, of short cells (a line of two-column text beside a table is half the table wide)."""
+    size = table[0].size
+    span = table_cells[-1][1] - table_cells[0][0]
+    return (
+        abs(row[0].y1 - table[0].y1) <= 2 * size
+        and all(abs(ln.size - size) < 0.5 for ln in row)
+        and all(x1 - x0 < span / 3 for x0, x1 in cells)
+    )
 
 
 def _prose_block(block: Block) -> bool:

@@ -499,6 +499,75 @@ def test_body_text_is_not_joined_onto_small_print(tmp_path: Path) -> None:
     assert "\n\nfew days, and the treated paws were back" in text
 
 
+def _table_with_rows_of_two(path: Path, header: tuple[float, float, str, str], size: float = 10) -> Path:
+    """A sentence broken by a table in body type, with a row of two cells drawn as its own text object
+    (MuPDF gives it a block of its own, as in PLOS's files) at `header` (baseline, size, left, right cell)
+    and a total row right under the table."""
+    doc = pymupdf.open()
+    page = doc.new_page()
+    assert page.insert_textbox(pymupdf.Rect(72, 72, 520, 190), _UNFINISHED, fontsize=10) >= 0
+    for row in range(5):
+        for x, cell in (
+            (72, f"Group {row}"),
+            (250, f"{row}.5 ± 0.1"),
+            (330, f"{row}.8 ± 0.2"),
+            (410, "1.1 ± 0.1"),
+        ):
+            page.insert_text((x, 230 + 14 * row), cell, fontsize=size)
+    baseline, header_size, left, right = header
+    page.insert_text((72, baseline), left, fontsize=header_size, fontname="hebo")
+    page.insert_text((330, baseline), right, fontsize=header_size, fontname="hebo")
+    page.insert_text((72, 300), "Total", fontsize=size)
+    page.insert_text((330, 300), "n = 40", fontsize=size)
+    assert page.insert_textbox(pymupdf.Rect(72, 330, 520, 400), _RESUMED, fontsize=10) >= 0
+    doc.save(path)
+    return path
+
+
+def test_a_tables_rows_of_two_cells_go_with_it(tmp_path: Path) -> None:
+    # PLOS: "Treatment" over the first column and "Paw volume (mL)" over the days, right above the table's
+    # rows; a total row under them. Left in, they stood between the halves of a sentence the table broke.
+    path = _table_with_rows_of_two(tmp_path / "header.pdf", (216, 10, "Treatment", "Paw volume (mL)"))
+    text = parse_pdf(path).text
+    assert "reached its peak in a few days, and the treated paws" in text
+    for cell in ("Treatment", "Paw volume", "Total", "n = 40"):
+        assert cell not in text
+
+
+def test_short_lines_beside_a_widely_spaced_line_of_prose_stay(tmp_path: Path) -> None:
+    # Two columns: the left one's last short line and the right one's subheading share a row, right above
+    # a justified line whose words stand far apart (three pieces or more, as a table row has). That line's
+    # block is prose and stays, and so do the two short lines next to it.
+    doc = pymupdf.open()
+    page = doc.new_page()
+    assert page.insert_textbox(pymupdf.Rect(50, 72, 290, 400), _PROSE * 4, fontsize=10) >= 0
+    for k, word in enumerate(("Turmeric", "gives", "a", "pigment.")):
+        page.insert_text((310 + 60 * k, 432), word, fontsize=10)
+    assert page.insert_textbox(pymupdf.Rect(310, 436, 550, 700), _PROSE * 3, fontsize=10) >= 0
+    # Drawn last, each a block of its own (as in the article this comes from).
+    page.insert_text((50, 420), "GI fell.", fontsize=10)
+    page.insert_text((310, 420), "Curcumin", fontsize=10, fontname="hebo")
+    path = tmp_path / "justified.pdf"
+    doc.save(path)
+    text = parse_pdf(path).text
+    assert "GI fell." in text
+    assert "Curcumin" in text
+
+
+@pytest.mark.parametrize(
+    ("header", "why"),
+    [
+        ((190, 10, "Treatment", "Paw volume (mL)"), "three lines above the table"),
+        ((216, 13, "Treatment", "Paw volume (mL)"), "in another type than the table's"),
+        ((216, 10, "Paw volume was measured every week by one", "nurse"), "a cell as wide as a column"),
+        ((216, 10, "Then they walked.", ""), "one piece: a line of text"),
+    ],
+)
+def test_a_row_of_two_pieces_that_is_not_the_tables_stays(tmp_path: Path, header: tuple, why: str) -> None:
+    text = parse_pdf(_table_with_rows_of_two(tmp_path / "near.pdf", header)).text
+    assert header[2] in text, why
+
+
 @pytest.mark.parametrize(
     "items",
     [
