@@ -34,6 +34,12 @@ _CAPTION_TITLED = re.compile(
     r"^(?:Figure|FIGURE|Fig\.?|FIG\.?|Table|TABLE|Scheme|SCHEME|Chart|CHART|Plate|PLATE)\s*[A-Z]?\d+[a-z]?\s+[A-Z][A-Za-z]"
 )
 _CAPTION_LABEL = re.compile(r"^(?:figure|fig\.?|table|scheme|chart|plate)\s*[a-z]?\d+[a-z]?\s*[.:|]?$", re.I)
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+# A date as mastheads print it: "5 March 2018", "March 5, 2018", "05/03/2018", "2018-03-05".
+_DATE = (
+    rf"(?:\d{{1,2}}\s+{_MONTH}\s+\d{{4}}|{_MONTH}\s+\d{{1,2}},?\s+\d{{4}}"
+    r"|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{4}-\d\d-\d\d)"
+)
 # Front-page and margin furniture: licence notes, dates, correspondence, editors, citation hints.
 _FURNITURE = re.compile(
     r"copyright|©|creative\s*commons|open[\s-]*access\s+article|this\s+(?:article|work)\s+is\s+(?:licensed|distributed)"
@@ -41,11 +47,21 @@ _FURNITURE = re.compile(
     r"|academic\s*editor|cite\s*this\s*article|please\s*cite|^keywords?\b|^article\s*(?:history|info)|\barticle\s*id\b"
     r"|^(?:edited|reviewed)\s*by\b|\b[\w.+-]+@[\w-]+\.[\w.]+"
     r"|^(?:funding|competing\s+interests|conflicts?\s+of\s+interests?|source\s+of\s+support|financial\s+support"
-    r"|data\s+availability(?:\s+statement)?)\s*:\s*\S|^(?:received|revised|accepted|published)\s*:\s*\d"
+    r"|data\s+availability(?:\s+statement)?)\s*:\s*\S"
     r"|^communicated\s+by\b|^subject\s+categor(?:y|ies)\b|^\W{0,3}\d{0,2}\s*(?:present|current|permanent)\s+address"
     r"|^electronic\s+supplementary\s+material\b|^\d{4}-\d{3}[\dX]/(?:\d{2}|\$)"  # ISSN/year: "1874-2106/16"
-    r"|^(?:https?://|www\.)\s?\S+$|^vol(?:ume)?\.?\s*\d+\s*(?:\(\s*\d+\s*\))?$|^volume\s+\d{4},\s+article\s+id\b",
+    r"|^(?:https?://|www\.)\s?\S+$|^vol(?:ume)?\.?\s*\d+\s*(?:\(\s*\d+\s*\))?$|^volume\s+\d{4},\s+article\s+id\b"
+    # Other publishers' mastheads, dates and stamps: Elsevier, Springer, PLOS, OUP/JAMA/NEJM download stamps.
+    r"|^contents\s+lists?\s+available\s+at\b|^journal\s+homepage\s*:|^peer\s+review\s+under\s+responsibility\s+of\b"
+    r"|^check\s+for\s+updates$|^(?:citation|(?:handling\s+)?editor)\s*:\s*\S"
+    r"|^downloaded\s+from\s*:?\s*(?:https?://)?[\w.-]+\.(?:org|com|net|edu|gov)\b"
+    r"|contributed\s+equally\s+to\s+this\s+(?:work|study|article|paper)",
     re.I,
+)
+# A masthead's dates: "Received: 28 January 2015", "Published online: 12 March 2019", "Accepted 2018-03-05"
+# (without a colon only before a whole date: "Received 5 days of physiotherapy, ..." is a sentence).
+_DATED = re.compile(
+    rf"^(?:received|revised|accepted|published(?:\s+online)?)\s*(?::\s*(?:\d|{_MONTH})|\s+{_DATE})", re.I
 )
 # Separators (commas; also semicolons and stops) per word in a list of affiliations: commas alone run
 # 0.25-0.29 in PMC's lists, ~0.05-0.1 in prose.
@@ -134,7 +150,7 @@ def _right_under(label: Para, para: Para) -> bool:
 def furniture(para: Para) -> bool:
     """Journal furniture (licence, dates, correspondence, affiliations): not body text."""
     text = para.text
-    if len(text) < 700 and _FURNITURE.search(text) is not None:
+    if len(text) < 700 and (_FURNITURE.search(text) or _DATED.match(text)):
         return True
     # A heading is a list too when it names several institutions (OCR reads some lists as large type).
     return affiliations(text) and (not para.heading or len(_INSTITUTION.findall(text)) >= 3)
