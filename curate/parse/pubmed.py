@@ -476,8 +476,11 @@ def _abstract(abstract) -> str:
         text = _text(piece)
         if not text:
             continue
-        label = piece.get("Label")
-        parts.append(f"## {label.strip().capitalize()}\n\n{text}" if label and label.strip() else text)
+        label = (piece.get("Label") or "").strip()
+        # MEDLINE's capitals ("BACKGROUND") read as a sentence's; a label set in mixed case keeps its
+        # acronyms ("Role of HIV testing").
+        label = label.capitalize() if label.isupper() else label
+        parts.append(f"## {label}\n\n{text}" if label else text)
     return "\n\n".join(parts)
 
 

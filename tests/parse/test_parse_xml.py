@@ -180,6 +180,20 @@ def _pubmed_file(path: Path, *parts: str) -> Path:
     return path
 
 
+def test_pubmed_labels_in_capitals_read_as_sentences_and_mixed_case_labels_keep_their_acronyms(
+    tmp_path: Path,
+) -> None:
+    citation = _citation("101", "Walking helps", labelled=True).replace(
+        '<AbstractText Label="RESULTS">', '<AbstractText Label="Role of HIV testing">'
+    )
+    (record,) = [
+        i
+        for i in iter_pubmed(_pubmed_file(tmp_path / "pubmed26n0002.xml.gz", citation))
+        if isinstance(i, PubmedRecord)
+    ]
+    assert record.abstract == "## Background\n\nWhy we looked.\n\n## Role of HIV testing\n\nWhat we found."
+
+
 def test_pubmed_records_and_deletions(tmp_path: Path) -> None:
     path = _pubmed_file(
         tmp_path / "pubmed26n0001.xml.gz",
