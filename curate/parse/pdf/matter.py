@@ -53,7 +53,7 @@ _FURNITURE = re.compile(
     r"|^(?:https?://|www\.)\s?\S+$|^vol(?:ume)?\.?\s*\d+\s*(?:\(\s*\d+\s*\))?$|^volume\s+\d{4},\s+article\s+id\b"
     # Other publishers' mastheads, dates and stamps: Elsevier, Springer, PLOS, OUP/JAMA/NEJM download stamps.
     r"|^contents\s+lists?\s+available\s+at\b|^journal\s+homepage\s*:|^peer\s+review\s+under\s+responsibility\s+of\b"
-    r"|^check\s+for\s+updates$|^(?:citation|(?:handling\s+)?editor)\s*:\s*\S"
+    r"|^check\s+for\s+updates$|^(?:citation|(?:handling\s+)?editor)\s*:\s*\S|^(?:key\s+words?|index\s+terms)\s*[:—–-]"
     r"|^downloaded\s+from\s*:?\s*(?:https?://)?[\w.-]+\.(?:org|com|net|edu|gov)\b"
     r"|contributed\s+equally\s+to\s+this\s+(?:work|study|article|paper)",
     re.I,

@@ -1467,6 +1467,8 @@ _MASTHEADS = [
     "Downloaded from https://academic.oup.com/cid/article/68/1/1/5051 by guest on 08 March 2019",
     "Downloaded from nejm.org at Some University on March 3, 2019. For personal use only.",
     "*These authors contributed equally to this work.",
+    "Key words: walking, knee surgery, recovery",
+    "Index Terms—walking, knee surgery, recovery",
 ]
 
 
@@ -1477,6 +1479,7 @@ def test_other_publishers_mastheads_and_stamps_are_left_out(tmp_path: Path) -> N
         "Received 5 days of physiotherapy, the patients in the second group walked sooner than the others.",
         "Published studies were searched in May 2019 and again in June, in three databases.",
         "Downloaded from the trial registry, the protocol was compared with the report.",
+        "Key words in the diaries were coded by two nurses who did not know the groups.",
     ]
     parts = [
         ("h", "Walking After Knee Surgery"),
