@@ -55,7 +55,7 @@ _FURNITURE = re.compile(
     r"|^contents\s+lists?\s+available\s+at\b|^journal\s+homepage\s*:|^peer\s+review\s+under\s+responsibility\s+of\b"
     r"|^check\s+for\s+updates$|^(?:citation|(?:handling\s+)?editor)\s*:\s*\S|^(?:key\s+words?|index\s+terms)\s*[:—–-]"
     r"|^downloaded\s+from\s*:?\s*(?:https?://)?[\w.-]+\.(?:org|com|net|edu|gov)\b"
-    r"|contributed\s+equally\s+to\s+this\s+(?:work|study|article|paper)",
+    r"|contributed\s+equally\s+to\s+this\s+(?:work|study|article|paper)|^(?:table\s+of\s+)?contents$",
     re.I,
 )
 # A masthead's dates: "Received: 28 January 2015", "Published online: 12 March 2019", "Accepted 2018-03-05"
@@ -89,7 +89,9 @@ _NAME_PARTICLE = re.compile(
 )
 _NAME_WORD = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
 _NAME_SEPARATOR = re.compile(r"[,;&]|\band\b")
-_APPENDIX = re.compile(r"^(?:[\divx]+\.?\s*)?appendi(?:x|ces)\b(?:\s+[A-Z0-9]{1,3}\b)?", re.I)
+_APPENDIX = re.compile(
+    r"^(?:[\divx]+\.?\s*)?(?:appendi(?:x|ces)|annex(?:es)?)\b(?:\s+[A-Z0-9]{1,3}\b)?", re.I
+)
 PMCID = re.compile(r"\b(PMC\d{4,9})\b")
 PMID = re.compile(r"\bPMID:?\s*(\d{1,9})\b")
 _DOI = re.compile(r"\b(10\.\d{4,9}/[^\s\"<>]+)")

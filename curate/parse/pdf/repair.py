@@ -38,6 +38,9 @@ _SHORT_WORDS = {
 # A line of single letters each followed by one space ("K E Y W O R D S"), words parted by two or more.
 _SPACED_LINE = re.compile(r"(?:[^\W\d_] {1,3}){3,}[^\W\d_]")
 _WIDE_GAP = re.compile(r" {2,}")
+# Dot leaders of a table of contents ("Methods ........ 6", ". . . ."), rules drawn as "_____" or "-----":
+# runs of one punctuation mark, which unmapped glyphs do not make. They are not letters, nor garbage.
+_LEADERS = re.compile(r"([^\w\s])(?: ?\1){3,}")
 _TH_EVIDENCE = 3  # this many "Te" words mean the font lost its "Th" ligature
 
 
@@ -46,7 +49,7 @@ def garbled(raw: str, numbers: bool = False) -> str | None:
     instead of letters), or None when it reads as text; with `numbers`, digits count as letters (a page
     of a table is numbers, not garbage)."""
     visible = letters = bad = 0
-    for ch in raw:
+    for ch in _LEADERS.sub(" ", raw):
         if ch.isspace():
             continue
         visible += 1

@@ -1512,18 +1512,39 @@ def test_glued_title_is_spaced_and_a_single_lost_th_is_repaired(tmp_path: Path) 
     assert "They also assessed the antimicrobial activity" in doc.text and "Tey" not in doc.text
 
 
-def test_an_appendix_after_the_references_is_kept(tmp_path: Path) -> None:
+@pytest.mark.parametrize("heading", ["Appendix A", "Annex 1. Evidence profiles"])  # WHO's guidelines: annexes
+def test_an_appendix_after_the_references_is_kept(tmp_path: Path, heading: str) -> None:
     parts = [("h", "Introduction"), *[("p", f"{_BODY} Part {i}.") for i in range(4)], ("h", "References")]
     parts += [
         ("p", f"{n}. Author A, Writer B. A study of walking. J Walk. 2001;{n}:1-9.") for n in range(1, 6)
     ]
     parts += [
-        ("h", "Appendix A"),
+        ("h", heading),
         ("p", "The walking diary each patient kept listed the minutes walked per day. " * 3),
     ]
     doc = parse_pdf(_article(tmp_path / "appendix.pdf", parts))
-    assert "The walking diary each patient kept" in doc.text and "Appendix A" in doc.text
+    assert "The walking diary each patient kept" in doc.text and heading in doc.text
     assert "A study of walking" not in doc.text and doc.meta["cut_from"] == "References"
+
+
+@pytest.mark.parametrize("leader", ["." * 60, " ." * 30], ids=["solid", "spaced"])
+def test_a_table_of_contents_is_left_out_not_read_as_garbage(tmp_path: Path, leader: str) -> None:
+    # A guideline's contents page: its dot leaders are not letters, but not unmapped glyphs either. Taken for
+    # garbage, the page went to OCR, which read the leaders as stray dots into the text.
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((72, 80), "Contents", fontsize=14, fontname="hebo")
+    entries = [("Acknowledgements", "iv"), ("Abbreviations", "v"), ("Summary", "1")]
+    entries += [(f"{n}. Walking {n}", str(3 * n)) for n in range(1, 8)]
+    for i, (entry, number) in enumerate(entries):  # more dots than letters
+        page.insert_text((72, 110 + 16 * i), f"{entry} {leader} {number}", fontsize=11)
+    assert doc.new_page().insert_textbox(pymupdf.Rect(72, 72, 520, 700), _PROSE * 8, fontsize=11) >= 0
+    path = tmp_path / "contents.pdf"
+    doc.save(path)
+    parsed = parse_pdf(path)
+    assert "ocr" not in parsed.meta
+    assert "Walking 3" not in parsed.text and "Contents" not in parsed.text
+    assert parsed.text.count("recovered sooner") == 8
 
 
 def test_pmc_furniture_examples_are_gone() -> None:
