@@ -48,6 +48,8 @@ _NUMBER_LINE = re.compile(
 # rest of a sentence, as "38% had ...", "45.0 Gy in 25 fractions" or "0.493. Genetic ..." are.
 _NUMBERED = re.compile(r"^\d+[.)]\s|^[1-9]\d?(?:\.\d{1,2})+\.\s+[A-Z]|^[1-9]\d?(?:\.\d{1,2}){2,}\s+[A-Z]")
 _HYPHENS = "-\u2010\u2011\u00ad"
+# A list item's mark: each item is a paragraph of its own, as a reader sees it (its wrapped lines are not).
+_BULLET = re.compile(r"\s*[•●○◦▪■□◆♦►▸➢✓✔·](?:\s|$)")
 _CITED_END = re.compile(r"[^\W\d_][.!?][\"”’)]*\d+(?:[,\-–]\d+)*$")  # "... reported before.12,13"
 # A sentence ending inside a text ("... in ancient literature. Tulsi is ..."), not a numbered heading's
 # "2.3. Methods" or an "e.g." (three letters before the stop).
@@ -300,6 +302,7 @@ def paragraphs(block: Block, body_size: float, spaced: bool = False) -> list[Par
             para = paras[-1]
             if same_row or (
                 heading == para.heading
+                and not _BULLET.match(line.text)
                 and abs(line.size - prev.size) < 1.0
                 and gap <= max(0.8 * max(line.y1 - line.y0, prev.y1 - prev.y0), usual)
             ):

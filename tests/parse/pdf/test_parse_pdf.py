@@ -1527,6 +1527,31 @@ def test_an_appendix_after_the_references_is_kept(tmp_path: Path, heading: str) 
     assert "A study of walking" not in doc.text and doc.meta["cut_from"] == "References"
 
 
+def test_each_item_of_a_bulleted_list_is_a_paragraph(tmp_path: Path) -> None:
+    # Items set as tightly as the lines of a paragraph: the mark, not a gap, is where an item begins; an
+    # item that wraps stays whole.
+    doc = pymupdf.open()
+    page = doc.new_page()
+    assert page.insert_textbox(pymupdf.Rect(72, 72, 520, 200), _PROSE * 4, fontsize=10) >= 0
+    wrapped = ["• type 2 diabetes, whether or not it is treated with insulin, and whatever", "  its duration"]
+    items = [["• chronic kidney disease"], wrapped, ["• severe mental illness"]]
+    lines = [line for item in items for line in item]
+    font = pymupdf.Font("helv")  # through TextWriter, with its bullet glyph
+    writer = pymupdf.TextWriter(page.rect)
+    for k, line in enumerate(lines):
+        writer.append((72, 220 + 12 * k), line, font=font, fontsize=10)
+    writer.write_text(page)
+    path = tmp_path / "list.pdf"
+    doc.save(path)
+    paragraphs = parse_pdf(path).text.split("\n\n")
+    assert "• chronic kidney disease" in paragraphs
+    assert (
+        "• type 2 diabetes, whether or not it is treated with insulin, and whatever its duration"
+        in paragraphs
+    )
+    assert "• severe mental illness" in paragraphs
+
+
 @pytest.mark.parametrize("leader", ["." * 60, " ." * 30], ids=["solid", "spaced"])
 def test_a_table_of_contents_is_left_out_not_read_as_garbage(tmp_path: Path, leader: str) -> None:
     # A guideline's contents page: its dot leaders are not letters, but not unmapped glyphs either. Taken for
