@@ -26,11 +26,13 @@ from curate.parse.pdf.model import (
 )
 
 _COLUMN_MIN = 0.05  # a page is two-column when each side holds this share of its text (last pages: less)
+_THREE_COLUMN_MIN = 0.15  # a page is three-column when each third holds this share of its text
 _MARGIN = 0.12  # share of the page height at the top and bottom where running headers/footers live
 _TABLE_MAX_LETTERS = 0.4  # paragraphs with fewer letters than this share are table cells (numbers)
 _TABLE_ROW_SHARE = 0.5  # a block with at least this share of its text in table rows is a table
 _TABLE_PAGE_SHARE = 0.4  # a page with this share of its text in table rows is a table page
 _PROSE_LINE_CHARS = 40  # running text has lines at least this long on average
+_RUNNING_LINE_CHARS = 20  # ... and at least this long in a narrow column (three to a page)
 _LINE_GAP_MAX = 1.6  # of a line's height: the widest gap between the lines of a (double-spaced) paragraph
 _LINE_BLOCKS_MIN, _LINE_BLOCKS_SHARE = 10, 0.8  # a page of one-line blocks: its producer drew line by line
 _EDGE_BUCKET = 6.0  # points: lines starting this close together share a column's right edge
@@ -167,36 +169,32 @@ def _line_numbers(page: Page) -> set[int]:
 
 
 def reading_order(page: Page, blocks: list[Block]) -> tuple[list[Block], int]:
-    """Blocks in reading order, and 1 if the page was read as two columns (else 0).
+    """Blocks in reading order, and 1 if the page was read in columns (else 0).
 
-    On a two-column page, blocks left of the text area's middle are read before those right of it, band by
-    band: blocks that straddle the middle (title, abstract, wide figures) split the page into bands.
+    On a page of two (or three) columns, blocks within a column are read column by column, band by band:
+    blocks that straddle a column's edge (title, abstract, wide figures) split the page into bands.
     """
     if len(blocks) < 2:
         return blocks, 0
     wide = [b for b in blocks if b.chars >= 40] or blocks
     lo, hi = min(b.x0 for b in wide), max(b.x1 for b in wide)
-    mid = (lo + hi) / 2
-    tol = 0.02 * (hi - lo)
-    left, right, full = [], [], []
-    for b in blocks:
-        if b.x1 <= mid + tol:
-            left.append(b)
-        elif b.x0 >= mid - tol:
-            right.append(b)
-        else:
-            full.append(b)
     total = sum(b.chars for b in blocks)
-    left_chars, right_chars = sum(b.chars for b in left), sum(b.chars for b in right)
-    if left_chars < _COLUMN_MIN * total or right_chars < _COLUMN_MIN * total:
+    for count, least in ((3, _THREE_COLUMN_MIN), (2, _COLUMN_MIN)):
+        columns, full = _columns(blocks, lo, hi, count)
+        shares = [sum(b.chars for b in column) / total for column in columns]
+        if min(shares) >= least:
+            break
+    else:
         return sorted(blocks, key=lambda b: (round(b.y0), b.x0)), 0
-    # A back-matter heading ("REFERENCES") in the left column across from a gap in the right one starts a
-    # band of its own (Frontiers sets the references below both columns): both columns above it come first.
-    # In the right column no such care is needed: the left column is read before it anyway.
-    for b in list(left):
-        if _is_back_matter_heading(b) and _gap_across(right, b.y0, 1.5 * (b.y1 - b.y0)):
-            left.remove(b)
-            full.append(b)
+    # A back-matter heading ("REFERENCES") in a column across from a gap in the columns right of it starts a
+    # band of its own (Frontiers sets the references below both columns): the columns above it come first.
+    # In the last column no such care is needed: the columns before it are read first anyway.
+    for i, column in enumerate(columns[:-1]):
+        rest = [b for other in columns[i + 1 :] for b in other]
+        for b in list(column):
+            if _is_back_matter_heading(b) and _gap_across(rest, b.y0, 1.5 * (b.y1 - b.y0)):
+                column.remove(b)
+                full.append(b)
     full.sort(key=lambda b: b.y0)
 
     def band(block: Block) -> int:
@@ -205,11 +203,29 @@ def reading_order(page: Page, blocks: list[Block]) -> tuple[list[Block], int]:
 
     ordered: list[Block] = []
     for i in range(len(full) + 1):
-        ordered.extend(sorted((b for b in left if band(b) == i), key=lambda b: b.y0))
-        ordered.extend(sorted((b for b in right if band(b) == i), key=lambda b: b.y0))
+        for column in columns:
+            ordered.extend(sorted((b for b in column if band(b) == i), key=lambda b: b.y0))
         if i < len(full):
             ordered.append(full[i])
     return ordered, 1
+
+
+def _columns(blocks: list[Block], lo: float, hi: float, count: int) -> tuple[list[list[Block]], list[Block]]:
+    """The blocks within each of `count` equal columns between lo and hi, and those that straddle an edge."""
+    tol = 0.02 * (hi - lo)
+    edges = [lo + (hi - lo) * i / count for i in range(1, count)]
+    columns: list[list[Block]] = [[] for _ in range(count)]
+    full = []
+    for b in blocks:
+        for i in range(count):
+            after_left = i == 0 or b.x0 >= edges[i - 1] - tol
+            before_right = i == count - 1 or b.x1 <= edges[i] + tol
+            if after_left and before_right:
+                columns[i].append(b)
+                break
+        else:
+            full.append(b)
+    return columns, full
 
 
 def _gap_across(column: list[Block], y: float, min_gap: float) -> bool:
@@ -456,7 +472,17 @@ def drop_table_blocks(blocks: list[Block]) -> list[Block]:
             j += 1
         rows.append(sorted((lines[k][0] for k in range(i, j)), key=lambda ln: ln.x0))
         i = j
-    pieces = [_pieces(row) for row in rows]
+    # Columns of running text side by side put a line of each on every row: on a page of three columns
+    # those are not a table's cells. One column beside a table's cells still counts (two cells and a
+    # column's line make a row), as it always has.
+    running = {id(ln): b for b, block in enumerate(blocks) if _running_text(block) for ln in block.lines}
+
+    def cells(row: list[Line]) -> _Cells:
+        if len({running[id(ln)] for ln in row if id(ln) in running}) < 2:
+            return _pieces(row)
+        return _pieces([ln for ln in row if id(ln) not in running])
+
+    pieces = [cells(row) for row in rows]
     in_row = {id(ln) for row, cells in zip(rows, pieces, strict=True) if len(cells) >= 3 for ln in row}
     if not in_row:
         return blocks
@@ -484,6 +510,8 @@ _Cells = list[tuple[float, float]]  # pieces of text on a row, (x0, x1) left to 
 
 def _pieces(row: list[Line]) -> _Cells:
     """The row's pieces of text, left to right: lines closer than one and a half sizes make one piece."""
+    if not row:
+        return []
     out = [(row[0].x0, row[0].x1)]
     for left, right in zip(row, row[1:], strict=False):
         if right.x0 - left.x1 > 1.5 * max(left.size, right.size):
@@ -502,6 +530,19 @@ def _header_row(row: list[Line], cells: _Cells, table: list[Line], table_cells: 
         abs(row[0].y1 - table[0].y1) <= 2 * size
         and all(abs(ln.size - size) < 0.5 for ln in row)
         and all(x1 - x0 < span / 3 for x0, x1 in cells)
+    )
+
+
+def _running_text(block: Block) -> bool:
+    """A block of a column's running text: four lines or more of words, a sentence ending among them (a
+    table's cells are shorter, or numbers)."""
+    if len(block.lines) < 4:
+        return False
+    text = " ".join(ln.text for ln in block.lines)
+    return (
+        sum(ch.isalpha() for ch in text) >= 0.6 * len(text)
+        and len(text) >= _RUNNING_LINE_CHARS * len(block.lines)
+        and _SENTENCE_END.search(text) is not None
     )
 
 

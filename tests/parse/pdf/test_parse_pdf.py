@@ -69,6 +69,112 @@ def test_two_column_article(demo: Path) -> None:
     assert "41% of the patients were women, and 38% had a reduced ejection fraction." in text
 
 
+def test_three_column_pages_are_read_column_by_column(tmp_path: Path) -> None:
+    # JAMA, Science and many guideline leaflets set three narrow columns: a line of each on every row is not
+    # a table, and the middle column is read between the other two, below a title across all three.
+    doc = pymupdf.open()
+    for number in range(2):
+        page = doc.new_page()
+        top = 60
+        if number == 0:
+            page.insert_text(
+                (40, 70), "Vaccination of Adults Against Influenza", fontsize=18, fontname="hebo"
+            )
+            top = 100
+        for column in range(3):
+            x0 = 40 + 180 * column
+            sentences = [
+                f"Sentence {k} of column {column} on page {number + 1} says that adults who were vaccinated "
+                "were admitted to hospital less often."
+                for k in range(8)
+            ]
+            assert (
+                page.insert_textbox(pymupdf.Rect(x0, top, x0 + 165, 440), " ".join(sentences), fontsize=9)
+                >= 0
+            )
+        # A table set in the last column still goes.
+        for row in range(5):
+            for x, cell in ((400, f"Group {row}"), (460, f"{row}.5 ± 0.1"), (515, f"{row + 2}.1")):
+                page.insert_text((x, 480 + 12 * row), cell, fontsize=8)
+    path = tmp_path / "three.pdf"
+    doc.save(path)
+    parsed = parse_pdf(path)
+    found = [
+        tuple(map(int, m)) for m in re.findall(r"Sentence (\d+) of column (\d) on page (\d)", parsed.text)
+    ]
+    assert found == [(k, column, number) for number in (1, 2) for column in range(3) for k in range(8)]
+    assert parsed.meta["two_column_pages"] == 2
+    assert "Group 3" not in parsed.text
+
+
+def test_a_two_column_page_with_narrow_pieces_in_each_third_reads_as_two_columns(tmp_path: Path) -> None:
+    # Short lists and a signature set right fit within thirds of the page; the columns' paragraphs do not.
+    doc = pymupdf.open()
+    page = doc.new_page()
+    for x0, name in ((40, "left"), (310, "right")):
+        page.insert_text((x0, 70), "Methods" if x0 == 40 else "Results", fontsize=11, fontname="hebo")
+        for part in range(3):  # three paragraphs a column
+            text = " ".join(f"Sentence {k} of the {name} column says walking helped." for k in range(5))
+            text = text.replace("Sentence ", f"Sentence {part}.")
+            assert (
+                page.insert_textbox(pymupdf.Rect(x0, 80 + 110 * part, x0 + 250, 180 + 110 * part), text) >= 0
+            )
+        for k, item in enumerate(("• Age in years", "• Sex", "• Weight in kg", "• Height in cm")):
+            page.insert_text((x0, 420 + 13 * k), item, fontsize=10)
+    page.insert_text((450, 500), "The Writing Group", fontsize=9)
+    page.insert_text((450, 511), "of the Walking Trial", fontsize=9)
+    path = tmp_path / "narrow.pdf"
+    doc.save(path)
+    text = parse_pdf(path).text
+    found = re.findall(r"Sentence (\d)\.(\d) of the (left|right) column", text)
+    assert found == [(str(p), str(k), name) for name in ("left", "right") for p in range(3) for k in range(5)]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "rows"),
+    [
+        # Cells of words with no sentence end, short cells that end like sentences, cells mostly of numbers,
+        # a table of three rows of sentences: a table's columns, not columns of running text.
+        ("Adults aged 65 or over with heart failure", "Offer the vaccine every autumn without fail", 6),
+        ("Always. Daily.", "Never. Weekly.", 6),
+        ("Day 1 dose. Take 0.5, 1.0, 1.5 mL", "Day 2 dose. Take 2.0, 2.5, 3.0 mL", 6),
+        ("Offer the vaccine. Every autumn.", "Offer a booster. Every spring.", 3),
+    ],
+)
+def test_a_table_drawn_column_by_column_still_goes(
+    tmp_path: Path, first: str, second: str, rows: int
+) -> None:
+    doc = pymupdf.open()
+    page = doc.new_page()
+    assert page.insert_textbox(pymupdf.Rect(72, 60, 520, 300), _PROSE * 6, fontsize=10) >= 0
+    # Each column written top to bottom: MuPDF gives each one a block of its lines.
+    for x, cell in ((40, first), (250, second), (470, "{row}.5 mg")):
+        for row in range(rows):
+            page.insert_text((x, 330 + 14 * row), f"{cell.format(row=row)} {row}", fontsize=10)
+    assert page.insert_textbox(pymupdf.Rect(72, 440, 520, 700), _PROSE * 6, fontsize=10) >= 0
+    path = tmp_path / "columns.pdf"
+    doc.save(path)
+    text = parse_pdf(path).text
+    assert first.split()[0] not in text and "2.5 mg" not in text
+    assert text.count("recovered sooner") == 12
+
+
+def test_a_two_cell_table_beside_a_column_of_text_still_goes(tmp_path: Path) -> None:
+    # Two columns: a table of two cells a row in the right one, beside the left one's running text.
+    doc = pymupdf.open()
+    page = doc.new_page()
+    assert page.insert_textbox(pymupdf.Rect(40, 60, 290, 760), _PROSE * 9, fontsize=10) >= 0
+    assert page.insert_textbox(pymupdf.Rect(310, 60, 560, 300), _PROSE * 3, fontsize=10) >= 0
+    for row in range(8):
+        page.insert_text((310, 330 + 14 * row), f"Endophyte E{row}", fontsize=8)
+        page.insert_text((480, 330 + 14 * row), "Leaves" if row % 2 else "Roots", fontsize=8)
+    path = tmp_path / "beside.pdf"
+    doc.save(path)
+    text = parse_pdf(path).text
+    assert "Endophyte" not in text
+    assert text.count("recovered sooner") == 12
+
+
 def test_sentence_across_the_column_break_reads_in_order(demo: Path) -> None:
     # Find the lines on either side of page 1's column break in the PDF itself, so the check follows the
     # layout if the demo text changes.
