@@ -27,6 +27,8 @@ from curate.parse.pdf.model import (
 
 _COLUMN_MIN = 0.05  # a page is two-column when each side holds this share of its text (last pages: less)
 _THREE_COLUMN_MIN = 0.15  # a page is three-column when each third holds this share of its text
+_GUTTER = 8.0  # points: the narrowest empty strip between columns of unequal width
+_ACROSS = 0.7  # a block wider than this share of the text's width goes across the columns
 _MARGIN = 0.12  # share of the page height at the top and bottom where running headers/footers live
 _TABLE_MAX_LETTERS = 0.4  # paragraphs with fewer letters than this share are table cells (numbers)
 _TABLE_ROW_SHARE = 0.5  # a block with at least this share of its text in table rows is a table
@@ -179,10 +181,18 @@ def reading_order(page: Page, blocks: list[Block]) -> tuple[list[Block], int]:
     wide = [b for b in blocks if b.chars >= 40] or blocks
     lo, hi = min(b.x0 for b in wide), max(b.x1 for b in wide)
     total = sum(b.chars for b in blocks)
-    for count, least in ((3, _THREE_COLUMN_MIN), (2, _COLUMN_MIN)):
-        columns, full = _columns(blocks, lo, hi, count)
-        shares = [sum(b.chars for b in column) / total for column in columns]
-        if min(shares) >= least:
+    # Three equal columns, two, or columns of unequal width (a sidebar beside the text) split at the empty
+    # strips that run down the page between blocks.
+    candidates = [
+        ([lo + (hi - lo) * i / count for i in range(1, count)], least)
+        for count, least in ((3, _THREE_COLUMN_MIN), (2, _COLUMN_MIN))
+    ]
+    candidates.append((_gutters(blocks, lo, hi), _THREE_COLUMN_MIN))
+    for edges, least in candidates:
+        if not edges:
+            continue
+        columns, full = _columns(blocks, edges, 0.02 * (hi - lo))
+        if min(sum(b.chars for b in column) for column in columns) >= least * total:
             break
     else:
         return sorted(blocks, key=lambda b: (round(b.y0), b.x0)), 0
@@ -210,10 +220,9 @@ def reading_order(page: Page, blocks: list[Block]) -> tuple[list[Block], int]:
     return ordered, 1
 
 
-def _columns(blocks: list[Block], lo: float, hi: float, count: int) -> tuple[list[list[Block]], list[Block]]:
-    """The blocks within each of `count` equal columns between lo and hi, and those that straddle an edge."""
-    tol = 0.02 * (hi - lo)
-    edges = [lo + (hi - lo) * i / count for i in range(1, count)]
+def _columns(blocks: list[Block], edges: list[float], tol: float) -> tuple[list[list[Block]], list[Block]]:
+    """The blocks within each column between these edges, and those that straddle an edge."""
+    count = len(edges) + 1
     columns: list[list[Block]] = [[] for _ in range(count)]
     full = []
     for b in blocks:
@@ -226,6 +235,19 @@ def _columns(blocks: list[Block], lo: float, hi: float, count: int) -> tuple[lis
         else:
             full.append(b)
     return columns, full
+
+
+def _gutters(blocks: list[Block], lo: float, hi: float) -> list[float]:
+    """The middles of the empty strips that run down the page between blocks (those across most of the
+    text's width aside): the edges of columns of any width."""
+    spans = sorted((b.x0, b.x1) for b in blocks if b.chars >= 40 and b.x1 - b.x0 < _ACROSS * (hi - lo))
+    edges: list[float] = []
+    reach: float | None = None
+    for x0, x1 in spans:
+        if reach is not None and x0 - reach >= _GUTTER:
+            edges.append((reach + x0) / 2)
+        reach = x1 if reach is None else max(reach, x1)
+    return edges
 
 
 def _gap_across(column: list[Block], y: float, min_gap: float) -> bool:

@@ -107,6 +107,30 @@ def test_three_column_pages_are_read_column_by_column(tmp_path: Path) -> None:
     assert "Group 3" not in parsed.text
 
 
+def test_a_sidebar_beside_the_text_is_read_after_it(tmp_path: Path) -> None:
+    # A guideline's page: the text in a wide column, a box of notes in a narrow one beside it. Sorted by
+    # height alone, the box's paragraphs were read between the text's.
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((40, 60), "Statins for Adults at Risk", fontsize=16, fontname="hebo")
+    # Across both columns at the foot, as an introduction or a figure would be; a short label across the
+    # strip between them does not close it.
+    assert page.insert_textbox(pymupdf.Rect(40, 600, 560, 680), _PROSE * 3, fontsize=10) >= 0
+    page.insert_text((360, 590), "see the box", fontsize=10)
+    for part, y in enumerate((80, 250, 420)):
+        text = " ".join(f"Main {part}.{k} says that a statin lowers the risk of a stroke." for k in range(6))
+        assert page.insert_textbox(pymupdf.Rect(40, y, 370, y + 150), text, fontsize=10) >= 0
+    for part, y in enumerate((110, 330)):
+        text = " ".join(f"Box {part}.{k} notes a side effect." for k in range(5))
+        assert page.insert_textbox(pymupdf.Rect(400, y, 560, y + 150), text, fontsize=10) >= 0
+    path = tmp_path / "sidebar.pdf"
+    doc.save(path)
+    text = parse_pdf(path).text
+    found = re.findall(r"(Main|Box) (\d)\.\d", text)
+    main = [("Main", str(part)) for part in range(3) for _ in range(6)]
+    assert found == main + [("Box", str(part)) for part in range(2) for _ in range(5)]
+
+
 def test_a_two_column_page_with_narrow_pieces_in_each_third_reads_as_two_columns(tmp_path: Path) -> None:
     # Short lists and a signature set right fit within thirds of the page; the columns' paragraphs do not.
     doc = pymupdf.open()
@@ -210,6 +234,7 @@ def test_single_column_review_joins_hyphenated_words(demo: Path) -> None:
     assert "Acute Care Reviews" not in doc.text
     assert "Halvorsen" not in doc.text and "References" not in doc.text
     assert doc.text.rstrip().endswith("audit the time from recognition to treatment.")
+    assert "two_column_pages" not in doc.meta  # one column: no page is read in columns
 
 
 def test_guideline_keeps_numbered_recommendations(demo: Path) -> None:
