@@ -23,6 +23,14 @@ _PALE = 0xF0  # text whose every colour channel is at least this is white on a w
 _DARK_SHARE = 0.3  # of a white span's rendered pixels not white: it stands on a ground (text is thinner)
 _GROUND_DPI = 36  # resolution of the rendering that shows what white text stands on
 _NOT_WHITE = 200  # a rendered grey level below this is ground (a band, a box, a picture), not paper
+# Span char_flags bits (MuPDF's FZ_STEXT_FILLED, _STROKED, _CLIPPED): glyphs painted, outlined, or used as a
+# clipping path (render mode 7). Invisible text (mode 3, a scan's OCR layer) has none of them.
+_PAINTED = 16 | 32 | 64
+_CLIPPED = 64
+_LIGHT = 0x80  # text at least this light (in grey) may be the colour of a tinted page or box under it
+_HIGH_BITS = 0x808080  # a colour without them has every channel under _LIGHT: neither pale nor light
+_SAME = 16  # rendered grey levels closer than this to the box's usual level are its ground (cf. _PALE)
+_FLAT = 0.05  # of a span's rendered pixels unlike its ground: fewer, and none of its glyphs show
 _NOT_NAME = re.compile(r"#20|[\s\-_,]")
 # TeX's Computer Modern maths fonts as some producers embed them: glyphs named after Latin-1 lookalikes
 # ("equal" as "onequarter", the parentheses as "eth" and "Thorn"), or left at their TeX code (minus is 0,
@@ -124,10 +132,24 @@ def read_pages(
 
 def _drop_unseen(page: pymupdf.Page, data: dict) -> None:
     """Remove the spans no reader sees: white text on a white page (figure titles hidden beside their
-    captions, words for search engines). White text on a dark band, box, image or shading stays."""
-    spans = [span for block in data["blocks"] for line in block.get("lines", ()) for span in line["spans"]]
-    pale = [span for span in spans if _pale(span)]
-    if not pale:
+    captions, words for search engines), text in the colour of the tint under it, transparent text, and
+    glyphs that only clip with nothing painted through them. White text on a dark band, box, image or
+    shading stays, and so does invisible text (a scan's OCR layer)."""
+    pale, doubtful = [], {}
+    for block in data["blocks"]:
+        for line in block.get("lines", ()):
+            for span in line["spans"]:
+                if (
+                    not span.get("color", 0) & _HIGH_BITS
+                    and span.get("alpha", 255) == 255
+                    and not span.get("char_flags", 0) & _CLIPPED
+                ):
+                    continue  # dark opaque text, the usual span, is told apart first: pages have thousands
+                if _pale(span):
+                    pale.append(span)
+                elif _doubtful(span):
+                    doubtful[id(span)] = span
+    if not pale and not doubtful:
         return  # the usual page: nothing is rendered
     # One coarse rendering answers for every kind of ground (fills, strokes, images, shadings, patterns).
     pixmap = page.get_pixmap(dpi=_GROUND_DPI, colorspace=pymupdf.csGRAY, alpha=False)
@@ -135,10 +157,17 @@ def _drop_unseen(page: pymupdf.Page, data: dict) -> None:
     grey = rows[:, : pixmap.width]
     scale = _GROUND_DPI / 72
     unseen = set()
-    for span in pale:
+    for span in pale + list(doubtful.values()):
         x0, y0, x1, y1 = span["bbox"]
         box = grey[int(y0 * scale) : math.ceil(y1 * scale), int(x0 * scale) : math.ceil(x1 * scale)]
-        if box.size and (box < _NOT_WHITE).mean() < _DARK_SHARE:
+        if not box.size:
+            continue
+        if id(span) in doubtful:
+            # What was painted does not matter, only whether the glyphs show: their box is of one level.
+            ink = np.abs(box.astype(np.int16) - int(np.median(box))) >= _SAME
+            if ink.mean() < _FLAT:
+                unseen.add(id(span))
+        elif (box < _NOT_WHITE).mean() < _DARK_SHARE:
             unseen.add(id(span))
     for block in data["blocks"]:
         for line in block.get("lines", ()):
@@ -149,6 +178,19 @@ def _pale(span: dict) -> bool:
     """Text painted white, or as good as white (MuPDF gives invisible text, a scan's OCR layer, as black)."""
     color = span.get("color", 0)
     return all((color >> shift) & 0xFF >= _PALE for shift in (16, 8, 0))
+
+
+def _doubtful(span: dict) -> bool:
+    """Text painted light, see-through or only as a clip: whether it shows depends on what lies under it.
+
+    Only such spans send their page to be rendered: dark opaque text is the usual page's, and costs nothing.
+    """
+    flags = span.get("char_flags", 16)
+    if not flags & _PAINTED:
+        return False  # invisible text is meant to be read (the OCR layer over a scan)
+    color = span.get("color", 0)
+    light = 0.3 * (color >> 16 & 0xFF) + 0.59 * (color >> 8 & 0xFF) + 0.11 * (color & 0xFF) >= _LIGHT
+    return light or span.get("alpha", 255) < 255 or bool(flags & _CLIPPED)
 
 
 def _unmapped_chars(doc: pymupdf.Document, page: pymupdf.Page, data: dict) -> int:
