@@ -54,6 +54,7 @@ _NUMBERED = re.compile(r"^\d+[.)]\s|^[1-9]\d?(?:\.\d{1,2})+\.\s+[A-Z]|^[1-9]\d?(
 _HYPHENS = "-\u2010\u2011\u00ad"
 # A list item's mark: each item is a paragraph of its own, as a reader sees it (its wrapped lines are not).
 _BULLET = re.compile(r"\s*[•●○◦▪■□◆♦►▸➢✓✔·](?:\s|$)")
+_RUN_IN_LABEL = re.compile(r"[A-Z][A-Za-z ]{2,30}:\s")  # "Conclusion: ", "Main outcome measures: "
 _CITED_END = re.compile(r"[^\W\d_][.!?][\"”’)]*\d+(?:[,\-–]\d+)*$")  # "... reported before.12,13"
 # A sentence ending inside a text ("... in ancient literature. Tulsi is ..."), not a numbered heading's
 # "2.3. Methods" or an "e.g." (three letters before the stop).
@@ -499,12 +500,12 @@ def drop_table_blocks(blocks: list[Block]) -> list[Block]:
     # column's line make a row), as it always has.
     running = {id(ln): b for b, block in enumerate(blocks) if _running_text(block) for ln in block.lines}
 
-    def cells(row: list[Line]) -> _Cells:
+    def row_cells(row: list[Line]) -> _Cells:
         if len({running[id(ln)] for ln in row if id(ln) in running}) < 2:
             return _pieces(row)
         return _pieces([ln for ln in row if id(ln) not in running])
 
-    pieces = [cells(row) for row in rows]
+    pieces = [row_cells(row) for row in rows]
     in_row = {id(ln) for row, cells in zip(rows, pieces, strict=True) if len(cells) >= 3 for ln in row}
     if not in_row:
         return blocks
@@ -515,13 +516,18 @@ def drop_table_blocks(blocks: list[Block]) -> list[Block]:
     kept = [b for b, chars in zip(blocks, row_chars, strict=True) if chars < _TABLE_ROW_SHARE * b.chars]
     # A table's rows of two cells (a header over grouped columns, a sub-heading) next to its dropped rows.
     kept_lines = {id(ln) for b in kept for ln in b.lines}
+    columns = [(blocks[b].x0, blocks[b].y0) for b in set(running.values())]
     header: set[int] = set()
     for k, row in enumerate(rows):
-        if len(pieces[k]) >= 2 and any(
-            not any(id(ln) in kept_lines for ln in rows[n])
-            and _header_row(row, pieces[k], rows[n], pieces[n])
-            for n in (k - 1, k + 1)
-            if 0 <= n < len(rows)
+        if (
+            len(pieces[k]) >= 2
+            and any(
+                not any(id(ln) in kept_lines for ln in rows[n])
+                and _header_row(row, pieces[k], rows[n], pieces[n])
+                for n in (k - 1, k + 1)
+                if 0 <= n < len(rows)
+            )
+            and not _heads_columns(row, pieces[k], columns)
         ):
             header.update(id(ln) for ln in row)
     return [b for b in kept if not all(id(ln) in header for ln in b.lines)]
@@ -544,14 +550,29 @@ def _pieces(row: list[Line]) -> _Cells:
 
 
 def _header_row(row: list[Line], cells: _Cells, table: list[Line], table_cells: _Cells) -> bool:
-    """Whether a row of two pieces belongs to the table row next to it: a header or a sub-heading row in
-    the table's type, of short cells (a line of two-column text beside a table is half the table wide)."""
+    """Whether a row of two pieces or more belongs to the table row next to it: a header or a total row in
+    the table's type, of short cells (a line of two-column text beside a table is half the table wide) as
+    far apart as the table's (a numbered item's number and text are closer)."""
     size = table[0].size
     span = table_cells[-1][1] - table_cells[0][0]
     return (
         abs(row[0].y1 - table[0].y1) <= 2 * size
         and all(abs(ln.size - size) < 0.5 for ln in row)
         and all(x1 - x0 < span / 3 for x0, x1 in cells)
+        and _narrowest_gap(cells) >= _narrowest_gap(table_cells)
+    )
+
+
+def _narrowest_gap(cells: _Cells) -> float:
+    return min((right[0] - left[1] for left, right in itertools.pairwise(cells)), default=0.0)
+
+
+def _heads_columns(row: list[Line], cells: _Cells, columns: list[tuple[float, float]]) -> bool:
+    """Whether each piece of the row heads a column of running text that starts right under it (the
+    headings of two columns of text under a table, not a row of it)."""
+    bottom, size = max(ln.y1 for ln in row), max(ln.size for ln in row)
+    return all(
+        any(abs(x - x0) <= size and 0 <= y - bottom <= 2 * size for x, y in columns) for x0, _ in cells
     )
 
 
@@ -601,12 +622,13 @@ def drop_small_print(paras: list[Para], body_size: float) -> list[Para]:
 
 
 def _closes(before: Para, para: Para) -> bool:
-    """Whether `para` is a sentence that ends the small prose `before` it."""
+    """Whether `para` is a labelled sentence ("Conclusion: ...") that ends the small prose `before` it: a
+    structured abstract's last section, not a footnote after a long note."""
     text = para.text
     return (
         abs(before.size - para.size) < 0.5
         and prose(before.text)
-        and text[:1].isupper()
+        and _RUN_IN_LABEL.match(text) is not None
         and text[-1] in ".!?"
         and len(text) >= _SENTENCE_CHARS
     )

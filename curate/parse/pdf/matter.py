@@ -38,7 +38,7 @@ _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
 # A date as mastheads print it: "5 March 2018", "March 5, 2018", "05/03/2018", "2018-03-05".
 _DATE = (
     rf"(?:\d{{1,2}}\s+{_MONTH}\s+\d{{4}}|{_MONTH}\s+\d{{1,2}},?\s+\d{{4}}"
-    r"|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{4}-\d\d-\d\d)"
+    r"|\d{1,2}(?P<sep>[/.-])\d{1,2}(?P=sep)\d{2,4}\b|\d{4}-\d\d-\d\d\b)"
 )
 # Front-page and margin furniture: licence notes, dates, correspondence, editors, citation hints.
 _FURNITURE = re.compile(
@@ -55,7 +55,7 @@ _FURNITURE = re.compile(
     r"|^contents\s+lists?\s+available\s+at\b|^journal\s+homepage\s*:|^peer\s+review\s+under\s+responsibility\s+of\b"
     r"|^check\s+for\s+updates$|^(?:citation|(?:handling\s+)?editor)\s*:\s*\S|^(?:key\s+words?|index\s+terms)\s*[:—–-]"
     r"|^downloaded\s+from\s*:?\s*(?:https?://)?[\w.-]+\.(?:org|com|net|edu|gov)\b"
-    r"|contributed\s+equally\s+to\s+this\s+(?:work|study|article|paper)|^(?:table\s+of\s+)?contents$",
+    r"|contributed\s+equally\s+to\s+this\s+(?:work|study|article|paper)\W*$|^(?:table\s+of\s+)?contents$",
     re.I,
 )
 # A masthead's dates: "Received: 28 January 2015", "Published online: 12 March 2019", "Accepted 2018-03-05"

@@ -44,7 +44,7 @@ _MISREAD_KEYS = (
     "authorscontributions",
     "authorcontributions",
 )
-_NUMBERING = re.compile(r"^[\divx]+\.?")
+_NUMBERING = re.compile(r"^(?:[\divx]+\.?)*")
 
 
 def back_matter(heading: str, misread: bool = False) -> str | None:
@@ -59,16 +59,14 @@ def back_matter(heading: str, misread: bool = False) -> str | None:
     if misread:
         key = _NUMBERING.sub("", key).rstrip(":.")
         for word in _MISREAD_KEYS:
-            # One wrong letter in ten, and never the first (OCR misreads shapes, not whole words).
-            if key[:1] == word[0] and _edits(key, word, len(word) // 8) <= len(word) // 8:
+            # One wrong letter in eight, and never the first (OCR misreads shapes, not whole words).
+            if key[:1] == word[0] and _edits(key, word) <= len(word) // 8:
                 return word
     return None
 
 
-def _edits(a: str, b: str, most: int) -> int:
-    """Levenshtein distance between a and b, or more than `most` when their lengths alone say so."""
-    if abs(len(a) - len(b)) > most:
-        return most + 1
+def _edits(a: str, b: str) -> int:
+    """Levenshtein distance between a and b."""
     row = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
         previous, row[0] = row[0], i

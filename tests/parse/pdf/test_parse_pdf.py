@@ -16,6 +16,7 @@ import pytest
 
 from curate.parse.jats import read_jats
 from curate.parse.pdf import PdfLimits, matter, parse_pdf, parse_pdf_isolated
+from curate.parse.pdf.model import back_matter
 from curate.schema import Rejection
 from tests.parse.pdf.samples import make_pdfs, minimal_pdf
 
@@ -650,7 +651,8 @@ def _table_with_rows_of_two(path: Path, header: tuple[float, float, str, str], s
     page.insert_text((330, baseline), right, fontsize=header_size, fontname="hebo")
     page.insert_text((72, 300), "Total", fontsize=size)
     page.insert_text((330, 300), "n = 40", fontsize=size)
-    assert page.insert_textbox(pymupdf.Rect(72, 330, 520, 400), _RESUMED, fontsize=10) >= 0
+    # The sentence resumes right under the total row, as a column of running text.
+    assert page.insert_textbox(pymupdf.Rect(72, 306, 520, 420), _RESUMED + " " + _PROSE * 2, fontsize=10) >= 0
     doc.save(path)
     return path
 
@@ -663,6 +665,42 @@ def test_a_tables_rows_of_two_cells_go_with_it(tmp_path: Path) -> None:
     assert "reached its peak in a few days, and the treated paws" in text
     for cell in ("Treatment", "Paw volume", "Total", "n = 40"):
         assert cell not in text
+
+
+@pytest.mark.parametrize("case", ["numbered items", "column headings"])
+def test_rows_right_under_a_table_that_are_not_its_own_stay(tmp_path: Path, case: str) -> None:
+    # A table in body type, then (within two lines) a guideline's numbered items, whose number and text
+    # stand closer than the table's cells; or two headings, each over a column of text.
+    doc = pymupdf.open()
+    page = doc.new_page()
+    assert page.insert_textbox(pymupdf.Rect(72, 72, 520, 200), _PROSE * 4, fontsize=10) >= 0
+    for row in range(5):
+        for x, cell in (
+            (72, f"Group {row}"),
+            (250, f"{row}.5 ± 0.1"),
+            (330, f"{row}.8 ± 0.2"),
+            (410, "1.1 ± 0.1"),
+        ):
+            page.insert_text((x, 230 + 14 * row), cell, fontsize=10)
+    if case == "numbered items":
+        kept = ["1.2.3 Offer aspirin to all adults.", "1.2.4 Do not offer warfarin to adults over 80."]
+        for k, item in enumerate(kept):
+            number, text = item.split(" ", 1)
+            page.insert_text((72, 304 + 16 * k), number, fontsize=10, fontname="hebo")
+            page.insert_text((120, 304 + 16 * k), text, fontsize=10)
+        assert page.insert_textbox(pymupdf.Rect(72, 340, 520, 700), _PROSE * 4, fontsize=10) >= 0
+    else:
+        kept = ["Discussion", "Limitations"]
+        page.insert_text((72, 304), kept[0], fontsize=10, fontname="hebo")
+        page.insert_text((310, 304), kept[1], fontsize=10, fontname="hebo")
+        assert page.insert_textbox(pymupdf.Rect(72, 310, 290, 700), _PROSE * 4, fontsize=10) >= 0
+        assert page.insert_textbox(pymupdf.Rect(310, 310, 530, 700), _PROSE * 4, fontsize=10) >= 0
+    path = tmp_path / "under.pdf"
+    doc.save(path)
+    text = _flat(parse_pdf(path).text)
+    assert "Group 2" not in text
+    for line in kept:
+        assert line in text
 
 
 def test_short_lines_beside_a_widely_spaced_line_of_prose_stay(tmp_path: Path) -> None:
@@ -778,6 +816,8 @@ _RESULTS = (
         ("values are means of six patients per group, with SD.", False),
         # So does a short line, a note's label more than a sentence.
         ("See Table 2.", False),
+        # A footnote after a long note in small print is no section of it.
+        ("The authors declare that they have no competing interests.", False),
     ],
 )
 def test_a_short_sentence_closing_small_prose_stays(tmp_path: Path, last: str, kept: bool) -> None:
@@ -1599,8 +1639,27 @@ _MASTHEADS = [
     "Downloaded from nejm.org at Some University on March 3, 2019. For personal use only.",
     "*These authors contributed equally to this work.",
     "Key words: walking, knee surgery, recovery",
+    "Accepted March 5, 2018",
+    "Published 2018-03-05",
+    "Received 05/03/2018",
+    "Handling Editor: Jane Roe",
     "Index Terms—walking, knee surgery, recovery",
 ]
+
+
+@pytest.mark.parametrize(
+    ("heading", "word"),
+    [
+        ("3. REFERENGES", "references"),
+        ("7.1. REFERENGES", "references"),
+        ("REFERENGES:", "references"),
+        ("Competing intrests", "competinginterests"),
+        ("Bibliographic", None),  # two edits in twelve letters: another word
+    ],
+)
+def test_a_misread_back_matter_heading_is_one_edit_in_eight_letters(heading: str, word: str | None) -> None:
+    assert back_matter(heading, misread=True) == word
+    assert back_matter(heading) is None  # on a text layer none of them is a heading
 
 
 def test_other_publishers_mastheads_and_stamps_are_left_out(tmp_path: Path) -> None:
@@ -1611,6 +1670,8 @@ def test_other_publishers_mastheads_and_stamps_are_left_out(tmp_path: Path) -> N
         "Published studies were searched in May 2019 and again in June, in three databases.",
         "Downloaded from the trial registry, the protocol was compared with the report.",
         "Key words in the diaries were coded by two nurses who did not know the groups.",
+        "The three hospitals contributed equally to this study: each enrolled forty patients in two years.",
+        "Accepted 10.5-12 mg/kg of the drug without harm, the patients walked on the second day.",
     ]
     parts = [
         ("h", "Walking After Knee Surgery"),
