@@ -469,6 +469,8 @@ class _Reader:
                 para = _Para()
                 self.inline_special(child, para)
                 parts.extend(para.parts)
+            elif name == "def" and el.tag == "abbrev":
+                pass  # an abbreviation's expansion, for tooltips and indexes: not printed (as in walk)
             elif name in _SPACED:
                 parts.append(" ")
                 self._flat(child, parts)

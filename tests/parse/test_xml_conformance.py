@@ -394,6 +394,9 @@ def test_an_abbreviations_expansion_does_not_split_its_paragraph() -> None:
     # <abbrev><def> holds the expansion for tooltips and indexes; the sentence around it stays one paragraph.
     body = '<p>Levels of <abbrev alt="ATP">ATP<def><p>adenosine triphosphate</p></def></abbrev> fell.</p>'
     assert parse_jats(_article(body)).text.split("\n\n")[1:] == ["Levels of ATP fell."]
+    # Nor is it read into a title.
+    body = "<sec><title>Salt and <abbrev>BP<def><p>blood pressure</p></def></abbrev></title><p>Low.</p></sec>"
+    assert parse_jats(_article(body)).text.split("\n\n")[1:] == ["## Salt and BP", "Low."]
 
 
 def test_titles_and_attributions_of_quotes_and_verse_are_read() -> None:
@@ -441,6 +444,17 @@ def test_invisible_mathml_operators_are_not_left_in_the_text() -> None:
     text = parse_jats(_article(body)).text
     assert "The model sin x and f(t) = 2t used aij." in text
     assert not re.search("[\u2061-\u2064]", text)
+    # An invisible times inside a token, and a function applied to a bracket.
+    body = (
+        '<p xmlns:mml="http://www.w3.org/1998/Math/MathML">See '
+        + formula("<mml:mi>a</mml:mi><mml:mi>&#x2062;</mml:mi><mml:mi>b</mml:mi>")
+        + " and "
+        + formula(
+            "<mml:mi>f</mml:mi><mml:mo>&#x2061;</mml:mo><mml:mo>[</mml:mo><mml:mi>x</mml:mi><mml:mo>]</mml:mo>"
+        )
+        + ".</p>"
+    )
+    assert "See ab and f[x]." in parse_jats(_article(body)).text
 
 
 # ------------------------------------------------------------------------------------------ PMC layouts
