@@ -131,9 +131,31 @@ _NO_COMMENTS = (REMOVE_COMMENTS_AND_LISTS_XPATH, ("omment", "comol", "disqus_thr
 # pop-ups. trafilatura prunes them only inside the container it picks, so they leaked in wherever a wider
 # reading won (its readability/jusText comparison, resiliparse): a second copy of the article followed by
 # dates and image URLs. Pruned from the raw tree with trafilatura's guard (nothing goes when that would leave
-# under a seventh of the page's text: a page that shows its content by script). The `hidden` attribute is
-# left alone: on the evaluation pages it marked collapsed parts of the article.
+# under a seventh of the page's text: a page that shows its content by script). Only scraps (no paragraph of
+# prose) and copies of text shown elsewhere on the page go: an accordion's answers, hidden until a reader
+# clicks, are prose of their own. The `hidden` attribute is left alone: on the evaluation pages it marked
+# collapsed parts of the article.
 _HIDDEN = etree.XPath("//body//*[contains(translate(@style, ' ', ''), 'display:none')]")
+_UNSEEN = "data-curate-unseen"
+_MARKED_UNSEEN = etree.XPath(f"//*[@{_UNSEEN}]")
+_HIDDEN_PROSE = 120  # characters: a hidden paragraph this long is prose to open (banners are shorter)
+
+
+def _mark_unseen(tree: HtmlElement) -> bool:
+    """Mark the hidden elements no reader sees (scraps, copies of shown text); whether there were any."""
+    page: str | None = None  # the page's text, read only for hidden prose (most hidden things are scraps)
+    marked = False
+    for element in _HIDDEN(tree):
+        if any(len(" ".join(p.itertext()).strip()) >= _HIDDEN_PROSE for p in element.iter("p")):
+            if page is None:
+                page = " ".join(" ".join(tree.itertext()).split())
+            if page.count(" ".join(" ".join(element.itertext()).split())[:_HIDDEN_PROSE]) < 2:
+                continue  # prose of its own, hidden until a reader opens it
+        element.set(_UNSEEN, "")
+        marked = True
+    return marked
+
+
 _PARSER = lxml.html.HTMLParser(
     collect_ids=False, default_doctype=False, encoding="utf-8", remove_comments=True, remove_pis=True
 )
@@ -590,8 +612,8 @@ class _Trafilatura:
         for xpaths, words in raw if forum else [*raw, _NO_COMMENTS]:
             if any(word in names for word in words):
                 tree = prune_unwanted_nodes(tree, xpaths)
-        if _HIDDEN(tree):
-            tree = prune_unwanted_nodes(tree, [_HIDDEN], with_backup=True)
+        if _mark_unseen(tree):
+            tree = prune_unwanted_nodes(tree, [_MARKED_UNSEEN], with_backup=True)
         self.tree = tree
         cleaned, self._backup = _prepare_tree(tree, options, options.url)
         self.body, self.text = extract_content(cleaned, options)

@@ -656,6 +656,38 @@ def test_elements_hidden_by_an_inline_style_are_left_out(style: str):
     assert "2019-11-19" not in doc.text and "example.org" not in doc.text
 
 
+_ANSWERS = [
+    "Shingles is a viral infection that causes a painful rash, most often as a single stripe of blisters "
+    "that wraps around the left or right side of the torso.",
+    "Adults aged 50 years and older should get two doses of the recombinant zoster vaccine, separated by "
+    "two to six months, even if they had shingles before.",
+    "Most people have a sore arm with mild or moderate pain after the shot, and some feel tired, have muscle "
+    "pain, a headache, shivering, fever or an upset stomach.",
+]
+
+
+def test_an_accordions_answers_hidden_until_opened_are_kept():
+    """A FAQ: each answer hidden by an inline style until its question is clicked is prose of its own, while
+    a hidden copy of prose the page shows goes."""
+    menu = "".join(f"<li><a href='/x{i}'>Menu item {i}</a></li>" for i in range(20))
+    items = "".join(
+        f"<div class='accordion-item'><h3><button>Question {i}?</button></h3>"
+        f"<div class='accordion-collapse' style='display:none'><p>{answer}</p></div></div>"
+        for i, answer in enumerate(_ANSWERS)
+    )
+    shown = "This page answers the questions patients ask most often about the shingles vaccine and who " * 2
+    copy = f"<div style='display:none' itemprop='description'><p>{shown}</p></div>"
+    doc = extract_html(
+        page(
+            f"<nav><ul>{menu}</ul></nav><main><article><h1>Shingles vaccine</h1><p>{shown}</p>{items}{copy}"
+            "</article></main>"
+        ).encode()
+    )
+    for answer in _ANSWERS:
+        assert answer in doc.text
+    assert doc.text.count("ask most often about the shingles vaccine") == 2  # shown once (it says it twice)
+
+
 def test_a_page_whose_content_is_all_hidden_keeps_it():
     """A page that shows its content by script (hidden until then) keeps it: trafilatura's guard."""
     doc = extract_html(page(f"<div style='display:none'>{NEWS_ARTICLE}</div>").encode())
