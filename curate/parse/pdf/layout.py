@@ -53,7 +53,10 @@ _NUMBER_LINE = re.compile(
 _NUMBERED = re.compile(r"^\d+[.)]\s|^[1-9]\d?(?:\.\d{1,2})+\.\s+[A-Z]|^[1-9]\d?(?:\.\d{1,2}){2,}\s+[A-Z]")
 _HYPHENS = "-\u2010\u2011\u00ad"
 # A list item's mark: each item is a paragraph of its own, as a reader sees it (its wrapped lines are not).
-_BULLET = re.compile(r"\s*[•●○◦▪■□◆♦►▸➢✓✔·](?:\s|$)")
+_BULLET = re.compile(r"\s*[•●○◦▪■□◆♦►▸➢✓✔](?:\s|$)")
+_ITEM_END = re.compile(
+    r"[.;:!?]\s*$"
+)  # a line that ends a list's lead or item (a bullet after it is an item)
 _RUN_IN_LABEL = re.compile(r"[A-Z][A-Za-z ]{2,30}:\s")  # "Conclusion: ", "Main outcome measures: "
 _CITED_END = re.compile(r"[^\W\d_][.!?][\"”’)]*\d+(?:[,\-–]\d+)*$")  # "... reported before.12,13"
 # A sentence ending inside a text ("... in ancient literature. Tulsi is ..."), not a numbered heading's
@@ -185,15 +188,16 @@ def reading_order(page: Page, blocks: list[Block]) -> tuple[list[Block], int]:
     # Three equal columns, two, or columns of unequal width (a sidebar beside the text) split at the empty
     # strips that run down the page between blocks.
     candidates = [
-        ([lo + (hi - lo) * i / count for i in range(1, count)], least)
+        ([lo + (hi - lo) * i / count for i in range(1, count)], least, False)
         for count, least in ((3, _THREE_COLUMN_MIN), (2, _COLUMN_MIN))
     ]
-    candidates.append((_gutters(blocks, lo, hi), _THREE_COLUMN_MIN))
-    for edges, least in candidates:
+    candidates.append((_gutters(blocks, lo, hi), _THREE_COLUMN_MIN, True))
+    for edges, least, unequal in candidates:
         if not edges:
             continue
         columns, full = _columns(blocks, edges, 0.02 * (hi - lo))
-        if min(sum(b.chars for b in column) for column in columns) >= least * total:
+        shares = min(sum(b.chars for b in column) for column in columns) >= least * total
+        if shares and not (unequal and _paired(columns)):
             break
     else:
         return sorted(blocks, key=lambda b: (round(b.y0), b.x0)), 0
@@ -236,6 +240,15 @@ def _columns(blocks: list[Block], edges: list[float], tol: float) -> tuple[list[
         else:
             full.append(b)
     return columns, full
+
+
+def _paired(columns: list[list[Block]]) -> bool:
+    """Whether most blocks of the sparest column start on a row with a block of another column: side
+    headings beside their text (questions and answers, a glossary), read row by row, not columns."""
+    sparest = min(columns, key=len)
+    others = [b for column in columns if column is not sparest for b in column]
+    level = sum(any(abs(o.y0 - b.y0) <= b.lines[0].y1 - b.lines[0].y0 for o in others) for b in sparest)
+    return 2 * level > len(sparest)
 
 
 def _gutters(blocks: list[Block], lo: float, hi: float) -> list[float]:
@@ -341,7 +354,10 @@ def paragraphs(block: Block, body_size: float, spaced: bool = False) -> list[Par
             para = paras[-1]
             if same_row or (
                 heading == para.heading
-                and not _BULLET.match(line.text)
+                and not (
+                    _BULLET.match(line.text)
+                    and (_BULLET.match(para.lines[0].text) or _ITEM_END.search(prev.text))
+                )
                 and abs(line.size - prev.size) < 1.0
                 and gap <= max(0.8 * max(line.y1 - line.y0, prev.y1 - prev.y0), usual)
             ):

@@ -40,7 +40,7 @@ _SPACED_LINE = re.compile(r"(?:[^\W\d_] {1,3}){3,}[^\W\d_]")
 _WIDE_GAP = re.compile(r" {2,}")
 # Dot leaders of a table of contents ("Methods ........ 6", ". . . ."), rules drawn as "_____" or "-----":
 # runs of one punctuation mark, which unmapped glyphs do not make. They are not letters, nor garbage.
-_LEADERS = re.compile(r"([^\w\s])(?: ?\1){3,}")
+_LEADERS = re.compile(r"([.·…_\-–—=*])(?: ?\1){3,}")
 _TH_EVIDENCE = 3  # this many "Te" words mean the font lost its "Th" ligature
 
 

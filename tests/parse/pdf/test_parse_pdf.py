@@ -15,7 +15,7 @@ import pymupdf
 import pytest
 
 from curate.parse.jats import read_jats
-from curate.parse.pdf import PdfLimits, matter, parse_pdf, parse_pdf_isolated
+from curate.parse.pdf import PdfLimits, matter, parse_pdf, parse_pdf_isolated, repair
 from curate.parse.pdf.model import back_matter
 from curate.schema import Rejection
 from tests.parse.pdf.samples import make_pdfs, minimal_pdf
@@ -130,6 +130,25 @@ def test_a_sidebar_beside_the_text_is_read_after_it(tmp_path: Path) -> None:
     found = re.findall(r"(Main|Box) (\d)\.\d", text)
     main = [("Main", str(part)) for part in range(3) for _ in range(6)]
     assert found == main + [("Box", str(part)) for part in range(2) for _ in range(5)]
+
+
+def test_side_headings_beside_their_text_are_read_row_by_row(tmp_path: Path) -> None:
+    # A leaflet's questions in a narrow column, each answer beside it on the same row: not two columns.
+    doc = pymupdf.open()
+    page = doc.new_page()
+    assert page.insert_textbox(pymupdf.Rect(72, 60, 540, 130), _PROSE * 2, fontsize=10) >= 0
+    for k in range(4):
+        y = 140 + 66 * k
+        question = f"Q{k} What blood pressure should I aim for at home, and how often?"
+        answer = (
+            f"A{k} Most adults should aim for a reading below 135/85 mmHg at home, averaged over a week. " * 2
+        )
+        assert page.insert_textbox(pymupdf.Rect(72, y, 200, y + 60), question, fontsize=10) >= 0
+        assert page.insert_textbox(pymupdf.Rect(220, y, 540, y + 60), answer, fontsize=10) >= 0
+    path = tmp_path / "faq.pdf"
+    doc.save(path)
+    found = re.findall(r"\b([QA]\d) ", parse_pdf(path).text)
+    assert found == [f"{kind}{k}" for k in range(4) for kind in ("Q", "A", "A")]
 
 
 def test_a_two_column_page_with_narrow_pieces_in_each_third_reads_as_two_columns(tmp_path: Path) -> None:
@@ -1719,6 +1738,26 @@ def test_an_appendix_after_the_references_is_kept(tmp_path: Path, heading: str) 
     assert "A study of walking" not in doc.text and doc.meta["cut_from"] == "References"
 
 
+def test_a_mark_that_starts_a_line_inside_a_sentence_does_not_split_it(tmp_path: Path) -> None:
+    # A multiplication dot, or a bullet after a line that ends no item, wraps with the sentence.
+    lines = [
+        "Obesity was defined as a body mass index of at least 30 kg",
+        "· m-2 and overweight as an index of 25 to 29.9 kg · m-2 at the first visit, and the dose",
+        "given was",
+        "• twice a day, with food, for the whole of the first year of the study.",
+    ]
+    doc = pymupdf.open()
+    page = doc.new_page()
+    assert page.insert_textbox(pymupdf.Rect(72, 72, 520, 200), _PROSE * 4, fontsize=10) >= 0
+    writer = pymupdf.TextWriter(page.rect)
+    for k, line in enumerate(lines):
+        writer.append((72, 220 + 12 * k), line, font=pymupdf.Font("helv"), fontsize=10)
+    writer.write_text(page)
+    path = tmp_path / "marks.pdf"
+    doc.save(path)
+    assert " ".join(lines) in parse_pdf(path).text.split("\n\n")
+
+
 def test_each_item_of_a_bulleted_list_is_a_paragraph(tmp_path: Path) -> None:
     # Items set as tightly as the lines of a paragraph: the mark, not a gap, is where an item begins; an
     # item that wraps stays whole.
@@ -1736,6 +1775,7 @@ def test_each_item_of_a_bulleted_list_is_a_paragraph(tmp_path: Path) -> None:
     path = tmp_path / "list.pdf"
     doc.save(path)
     paragraphs = parse_pdf(path).text.split("\n\n")
+    assert "Patients who walked" in paragraphs[0]
     assert "• chronic kidney disease" in paragraphs
     assert (
         "• type 2 diabetes, whether or not it is treated with insulin, and whatever its duration"
@@ -1762,6 +1802,23 @@ def test_a_table_of_contents_is_left_out_not_read_as_garbage(tmp_path: Path, lea
     assert "ocr" not in parsed.meta
     assert "Walking 3" not in parsed.text and "Contents" not in parsed.text
     assert parsed.text.count("recovered sooner") == 8
+
+
+def test_a_heading_that_starts_with_contents_is_text(tmp_path: Path) -> None:
+    # A leaflet's section, not a table of contents.
+    parts = [
+        ("h", "Contents of the pack and other information"),
+        *[("p", f"{_BODY} Part {i}.") for i in range(3)],
+    ]
+    assert (
+        "Contents of the pack and other information" in parse_pdf(_article(tmp_path / "pack.pdf", parts)).text
+    )
+
+
+def test_leaders_do_not_hide_garbage() -> None:
+    assert repair.garbled("\ufffd" * 5 + " " + "\ufffd" * 3 + " ") is not None
+    assert repair.garbled("\ufffd\ufffd\ufffd " * 50) is not None
+    assert repair.garbled("Methods ........ 6 Results . . . . . 9 Discussion ____ 12") is None
 
 
 def test_pmc_furniture_examples_are_gone() -> None:

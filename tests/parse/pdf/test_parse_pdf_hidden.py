@@ -73,6 +73,10 @@ def test_text_in_the_colour_of_a_tinted_page_is_left_out(tmp_path: Path) -> None
     doc, page = _article()
     page.insert_textbox(pymupdf.Rect(72, 360, 520, 400), _SEEN, fontsize=10, color=(0.8, 0.8, 0.8))
     assert _SEEN in _text(doc, tmp_path / "grey.pdf")
+    # Thin light glyphs (yellow at 7 pt, a superscript) barely darken a coarse rendering, but do.
+    doc, page = _article()
+    page.insert_textbox(pymupdf.Rect(72, 300, 520, 340), _SEEN + " " + _SEEN, fontsize=7, color=(1, 0.85, 0))
+    assert _SEEN + " " + _SEEN in _text(doc, tmp_path / "yellow.pdf")
 
 
 def test_transparent_text_is_left_out(tmp_path: Path) -> None:
