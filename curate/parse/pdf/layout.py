@@ -54,9 +54,8 @@ _NUMBERED = re.compile(r"^\d+[.)]\s|^[1-9]\d?(?:\.\d{1,2})+\.\s+[A-Z]|^[1-9]\d?(
 _HYPHENS = "-\u2010\u2011\u00ad"
 # A list item's mark: each item is a paragraph of its own, as a reader sees it (its wrapped lines are not).
 _BULLET = re.compile(r"\s*[•●○◦▪■□◆♦►▸➢✓✔](?:\s|$)")
-_ITEM_END = re.compile(
-    r"[.;:!?]\s*$"
-)  # a line that ends a list's lead or item (a bullet after it is an item)
+# A line that ends a list's lead or an item: a bullet after it starts an item.
+_ITEM_END = re.compile(r"[.;:!?]\s*$")
 _RUN_IN_LABEL = re.compile(r"[A-Z][A-Za-z ]{2,30}:\s")  # "Conclusion: ", "Main outcome measures: "
 _CITED_END = re.compile(r"[^\W\d_][.!?][\"”’)]*\d+(?:[,\-–]\d+)*$")  # "... reported before.12,13"
 # A sentence ending inside a text ("... in ancient literature. Tulsi is ..."), not a numbered heading's
@@ -196,8 +195,8 @@ def reading_order(page: Page, blocks: list[Block]) -> tuple[list[Block], int]:
         if not edges:
             continue
         columns, full = _columns(blocks, edges, 0.02 * (hi - lo))
-        shares = min(sum(b.chars for b in column) for column in columns) >= least * total
-        if shares and not (unequal and _paired(columns)):
+        filled = min(sum(b.chars for b in column) for column in columns) >= least * total
+        if filled and not (unequal and _paired(columns)):
             break
     else:
         return sorted(blocks, key=lambda b: (round(b.y0), b.x0)), 0

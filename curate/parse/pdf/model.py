@@ -26,7 +26,8 @@ _SOFT_WORDS = (
     r"|supplementary(?:materials?|data|information)|supportinginformation|additionalfiles?|authordetails"
     r"|publisher'?snote|disclosures?(?:statement)?|financialsupport|fundinginformation|(?:listof)?abbreviations"
 )
-_BACK_MATTER = re.compile(rf"^(?:[\divx]+\.?)*({_BACK_MATTER_WORDS}|{_SOFT_WORDS})[:.]?$")
+_NUMBERS = r"^(?:[\divx]+\.?)*"  # a section number before a heading: "7.", "7.1.", "IV."
+_BACK_MATTER = re.compile(rf"{_NUMBERS}({_BACK_MATTER_WORDS}|{_SOFT_WORDS})[:.]?$")
 SOFT_BACK_MATTER = re.compile(_SOFT_WORDS)  # fullmatch on back_matter()'s word
 
 
@@ -44,7 +45,7 @@ _MISREAD_KEYS = (
     "authorscontributions",
     "authorcontributions",
 )
-_NUMBERING = re.compile(r"^(?:[\divx]+\.?)*")
+_NUMBERING = re.compile(_NUMBERS)
 
 
 def back_matter(heading: str, misread: bool = False) -> str | None:

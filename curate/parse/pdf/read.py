@@ -134,7 +134,7 @@ def _drop_unseen(page: pymupdf.Page, data: dict) -> None:
     captions, words for search engines), text in the colour of the tint under it, transparent text, and
     glyphs that only clip with nothing painted through them. White text on a dark band, box, image or
     shading stays, and so does invisible text (a scan's OCR layer)."""
-    pale, doubtful = [], {}
+    pale, doubtful = [], []
     for block in data["blocks"]:
         for line in block.get("lines", ()):
             for span in line["spans"]:
@@ -147,7 +147,7 @@ def _drop_unseen(page: pymupdf.Page, data: dict) -> None:
                 if _pale(span):
                     pale.append(span)
                 elif _doubtful(span):
-                    doubtful[id(span)] = span
+                    doubtful.append(span)
     if not pale and not doubtful:
         return  # the usual page: nothing is rendered
     # One coarse rendering answers for every kind of ground (fills, strokes, images, shadings, patterns).
@@ -155,19 +155,16 @@ def _drop_unseen(page: pymupdf.Page, data: dict) -> None:
     rows = np.frombuffer(pixmap.samples, dtype=np.uint8).reshape(pixmap.height, pixmap.stride)
     grey = rows[:, : pixmap.width]
     scale = _GROUND_DPI / 72
-    unseen = set()
-    for span in pale + list(doubtful.values()):
+
+    def box(span: dict) -> np.ndarray:
         x0, y0, x1, y1 = span["bbox"]
-        box = grey[int(y0 * scale) : math.ceil(y1 * scale), int(x0 * scale) : math.ceil(x1 * scale)]
-        if not box.size:
-            continue
-        if id(span) in doubtful:
-            # What was painted does not matter, only whether the glyphs show: their box is of one level.
-            # Even thin light glyphs (yellow at 7 pt) leave a few darker pixels at this resolution.
-            if int(box.max()) - int(box.min()) < _FLAT:
-                unseen.add(id(span))
-        elif (box < _NOT_WHITE).mean() < _DARK_SHARE:
-            unseen.add(id(span))
+        return grey[int(y0 * scale) : math.ceil(y1 * scale), int(x0 * scale) : math.ceil(x1 * scale)]
+
+    # White text is seen where it stands on a ground; for the doubtful, what was painted does not matter,
+    # only whether the glyphs show: their box is of one level (thin light glyphs, yellow at 7 pt, still
+    # leave a few darker pixels at this resolution).
+    unseen = {id(s) for s in pale if (b := box(s)).size and (b < _NOT_WHITE).mean() < _DARK_SHARE}
+    unseen |= {id(s) for s in doubtful if (b := box(s)).size and int(b.max()) - int(b.min()) < _FLAT}
     for block in data["blocks"]:
         for line in block.get("lines", ()):
             line["spans"] = [s for s in line["spans"] if id(s) not in unseen]

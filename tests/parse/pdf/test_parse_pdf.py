@@ -636,18 +636,32 @@ def test_a_sentence_resumes_after_a_tables_note(tmp_path: Path) -> None:
     assert "Group3" not in text
 
 
+# The first half of a sentence, then a table with a bold header row set as one line.
+_TABLE_AFTER_HALF = [("body", _UNFINISHED), ("bold", "Treatment Paw volume (mL)"), ("table", "")]
+
+
 def test_body_text_is_not_joined_onto_small_print(tmp_path: Path) -> None:
     # PLOS: after a table's bold header row, its note (small, no final stop) stands right before the
     # sentence's second half. Joined onto the note, that half was dropped with it as small print.
     items = [
-        ("body", _UNFINISHED),
-        ("bold", "Treatment Paw volume (mL)"),
-        ("table", ""),
+        *_TABLE_AFTER_HALF,
         ("small", "Values are mean and SD; p<0.01 against the untreated group"),
         ("body", _RESUMED),
     ]
     text = parse_pdf(_page_of(tmp_path / "onto.pdf", items)).text
     assert "\n\nfew days, and the treated paws were back" in text
+
+
+def _draw_table(page: pymupdf.Page, size: float) -> None:
+    """Five rows of four cells, from y 230 down, in `size`."""
+    for row in range(5):
+        for x, cell in (
+            (72, f"Group {row}"),
+            (250, f"{row}.5 ± 0.1"),
+            (330, f"{row}.8 ± 0.2"),
+            (410, "1.1 ± 0.1"),
+        ):
+            page.insert_text((x, 230 + 14 * row), cell, fontsize=size)
 
 
 def _table_with_rows_of_two(path: Path, header: tuple[float, float, str, str], size: float = 10) -> Path:
@@ -657,14 +671,7 @@ def _table_with_rows_of_two(path: Path, header: tuple[float, float, str, str], s
     doc = pymupdf.open()
     page = doc.new_page()
     assert page.insert_textbox(pymupdf.Rect(72, 72, 520, 190), _UNFINISHED, fontsize=10) >= 0
-    for row in range(5):
-        for x, cell in (
-            (72, f"Group {row}"),
-            (250, f"{row}.5 ± 0.1"),
-            (330, f"{row}.8 ± 0.2"),
-            (410, "1.1 ± 0.1"),
-        ):
-            page.insert_text((x, 230 + 14 * row), cell, fontsize=size)
+    _draw_table(page, size)
     baseline, header_size, left, right = header
     page.insert_text((72, baseline), left, fontsize=header_size, fontname="hebo")
     page.insert_text((330, baseline), right, fontsize=header_size, fontname="hebo")
@@ -693,14 +700,7 @@ def test_rows_right_under_a_table_that_are_not_its_own_stay(tmp_path: Path, case
     doc = pymupdf.open()
     page = doc.new_page()
     assert page.insert_textbox(pymupdf.Rect(72, 72, 520, 200), _PROSE * 4, fontsize=10) >= 0
-    for row in range(5):
-        for x, cell in (
-            (72, f"Group {row}"),
-            (250, f"{row}.5 ± 0.1"),
-            (330, f"{row}.8 ± 0.2"),
-            (410, "1.1 ± 0.1"),
-        ):
-            page.insert_text((x, 230 + 14 * row), cell, fontsize=10)
+    _draw_table(page, 10)
     if case == "numbered items":
         kept = ["1.2.3 Offer aspirin to all adults.", "1.2.4 Do not offer warfarin to adults over 80."]
         for k, item in enumerate(kept):
@@ -791,9 +791,7 @@ def test_a_lowercase_paragraph_after_a_table_finishes_no_heading_label_or_earlie
 
 def test_a_tables_note_in_small_print_does_not_finish_the_sentence_before_the_table(tmp_path: Path) -> None:
     items = [
-        ("body", _UNFINISHED),
-        ("bold", "Treatment Paw volume (mL)"),
-        ("table", ""),
+        *_TABLE_AFTER_HALF,
         ("small", "values are means of six rats per group, with SD"),
     ]
     text = parse_pdf(_page_of(tmp_path / "note.pdf", items)).text
