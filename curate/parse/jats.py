@@ -49,7 +49,7 @@ _BLOCKS = frozenset(
 # (index terms mark a word for a back-of-book index and are never printed).
 _INLINE_SPECIAL = frozenset(
     {"inline-formula", "disp-formula", "tex-math", _MATH, "math", "alternatives", "break", "fn", "glyph-data",
-     "object-id", "label", "inline-supplementary-material", "index-term", "index-term-range-end"}
+     "object-id", "label", "inline-supplementary-material", "index-term"}
 )  # fmt: skip
 _SPECIAL = tuple(_BLOCKS | _INLINE_SPECIAL)
 # In a table cell, a caption or a reference every element is read inline; these still need a space around.
@@ -439,7 +439,7 @@ class _Reader:
             para.parts.append(" ")
         elif name in ("fn",):
             self.drop("footnotes", el)
-        elif name in ("glyph-data", "object-id", "label", "index-term", "index-term-range-end"):
+        elif name in ("glyph-data", "object-id", "label", "index-term"):
             pass
         elif name == "inline-supplementary-material":
             para.parts.append(self.flat(el))
